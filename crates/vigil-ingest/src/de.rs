@@ -1,0 +1,302 @@
+//! Serde helpers shared by the JSON decoders: tolerant field types (AWS writes some
+//! booleans and numbers as strings, and some objects as `null` or `""`), and turning
+//! serde's errors into record errors that name the field.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{
+    self, Deserialize, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, Visitor,
+};
+use vigil_model::Timestamp;
+
+use crate::error::RecordErrorKind;
+use crate::json_stream::offset_of;
+
+/// A string field that borrows from the record when it has no escapes.
+///
+/// serde's own `Option<Cow<str>>` always copies; this visitor keeps the borrow, which
+/// is most of the difference between a fast and a slow decoder.
+#[derive(Debug, Clone)]
+pub(crate) struct CowStr<'a>(pub Cow<'a, str>);
+
+impl std::ops::Deref for CowStr<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CowStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(s)))
+            }
+            // Numbers and booleans where a string is expected (account ids written as
+            // numbers, for one) are kept as their text rather than failing the record.
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v.to_string())))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v.to_string())))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v.to_string())))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+pub(crate) type Str<'a> = Option<CowStr<'a>>;
+
+pub(crate) fn own(s: &Str<'_>) -> Option<String> {
+    s.as_deref().filter(|v| !v.is_empty()).map(str::to_owned)
+}
+
+/// Why a record could not be decoded, and where to resume if its JSON is broken.
+pub(crate) struct Failure {
+    pub kind: RecordErrorKind,
+    /// Byte offset of a syntax error inside the record.
+    pub syntax_at: Option<usize>,
+}
+
+impl From<RecordErrorKind> for Failure {
+    fn from(kind: RecordErrorKind) -> Self {
+        Failure {
+            kind,
+            syntax_at: None,
+        }
+    }
+}
+
+/// Parses `text` as `T`. On a type error, parses again with path tracking so that the
+/// message names the field (`userIdentity.type: invalid type: ...`); the hot path
+/// pays nothing for that.
+pub(crate) fn parse<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, Failure> {
+    match serde_json::from_str::<T>(text) {
+        Ok(v) => Ok(v),
+        Err(e) if e.is_syntax() || e.is_eof() => {
+            let at = offset_of(text.as_bytes(), e.line(), e.column());
+            Err(Failure {
+                kind: RecordErrorKind::InvalidJson(strip_position(&e.to_string())),
+                syntax_at: Some(at),
+            })
+        }
+        Err(e) => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            let kind = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+                Err(pe) => RecordErrorKind::BadField {
+                    field: pe.path().to_string(),
+                    reason: strip_position(&pe.inner().to_string()),
+                },
+                Ok(_) => RecordErrorKind::InvalidJson(strip_position(&e.to_string())),
+            };
+            Err(kind.into())
+        }
+    }
+}
+
+/// serde_json appends "at line L column C" relative to the record; the caller reports
+/// the position in the file instead.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+pub(crate) fn required<'s>(
+    v: &'s Str<'_>,
+    field: &'static str,
+) -> Result<&'s str, RecordErrorKind> {
+    v.as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or(RecordErrorKind::MissingField { field })
+}
+
+pub(crate) fn time_field(
+    v: &Str<'_>,
+    field: &'static str,
+) -> Result<Option<Timestamp>, RecordErrorKind> {
+    match v.as_deref().filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => Timestamp::parse(s)
+            .map(Some)
+            .map_err(|e| RecordErrorKind::BadField {
+                field: field.into(),
+                reason: e.to_string(),
+            }),
+    }
+}
+
+/// An object that AWS sometimes writes as `null`, a string or an array: anything but
+/// an object reads as `None` instead of failing the record.
+pub(crate) struct Lenient<T>(pub Option<T>);
+
+impl<T> Default for Lenient<T> {
+    fn default() -> Self {
+        Lenient(None)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Lenient<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(|v| Lenient(Some(v)))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Lenient(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+/// A boolean written as `true` or `"true"`.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct LooseBool(pub Option<bool>);
+
+impl<'de> Deserialize<'de> for LooseBool {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LooseBool;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a boolean or \"true\"/\"false\"")
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<LooseBool, E> {
+                Ok(LooseBool(Some(b)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<LooseBool, E> {
+                match s.to_ascii_lowercase().as_str() {
+                    "true" | "yes" => Ok(LooseBool(Some(true))),
+                    "false" | "no" => Ok(LooseBool(Some(false))),
+                    "" => Ok(LooseBool(None)),
+                    _ => Err(E::invalid_value(de::Unexpected::Str(s), &self)),
+                }
+            }
+            fn visit_unit<E>(self) -> Result<LooseBool, E> {
+                Ok(LooseBool(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A number written as `5`, `5.0` or `"5.0"`.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct LooseNum(pub Option<f64>);
+
+impl<'de> Deserialize<'de> for LooseNum {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LooseNum;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number or a numeric string")
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<LooseNum, E> {
+                Ok(LooseNum(Some(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<LooseNum, E> {
+                Ok(LooseNum(Some(v as f64)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<LooseNum, E> {
+                Ok(LooseNum(Some(v as f64)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<LooseNum, E> {
+                if s.trim().is_empty() {
+                    return Ok(LooseNum(None));
+                }
+                s.trim()
+                    .parse()
+                    .map(|v| LooseNum(Some(v)))
+                    .map_err(|_| E::invalid_value(de::Unexpected::Str(s), &self))
+            }
+            fn visit_unit<E>(self) -> Result<LooseNum, E> {
+                Ok(LooseNum(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Used by tests and tools that want a value tree of a record.
+#[allow(dead_code)]
+pub(crate) fn parse_owned<T: DeserializeOwned>(text: &str) -> Result<T, Failure> {
+    parse::<T>(text)
+}
+
+/// `iam.amazonaws.com` → `iam`.
+pub(crate) fn short_service(event_source: &str) -> &str {
+    event_source
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| event_source.strip_suffix(".amazonaws.com.cn"))
+        .unwrap_or(event_source)
+}
+
+/// Splits a CloudTrail `sourceIPAddress` into an address or a host name.
+pub(crate) fn split_source(v: Option<&str>) -> (Option<std::net::IpAddr>, Option<String>) {
+    match v.map(str::trim).filter(|s| !s.is_empty()) {
+        None => (None, None),
+        Some(s) => match s.parse() {
+            Ok(ip) => (Some(ip), None),
+            Err(_) => (None, Some(s.to_owned())),
+        },
+    }
+}
+
+/// A stable id for records that carry none: FNV-1a over the record text.
+pub(crate) fn digest_id(prefix: &str, text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{prefix}-{h:016x}")
+}

@@ -1,0 +1,43 @@
+//! The `vigil` command: argument parsing and wiring only; the work is in the crates.
+
+mod scan;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code when the run finished but some records or files could not be decoded.
+pub const EXIT_COMPLETED_WITH_ERRORS: u8 = 3;
+/// Exit code when the run could not do its job (bad arguments, unreadable input path).
+pub const EXIT_FATAL: u8 = 1;
+
+#[derive(Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Cloud security monitoring and incident response for multi-account AWS"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Decode telemetry files and directories and report what they hold.
+    Scan(scan::ScanArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Scan(args) => scan::run(&args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("vigil: error: {e:#}");
+            ExitCode::from(EXIT_FATAL)
+        }
+    }
+}
