@@ -115,6 +115,9 @@ struct ResponseElements<'a> {
 struct AdditionalData<'a> {
     #[serde(borrow, default, rename = "MFAUsed")]
     mfa_used: Str<'a>,
+    /// Identity Center sign-ins name the user here, not in userIdentity.
+    #[serde(borrow, default, rename = "UserName")]
+    user_name: Str<'a>,
 }
 
 #[derive(Deserialize)]
@@ -191,7 +194,12 @@ fn to_event(rec: &Record<'_>, text: &str, fallback: &Fallback) -> Result<Event, 
             arn: own(&u.arn),
             principal_id: own(&u.principal_id),
             account_id: own(&u.account_id),
-            user_name: own(&u.user_name),
+            user_name: own(&u.user_name).or_else(|| {
+                rec.additional_event_data
+                    .0
+                    .as_ref()
+                    .and_then(|a| own(&a.user_name))
+            }),
             access_key_id: own(&u.access_key_id),
             session_issuer: issuer.map(|i| SessionIssuer {
                 issuer_type: own(&i.issuer_type),

@@ -98,7 +98,13 @@ fn check(e: &Event, key: &str, want: &Value) -> Result<(), String> {
             None => eq(e.source_host.clone()),
         },
         "user_agent.original" => eq(e.user_agent.clone()),
+        // Newer Elastic pipelines put an IAM user's ARN in user.id, older ones the
+        // principal id; we carry both.
+        "user.id" if actor.and_then(|a| a.arn.as_deref()) == want.as_str() => Ok(()),
         "user.id" => eq(actor.and_then(|a| a.principal_id.clone())),
+        "aws.cloudtrail.user_identity.principal_id" => {
+            eq(actor.and_then(|a| a.principal_id.clone()))
+        }
         // Elastic names an assumed role's user by its issuer, and splits emails.
         "user.name" => {
             let w = s(want);
