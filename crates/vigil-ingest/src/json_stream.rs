@@ -238,6 +238,19 @@ impl JsonSplitter {
 
     fn emit(&mut self, end: usize) -> Out {
         let tentative = self.recovering;
+        if end - self.pos > self.max_record {
+            let span = self.span_at(self.pos, tentative);
+            self.pos = end;
+            if tentative {
+                return Out::Again;
+            }
+            return Out::Error(
+                span,
+                RecordErrorKind::TooLarge {
+                    limit: self.max_record,
+                },
+            );
+        }
         let span = self.span_at(self.pos, tentative);
         let start = self.pos;
         self.pos = end;
@@ -275,19 +288,29 @@ impl JsonSplitter {
             self.pos = at + 1;
             return Out::Again;
         }
-        let kind = if len >= self.max_record {
-            RecordErrorKind::TooLarge {
+        // Whatever made the value run on (a missing bracket, garbage) may have
+        // swallowed good records: report the first syntax error inside it and restart
+        // there, so the records after it are found again.
+        let syntax = syntax_error_in(&self.buf[at..self.end]);
+        let kind = match &syntax {
+            Some((_, msg)) => RecordErrorKind::InvalidJson(msg.clone()),
+            None if len >= self.max_record => RecordErrorKind::TooLarge {
                 limit: self.max_record,
-            }
-        } else if let Some(e) = &self.read_error {
-            RecordErrorKind::Truncated(e.clone())
-        } else {
-            RecordErrorKind::Truncated("the last record is cut off".into())
+            },
+            None => RecordErrorKind::Truncated(
+                self.read_error
+                    .clone()
+                    .unwrap_or_else(|| "the last record is cut off".into()),
+            ),
         };
-        // Whatever made the value run on (a missing bracket, a cut line) may have
-        // swallowed good records: restart at the first syntax error inside it.
-        let slice = &self.buf[at..self.end];
-        let resume = first_syntax_error(slice).unwrap_or(1).max(1);
+        let resume = syntax.as_ref().map_or(1, |(off, _)| (*off).max(1));
+        let span = match syntax {
+            Some((off, _)) => Span {
+                line: span.line + count_lines(&self.buf[at..at + off]),
+                ..span
+            },
+            None => span,
+        };
         self.pos = at + resume.min(len.max(1));
         self.recovering = true;
         Out::Error(span, kind)
@@ -297,15 +320,25 @@ impl JsonSplitter {
         let start = self.pos;
         let tentative = self.recovering;
         let span = self.span_at(start, tentative);
-        self.pos = at.max(start + 1);
+        // A bracket that does not match is usually where a *later* record ends; the
+        // damage is earlier, at the first syntax error: restart from there.
+        let syntax = syntax_error_in(&self.buf[start..=at.min(self.end - 1)]);
+        self.pos = match &syntax {
+            Some((off, _)) => start + (*off).max(1),
+            None => at.max(start + 1),
+        };
         self.recovering = true;
         if tentative {
             return Out::Again;
         }
-        Out::Error(
-            span,
-            RecordErrorKind::InvalidJson(format!("{why} at byte {}", self.base + at as u64)),
-        )
+        let (line, msg) = match syntax {
+            Some((off, msg)) => (span.line + count_lines(&self.buf[start..start + off]), msg),
+            None => (
+                span.line,
+                format!("{why} at byte {}", self.base + at as u64),
+            ),
+        };
+        Out::Error(Span { line, ..span }, RecordErrorKind::InvalidJson(msg))
     }
 
     fn finish(&mut self) -> Out {
@@ -562,12 +595,28 @@ fn scan_top_object(b: &[u8], from: usize, eof: bool, stack: &mut Vec<u8>) -> Top
 }
 
 /// Byte offset of the first syntax error in `slice`, if serde finds one before the end.
+#[cfg(test)]
 pub(crate) fn first_syntax_error(slice: &[u8]) -> Option<usize> {
+    syntax_error_in(slice).map(|(at, _)| at)
+}
+
+/// The first syntax error in `slice` (offset and message), if there is one before the
+/// slice ends.
+fn syntax_error_in(slice: &[u8]) -> Option<(usize, String)> {
     let err = serde_json::from_slice::<serde::de::IgnoredAny>(slice).err()?;
     if err.is_eof() {
         return None;
     }
-    Some(offset_of(slice, err.line(), err.column()))
+    let msg = err.to_string();
+    let msg = msg
+        .rfind(" at line ")
+        .map_or(msg.as_str(), |i| &msg[..i])
+        .to_owned();
+    Some((offset_of(slice, err.line(), err.column()), msg))
+}
+
+fn count_lines(b: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', b).count() as u64
 }
 
 /// Converts serde_json's 1-based line and column into a byte offset.
