@@ -1,0 +1,147 @@
+//! `vigil scan` as a user runs it: exit codes, the report, the error lines.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn shared() -> PathBuf {
+    std::env::var("VIGIL_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
+}
+
+fn vigil(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn clean_scan_exits_zero() {
+    let dir = shared().join("elastic-aws/cloudtrail");
+    let o = vigil(&["scan", dir.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = stdout(&o);
+    assert!(out.contains("cloudtrail-digest"), "{out}");
+    assert!(
+        out.contains("note: ") && out.contains("digest file: skipped"),
+        "{out}"
+    );
+    assert!(
+        out.contains("7 files (0 unreadable), 8 records, 8 events, 0 errors"),
+        "{out}"
+    );
+}
+
+#[test]
+fn errors_give_exit_three_and_keep_good_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(
+        shared().join("elastic-aws/cloudtrail/test-console-login-json.log"),
+    )
+    .unwrap();
+    let lines: Vec<&str> = good.lines().collect();
+    let mixed = format!(
+        "{}\n{{\"eventTime\": oops}}\n{}\n{}\n",
+        lines[0], lines[1], lines[2]
+    );
+    std::fs::write(dir.path().join("mixed.json"), mixed).unwrap();
+    std::fs::write(dir.path().join("empty.json"), "").unwrap();
+    let o = vigil(&["scan", "--output", "json", dir.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["totals"]["events"], 3);
+    assert_eq!(v["totals"]["errors"], 2);
+    assert_eq!(v["totals"]["files_failed"], 1);
+    let errors = v["errors"].as_array().unwrap();
+    assert!(errors
+        .iter()
+        .any(|e| e["file"].as_str().unwrap().ends_with("empty.json")
+            && e["message"] == "the file is empty"));
+    let bad = errors
+        .iter()
+        .find(|e| e["file"].as_str().unwrap().ends_with("mixed.json"))
+        .unwrap();
+    assert_eq!(
+        (bad["record"].as_u64(), bad["line"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert!(
+        bad["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid JSON: expected value"),
+        "{bad}"
+    );
+
+    let o = vigil(&["scan", dir.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3));
+    let out = stdout(&o);
+    assert!(out.contains("mixed.json: record 2, line 2, byte "), "{out}");
+    assert!(out.contains("completed with errors"), "{out}");
+}
+
+#[test]
+fn fatal_and_usage_errors_have_their_own_codes() {
+    let o = vigil(&["scan", "/nonexistent/vigil-test-path"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr)
+        .contains("/nonexistent/vigil-test-path: no such file or directory"));
+    let o = vigil(&["scan", "--flow-format", "version bogus-field", "."]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown flow log field \"bogus-field\""));
+    let o = vigil(&["scan", "--format", "parquet", "."]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = vigil(&["scan"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn jsonl_writes_every_event() {
+    let file = shared().join("elastic-aws/vpcflow/test-v5-all-fields.log");
+    let o = vigil(&[
+        "scan",
+        "--output",
+        "jsonl",
+        "--flow-format",
+        "v5",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = stdout(&o);
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["source"], "vpcflow");
+    assert_eq!(events[0]["network"]["pkt_dst_aws_service"], "CLOUDFRONT");
+    // The summary goes to stderr so stdout stays pure JSON lines.
+    assert!(String::from_utf8_lossy(&o.stderr).contains("1 records, 1 events, 0 errors"));
+}
+
+#[test]
+fn forced_format_on_the_wrong_kind_of_file() {
+    let file = shared().join("elastic-aws/guardduty/test-guardduty.log");
+    let o = vigil(&["scan", "--format", "vpcflow", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        stdout(&o).contains("the file is JSON, but --format vpcflow reads flow-log text"),
+        "{}",
+        stdout(&o)
+    );
+}
