@@ -72,6 +72,9 @@ impl FromStr for FlowField {
 
 use FlowField as F;
 
+/// More fields than any format has: a longer line is a field-count error.
+const MAX_FIELDS: usize = 64;
+
 const V2: &[FlowField] = &[
     F::Version,
     F::AccountId,
@@ -263,24 +266,29 @@ pub(crate) fn decode_line(
     format: &FlowFormat,
     fallback_region: Option<&str>,
 ) -> Result<Event, RecordErrorKind> {
-    let found = line.split_ascii_whitespace().count();
+    // One pass over the line into a fixed array: no allocation for the split.
+    let mut values = [""; MAX_FIELDS];
+    let mut found = 0;
+    for v in line.split_ascii_whitespace() {
+        if found < MAX_FIELDS {
+            values[found] = v;
+        }
+        found += 1;
+    }
     if found != format.fields.len() {
         return Err(field_count(format, found));
     }
-    let mut flow = FlowFields::default();
-    for (field, v) in format
-        .fields
-        .iter()
-        .copied()
-        .zip(line.split_ascii_whitespace())
-    {
+    // Built in place: the struct is large, and moving it into a box would copy it.
+    let mut flow = Box::<FlowFields>::default();
+    let mut account = None;
+    for (field, &v) in format.fields.iter().copied().zip(&values[..found]) {
         if v == "-" {
             continue;
         }
         let s = || Some(v.to_owned());
         match field {
             F::Version => flow.version = Some(num(field, v, "a version number")?),
-            F::AccountId => flow.account_id = s(),
+            F::AccountId => account = s(),
             F::InterfaceId => flow.interface_id = s(),
             F::SrcAddr => flow.src_addr = Some(num::<IpAddr>(field, v, "an IP address")?),
             F::DstAddr => flow.dst_addr = Some(num::<IpAddr>(field, v, "an IP address")?),
@@ -372,28 +380,22 @@ pub(crate) fn decode_line(
         },
         None => Outcome::Unknown,
     };
-    let mut resources = Vec::new();
-    if let Some(i) = &flow.instance_id {
-        resources.push(ResourceRef {
+    // The interface is in the flow fields; only an instance is worth a resource entry
+    // (it is what incidents and playbooks act on).
+    let resources = match &flow.instance_id {
+        Some(i) => vec![ResourceRef {
             arn: None,
             id: Some(i.clone()),
             resource_type: Some("AWS::EC2::Instance".into()),
-            account_id: flow.account_id.clone(),
-        });
-    }
-    if let Some(i) = &flow.interface_id {
-        resources.push(ResourceRef {
-            arn: None,
-            id: Some(i.clone()),
-            resource_type: Some("AWS::EC2::NetworkInterface".into()),
-            account_id: flow.account_id.clone(),
-        });
-    }
+            account_id: account.clone(),
+        }],
+        None => Vec::new(),
+    };
     Ok(Event {
         id: crate::de::digest_id("vpcflow", line),
         time,
         source: SourceKind::VpcFlow,
-        account: flow.account_id.clone(),
+        account,
         region: flow
             .region
             .clone()
@@ -407,7 +409,7 @@ pub(crate) fn decode_line(
         resources,
         outcome,
         read_only: None,
-        network: Some(Box::new(flow)),
+        network: Some(flow),
         finding: None,
         raw: Raw::Text(line.into()),
     })

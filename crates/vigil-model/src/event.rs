@@ -360,15 +360,15 @@ pub enum LogStatus {
     SkipData,
 }
 
-/// Every field of VPC flow log versions 2–8 and of Transit Gateway flow logs; a field
-/// is `None` when the format did not include it or the record wrote `-`.
+/// Every field of VPC flow log versions 2–8 and of Transit Gateway flow logs (but
+/// `account-id`, which is the event's `account`); a field is `None` when the format
+/// did not include it or the record wrote `-`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FlowFields {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub account_id: Option<String>,
+    // `account-id` is the event's `account`, not repeated here.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interface_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
