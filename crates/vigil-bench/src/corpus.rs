@@ -330,10 +330,9 @@ fn cloudtrail_record(rng: &mut Rng, now: i64, out: &mut String) {
             }
         })
         .unwrap_or(&OPS[0]);
-    let ctx = Ctx {
-        account: *rng.pick(&ACCOUNTS),
-        region: *rng.pick(&REGIONS),
-    };
+    let account = *rng.pick::<&str>(&ACCOUNTS);
+    let region = *rng.pick::<&str>(&REGIONS);
+    let ctx = Ctx { account, region };
     out.push_str(r#"{"eventVersion":"1.09","userIdentity":"#);
     identity(rng, &ctx, now, out);
     out.push_str(r#","eventTime":""#);
@@ -406,11 +405,8 @@ fn flow_line(rng: &mut Rng, now: i64, out: &mut String) {
     };
     let service_port = *rng.pick(&[443u16, 443, 443, 80, 22, 3389, 5432, 53, 123, 3333, 8080]);
     let eph = 32768 + rng.below(28000) as u16;
-    let (sport, dport) = if inbound {
-        (eph, service_port)
-    } else {
-        (eph, service_port)
-    };
+    // Either way the client side uses an ephemeral port and the server its service port.
+    let (sport, dport) = (eph, service_port);
     let proto = if service_port == 53 || service_port == 123 {
         17
     } else if rng.chance(2) {

@@ -24,6 +24,9 @@ use crate::vpcflow::{self, FlowFormat};
 use crate::{DecodeOptions, Format};
 
 /// What came out of a file: an event, or a record that could not be decoded.
+// Events are the common case and move once per record; boxing them to shrink the
+// rare error variant would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Item {
     Event(Event),
@@ -165,8 +168,11 @@ struct JsonBody {
     fallback: Fallback,
 }
 
+/// The first-look bytes, then the rest of the stream.
+type LineSource = BufReader<std::io::Chain<std::io::Cursor<Vec<u8>>, Box<dyn Read + Send>>>;
+
 struct FlowBody {
-    reader: BufReader<std::io::Chain<std::io::Cursor<Vec<u8>>, Box<dyn Read + Send>>>,
+    reader: LineSource,
     line: Vec<u8>,
     line_no: u64,
     format: FlowFormat,
@@ -194,8 +200,26 @@ pub struct FileDecoder {
 
 /// Opens `path` and works out what it holds.
 pub fn open(path: &Path, opts: &DecodeOptions) -> Result<FileDecoder, OpenError> {
+    decoder_for(path, input::open(path)?, opts)
+}
+
+/// Decodes bytes that do not come from a local file (an S3 object, an HTTP body).
+/// `name` stands for the file in errors and, when it is an S3 key, gives the account
+/// and region the way a local path in the S3 layout does.
+pub fn open_reader(
+    name: &Path,
+    reader: Box<dyn std::io::Read + Send>,
+    opts: &DecodeOptions,
+) -> Result<FileDecoder, OpenError> {
+    decoder_for(name, input::from_reader(name, reader)?, opts)
+}
+
+fn decoder_for(
+    path: &Path,
+    input: input::Input,
+    opts: &DecodeOptions,
+) -> Result<FileDecoder, OpenError> {
     let (fallback, hint) = s3_hints(path);
-    let input = input::open(path)?;
     let mut report = FileReport {
         path: path.to_owned(),
         gzip: input.gzip,
@@ -621,6 +645,7 @@ fn decode_as(
 }
 
 /// One step of decoding.
+#[allow(clippy::large_enum_variant)]
 enum Stepped {
     Item(Item),
     /// Nothing to hand out from this step (a skipped digest, a rejected candidate, a

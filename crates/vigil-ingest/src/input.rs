@@ -45,14 +45,24 @@ pub(crate) struct Input {
 }
 
 pub(crate) fn open(path: &Path) -> Result<Input, OpenError> {
+    let file = File::open(path).map_err(|source| OpenError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    from_reader(path, Box::new(file))
+}
+
+/// Like [`open`] for bytes from anywhere (an S3 object, an HTTP body, a fuzzer);
+/// `name` is what errors call it.
+pub(crate) fn from_reader(name: &Path, reader: Box<dyn Read + Send>) -> Result<Input, OpenError> {
+    let path = name;
     let io_err = |source| OpenError::Io {
         path: path.to_owned(),
         source,
     };
-    let file = File::open(path).map_err(io_err)?;
     let file_bytes = Arc::new(AtomicU64::new(0));
     let mut file = Counting {
-        inner: file,
+        inner: reader,
         count: file_bytes.clone(),
     };
     let mut magic = [0u8; 4];

@@ -27,7 +27,7 @@ mod walk;
 use std::fmt;
 use std::str::FromStr;
 
-pub use decoder::{open, FileDecoder, FileReport, Item};
+pub use decoder::{open, open_reader, FileDecoder, FileReport, Item};
 pub use error::{Location, OpenError, RecordError, RecordErrorKind};
 pub use vpcflow::{FlowField, FlowFormat};
 pub use walk::{walk, WalkError};
