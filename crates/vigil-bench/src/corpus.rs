@@ -444,7 +444,9 @@ fn date_path(secs: i64) -> String {
 }
 
 fn write_gz(path: &Path, body: &[u8]) -> Result<u64> {
-    std::fs::create_dir_all(path.parent().unwrap())?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
     let f = std::fs::File::create(path).with_context(|| path.display().to_string())?;
     let mut e = GzEncoder::new(std::io::BufWriter::new(f), Compression::new(6));
     e.write_all(body)?;
