@@ -6,9 +6,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::{
-    self, Deserialize, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, Visitor,
-};
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use vigil_model::Timestamp;
 
 use crate::error::RecordErrorKind;
@@ -264,12 +262,6 @@ impl<'de> Deserialize<'de> for LooseNum {
         }
         d.deserialize_any(V)
     }
-}
-
-/// Used by tests and tools that want a value tree of a record.
-#[allow(dead_code)]
-pub(crate) fn parse_owned<T: DeserializeOwned>(text: &str) -> Result<T, Failure> {
-    parse::<T>(text)
 }
 
 /// `iam.amazonaws.com` → `iam`.
