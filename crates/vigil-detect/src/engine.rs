@@ -1,0 +1,160 @@
+//! Running a set of compiled rules over events.
+//!
+//! Rules are indexed once: by the telemetry source their logsource names, and, when a
+//! rule can only match certain CloudTrail `eventName`s, by those names. For each event
+//! only the rules filed under its source and event name (plus the few that cannot be
+//! indexed) are evaluated, and the record's JSON is parsed at most once, only when
+//! some rule is a candidate.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use vigil_model::{Event, Raw, SourceKind};
+
+use crate::sigma::{CompiledRule, RuleIssue, Subject};
+
+#[derive(Default)]
+struct SourceIndex {
+    by_event_name: HashMap<String, Vec<u32>>,
+    always: Vec<u32>,
+}
+
+/// Compiled rules, indexed for matching.
+pub struct RuleSet {
+    rules: Vec<CompiledRule>,
+    index: [SourceIndex; 4],
+}
+
+/// Reusable per-thread buffers, so that evaluating allocates nothing per rule.
+#[derive(Default)]
+pub struct Scratch {
+    name: String,
+    candidates: Vec<u32>,
+    memo: Vec<Option<bool>>,
+}
+
+fn source_slot(s: SourceKind) -> usize {
+    s as usize
+}
+
+/// Which of our sources a Sigma logsource covers; empty when none.
+pub fn sources_of(rule: &CompiledRule) -> Result<Vec<SourceKind>, String> {
+    let ls = &rule.meta.logsource;
+    if let Some(p) = &ls.product {
+        if p != "aws" {
+            return Err(format!("logsource product `{p}` is not AWS"));
+        }
+    }
+    if let Some(c) = &ls.category {
+        return Err(format!("logsource category `{c}` has no AWS source"));
+    }
+    Ok(match ls.service.as_deref() {
+        None => SourceKind::ALL.to_vec(),
+        Some("cloudtrail") => vec![SourceKind::CloudTrail],
+        Some("vpcflow" | "vpc_flow" | "vpcflowlogs") => vec![SourceKind::VpcFlow],
+        Some("guardduty") => vec![SourceKind::GuardDuty],
+        Some("securityhub" | "security_hub") => vec![SourceKind::SecurityHub],
+        Some(other) => {
+            return Err(format!(
+                "logsource service `{other}` is not a source Vigil reads"
+            ))
+        }
+    })
+}
+
+impl RuleSet {
+    /// Indexes `rules`. Rules whose logsource Vigil cannot serve are returned as
+    /// issues (they would never match) and left out.
+    pub fn new(rules: Vec<CompiledRule>) -> (RuleSet, Vec<RuleIssue>) {
+        let mut kept = Vec::with_capacity(rules.len());
+        let mut issues = Vec::new();
+        let mut index: [SourceIndex; 4] = Default::default();
+        for rule in rules {
+            match sources_of(&rule) {
+                Err(message) => issues.push(RuleIssue {
+                    origin: rule.meta.origin.clone(),
+                    rule: Some(rule.meta.title.clone()),
+                    unsupported: true,
+                    message,
+                }),
+                Ok(sources) => {
+                    let i = kept.len() as u32;
+                    for s in sources {
+                        let slot = &mut index[source_slot(s)];
+                        match (&rule.event_names, s) {
+                            (Some(names), SourceKind::CloudTrail) => {
+                                for n in names {
+                                    slot.by_event_name.entry(n.clone()).or_default().push(i);
+                                }
+                            }
+                            _ => slot.always.push(i),
+                        }
+                    }
+                    kept.push(rule);
+                }
+            }
+        }
+        (RuleSet { rules: kept, index }, issues)
+    }
+
+    pub fn rules(&self) -> &[CompiledRule] {
+        &self.rules
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// How many rules can be skipped by event name, and how many are always tried.
+    pub fn index_stats(&self) -> (usize, usize) {
+        let indexed = self
+            .rules
+            .iter()
+            .filter(|r| r.event_names.is_some())
+            .count();
+        (indexed, self.rules.len() - indexed)
+    }
+
+    /// Pushes the index of every rule `event` matches onto `out`.
+    pub fn evaluate(&self, event: &Event, scratch: &mut Scratch, out: &mut Vec<u32>) {
+        let slot = &self.index[source_slot(event.source)];
+        scratch.candidates.clear();
+        if !slot.by_event_name.is_empty() {
+            if let Some(a) = &event.action {
+                scratch.name.clear();
+                scratch.name.push_str(&a.operation);
+                scratch.name.make_ascii_lowercase();
+                if let Some(ids) = slot.by_event_name.get(scratch.name.as_str()) {
+                    scratch.candidates.extend_from_slice(ids);
+                }
+            }
+        }
+        scratch.candidates.extend_from_slice(&slot.always);
+        if scratch.candidates.is_empty() {
+            return;
+        }
+        let Some(doc) = document(event) else { return };
+        let subject = Subject {
+            doc: &doc,
+            raw: event.raw.as_str(),
+        };
+        for &i in &scratch.candidates {
+            if self.rules[i as usize].matches(&subject, &mut scratch.memo) {
+                out.push(i);
+            }
+        }
+    }
+}
+
+/// The record as JSON: the original record for JSON sources, the normalized event
+/// for flow records (whose fields are then `network.dst_port`, `action`, …).
+fn document(event: &Event) -> Option<Value> {
+    match &event.raw {
+        Raw::Json(text) => serde_json::from_str(text).ok(),
+        Raw::Text(_) => serde_json::to_value(event).ok(),
+    }
+}

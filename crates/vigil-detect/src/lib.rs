@@ -1,0 +1,13 @@
+//! Detection: which events are threats.
+//!
+//! Today this is a Sigma engine: rules (the community's and our own) are loaded from
+//! YAML, compiled once into matchers, indexed by source and CloudTrail event name,
+//! and evaluated over `vigil_model::Event`s. Correlation rules, behavioural baselines
+//! and the finding schema of `DESIGN.md` build on it.
+//!
+//! This crate does no IO beyond reading rule files; events come from `vigil-ingest`.
+
+pub mod engine;
+pub mod sigma;
+
+pub use engine::{RuleSet, Scratch};

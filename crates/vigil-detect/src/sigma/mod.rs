@@ -1,0 +1,11 @@
+//! The Sigma standard: detection rules (`rule`), their condition grammar
+//! (`condition`) and value matching (`value`).
+
+pub mod condition;
+pub mod rule;
+pub mod value;
+
+pub use rule::{
+    load_path, load_str, CompileOptions, CompiledRule, Level, Loaded, LogSource, RuleIssue,
+    RuleMeta, Subject,
+};

@@ -1,0 +1,574 @@
+//! Sigma detection rules: loading them from YAML, compiling them once into matchers,
+//! and the analysis that lets the engine skip rules an event cannot match.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use yaml_rust2::{Yaml, YamlLoader};
+
+use super::condition::{self, Cond};
+use super::value::{self, FieldMatcher, Pattern, ValueError};
+
+/// Severity a rule assigns (`level`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Informational,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Level {
+    fn parse(s: &str) -> Option<Level> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "informational" => Level::Informational,
+            "low" => Level::Low,
+            "medium" => Level::Medium,
+            "high" => Level::High,
+            "critical" => Level::Critical,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Informational => "informational",
+            Level::Low => "low",
+            Level::Medium => "medium",
+            Level::High => "high",
+            Level::Critical => "critical",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogSource {
+    pub product: Option<String>,
+    pub service: Option<String>,
+    pub category: Option<String>,
+}
+
+/// What a rule says about itself.
+#[derive(Clone, Debug)]
+pub struct RuleMeta {
+    pub id: Option<String>,
+    pub title: String,
+    pub status: Option<String>,
+    pub description: Option<String>,
+    pub level: Option<Level>,
+    pub tags: Vec<String>,
+    pub falsepositives: Vec<String>,
+    pub references: Vec<String>,
+    pub author: Option<String>,
+    pub logsource: LogSource,
+    /// The file the rule came from.
+    pub origin: PathBuf,
+}
+
+impl RuleMeta {
+    /// `id` when the rule has one, else its title: what messages call the rule.
+    pub fn name(&self) -> &str {
+        self.id.as_deref().unwrap_or(&self.title)
+    }
+}
+
+/// A problem with a rule: a feature this engine does not implement, or a mistake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleIssue {
+    pub origin: PathBuf,
+    /// Title (and id) of the rule, when the document got that far.
+    pub rule: Option<String>,
+    pub unsupported: bool,
+    pub message: String,
+}
+
+impl std::fmt::Display for RuleIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.origin.display())?;
+        if let Some(r) = &self.rule {
+            write!(f, ": {r}")?;
+        }
+        let kind = if self.unsupported {
+            "unsupported"
+        } else {
+            "invalid"
+        };
+        write!(f, ": {kind}: {}", self.message)
+    }
+}
+
+enum Selection {
+    /// A list of maps: any map whose fields all match.
+    Maps(Vec<Vec<FieldMatcher>>),
+    /// Values searched for anywhere in the record.
+    Keywords(Vec<Pattern>),
+}
+
+#[derive(Debug)]
+enum Node {
+    Sel(usize),
+    Not(Box<Node>),
+    And(Vec<Node>),
+    Or(Vec<Node>),
+}
+
+/// A rule compiled for matching.
+pub struct CompiledRule {
+    pub meta: RuleMeta,
+    selections: Vec<(String, Selection)>,
+    condition: Node,
+    /// When set, the rule can only match events whose `eventName` is one of these
+    /// (lowercase): the engine indexes it under them.
+    pub(crate) event_names: Option<Vec<String>>,
+}
+
+/// What a rule match evaluates against: the record as JSON and as text.
+pub struct Subject<'a> {
+    pub doc: &'a Value,
+    pub raw: &'a str,
+}
+
+impl CompiledRule {
+    pub fn matches(&self, subject: &Subject<'_>, memo: &mut Vec<Option<bool>>) -> bool {
+        memo.clear();
+        memo.resize(self.selections.len(), None);
+        self.eval(&self.condition, subject, memo)
+    }
+
+    fn eval(&self, n: &Node, s: &Subject<'_>, memo: &mut [Option<bool>]) -> bool {
+        match n {
+            Node::Sel(i) => {
+                if let Some(v) = memo[*i] {
+                    return v;
+                }
+                let v = match &self.selections[*i].1 {
+                    Selection::Maps(maps) => maps
+                        .iter()
+                        .any(|fields| fields.iter().all(|f| f.matches(s.doc))),
+                    Selection::Keywords(k) => k.iter().any(|p| value::keyword_matches(p, s.raw)),
+                };
+                memo[*i] = Some(v);
+                v
+            }
+            Node::Not(x) => !self.eval(x, s, memo),
+            Node::And(xs) => xs.iter().all(|x| self.eval(x, s, memo)),
+            Node::Or(xs) => xs.iter().any(|x| self.eval(x, s, memo)),
+        }
+    }
+}
+
+/// Everything loaded from a set of rule files.
+#[derive(Default)]
+pub struct Loaded {
+    pub rules: Vec<CompiledRule>,
+    pub issues: Vec<RuleIssue>,
+}
+
+fn str_of(y: &Yaml) -> Option<String> {
+    match y {
+        Yaml::String(s) => Some(s.clone()),
+        Yaml::Integer(i) => Some(i.to_string()),
+        Yaml::Real(r) => Some(r.clone()),
+        Yaml::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn strings(y: &Yaml) -> Vec<String> {
+    match y {
+        Yaml::Array(a) => a.iter().filter_map(str_of).collect(),
+        other => str_of(other).into_iter().collect(),
+    }
+}
+
+/// Options for compiling rules.
+#[derive(Clone, Debug, Default)]
+pub struct CompileOptions {
+    /// Values for `%placeholder%`s used with the `expand` modifier.
+    pub placeholders: HashMap<String, Vec<String>>,
+}
+
+/// Loads every rule document in `text` (YAML, possibly several `---` documents).
+pub fn load_str(text: &str, origin: &Path, opts: &CompileOptions, out: &mut Loaded) {
+    let docs = match YamlLoader::load_from_str(text) {
+        Ok(d) => d,
+        Err(e) => {
+            out.issues.push(RuleIssue {
+                origin: origin.to_owned(),
+                rule: None,
+                unsupported: false,
+                message: format!("YAML: {e}"),
+            });
+            return;
+        }
+    };
+    for doc in docs {
+        if doc.is_null() {
+            continue;
+        }
+        match compile_doc(&doc, origin, opts) {
+            Ok(rule) => out.rules.push(rule),
+            Err(issue) => out.issues.push(issue),
+        }
+    }
+}
+
+/// Loads a rule file, or every `.yml`/`.yaml` file under a directory (sorted).
+pub fn load_path(path: &Path, opts: &CompileOptions, out: &mut Loaded) {
+    let mut files = Vec::new();
+    collect(path, &mut files, out);
+    files.sort();
+    for f in files {
+        match std::fs::read_to_string(&f) {
+            Ok(text) => load_str(&text, &f, opts, out),
+            Err(e) => out.issues.push(RuleIssue {
+                origin: f,
+                rule: None,
+                unsupported: false,
+                message: e.to_string(),
+            }),
+        }
+    }
+}
+
+fn collect(path: &Path, files: &mut Vec<PathBuf>, out: &mut Loaded) {
+    match std::fs::read_dir(path) {
+        Ok(entries) => {
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    collect(&p, files, out);
+                } else if p.extension().is_some_and(|x| x == "yml" || x == "yaml") {
+                    files.push(p);
+                }
+            }
+        }
+        Err(_) if path.is_file() => files.push(path.to_owned()),
+        Err(e) => out.issues.push(RuleIssue {
+            origin: path.to_owned(),
+            rule: None,
+            unsupported: false,
+            message: e.to_string(),
+        }),
+    }
+}
+
+fn compile_doc(
+    doc: &Yaml,
+    origin: &Path,
+    opts: &CompileOptions,
+) -> Result<CompiledRule, RuleIssue> {
+    let get = |k: &str| &doc[k];
+    let title = str_of(get("title"));
+    let id = str_of(get("id"));
+    let rule_name = match (&title, &id) {
+        (Some(t), Some(i)) => Some(format!("{t} ({i})")),
+        (Some(t), None) => Some(t.clone()),
+        (None, Some(i)) => Some(i.clone()),
+        (None, None) => None,
+    };
+    let issue = |unsupported: bool, message: String| RuleIssue {
+        origin: origin.to_owned(),
+        rule: rule_name.clone(),
+        unsupported,
+        message,
+    };
+    if !get("correlation").is_badvalue() {
+        return Err(issue(
+            true,
+            "correlation rules are not evaluated yet".into(),
+        ));
+    }
+    if !get("filter").is_badvalue() && get("detection").is_badvalue() {
+        return Err(issue(true, "Sigma filters are not applied yet".into()));
+    }
+    let title = title.ok_or_else(|| issue(false, "missing `title`".into()))?;
+    let detection = get("detection");
+    let Yaml::Hash(det) = detection else {
+        return Err(issue(false, "missing `detection` map".into()));
+    };
+    let ls = get("logsource");
+    let logsource = LogSource {
+        product: str_of(&ls["product"]).map(|s| s.to_ascii_lowercase()),
+        service: str_of(&ls["service"]).map(|s| s.to_ascii_lowercase()),
+        category: str_of(&ls["category"]).map(|s| s.to_ascii_lowercase()),
+    };
+    let level = match str_of(get("level")) {
+        None => None,
+        Some(l) => {
+            Some(Level::parse(&l).ok_or_else(|| issue(false, format!("unknown level `{l}`")))?)
+        }
+    };
+    let mut selections = Vec::new();
+    let mut condition_src: Vec<String> = Vec::new();
+    for (k, v) in det {
+        let Some(name) = str_of(k) else { continue };
+        match name.as_str() {
+            "condition" => condition_src = strings(v),
+            "timeframe" => {
+                return Err(issue(
+                    true,
+                    "`timeframe` (Sigma 1.0 aggregation) — write a correlation rule".into(),
+                ))
+            }
+            _ => {
+                let sel = compile_selection(v, opts).map_err(|e| match e {
+                    ValueError::Unsupported(m) => issue(true, format!("selection `{name}`: {m}")),
+                    ValueError::Invalid(m) => issue(false, format!("selection `{name}`: {m}")),
+                })?;
+                selections.push((name, sel));
+            }
+        }
+    }
+    if condition_src.is_empty() {
+        return Err(issue(false, "missing `detection.condition`".into()));
+    }
+    let mut alternatives = Vec::new();
+    for c in &condition_src {
+        let parsed = condition::parse(c).map_err(|e| {
+            issue(
+                e.reason.contains("not supported") || e.reason.contains("correlation"),
+                e.to_string(),
+            )
+        })?;
+        alternatives.push(resolve(&parsed, &selections).map_err(|m| issue(false, m))?);
+    }
+    let condition = if alternatives.len() == 1 {
+        alternatives.remove(0)
+    } else {
+        Node::Or(alternatives)
+    };
+    let event_names = required_names(&condition, &selections);
+    Ok(CompiledRule {
+        meta: RuleMeta {
+            id,
+            title,
+            status: str_of(get("status")),
+            description: str_of(get("description")),
+            level,
+            tags: strings(get("tags")),
+            falsepositives: strings(get("falsepositives")),
+            references: strings(get("references")),
+            author: str_of(get("author")),
+            logsource,
+            origin: origin.to_owned(),
+        },
+        selections,
+        condition,
+        event_names,
+    })
+}
+
+fn compile_selection(v: &Yaml, opts: &CompileOptions) -> Result<Selection, ValueError> {
+    match v {
+        Yaml::Hash(_) => Ok(Selection::Maps(vec![compile_map(v, opts)?])),
+        Yaml::Array(items) if items.iter().all(|i| matches!(i, Yaml::Hash(_))) => {
+            Ok(Selection::Maps(
+                items
+                    .iter()
+                    .map(|m| compile_map(m, opts))
+                    .collect::<Result<_, _>>()?,
+            ))
+        }
+        Yaml::Array(items)
+            if items
+                .iter()
+                .all(|i| !matches!(i, Yaml::Hash(_) | Yaml::Array(_))) =>
+        {
+            Ok(Selection::Keywords(value::compile_keywords(items)?))
+        }
+        Yaml::String(_) | Yaml::Integer(_) => Ok(Selection::Keywords(value::compile_keywords(
+            std::slice::from_ref(v),
+        )?)),
+        _ => Err(ValueError::Invalid(
+            "a selection is a map, a list of maps or a list of keywords".into(),
+        )),
+    }
+}
+
+fn compile_map(v: &Yaml, opts: &CompileOptions) -> Result<Vec<FieldMatcher>, ValueError> {
+    let Yaml::Hash(h) = v else {
+        return Err(ValueError::Invalid("expected a map".into()));
+    };
+    let mut fields = Vec::with_capacity(h.len());
+    for (k, vals) in h {
+        let key =
+            str_of(k).ok_or_else(|| ValueError::Invalid("a field name must be a string".into()))?;
+        let values: Vec<Yaml> = match vals {
+            Yaml::Array(a) => a.clone(),
+            other => vec![other.clone()],
+        };
+        fields.push(
+            value::compile_field(&key, &values, &opts.placeholders).map_err(|e| match e {
+                ValueError::Unsupported(m) => {
+                    ValueError::Unsupported(format!("field `{key}`: {m}"))
+                }
+                ValueError::Invalid(m) => ValueError::Invalid(format!("field `{key}`: {m}")),
+            })?,
+        );
+    }
+    Ok(fields)
+}
+
+fn resolve(c: &Cond, sels: &[(String, Selection)]) -> Result<Node, String> {
+    let by_pattern = |p: &str| -> Result<Vec<Node>, String> {
+        let found: Vec<Node> = sels
+            .iter()
+            .enumerate()
+            .filter(|(_, (n, _))| {
+                !(p == "*" && n.starts_with('_')) && condition::pattern_matches(p, n)
+            })
+            .map(|(i, _)| Node::Sel(i))
+            .collect();
+        if found.is_empty() {
+            Err(format!("no selection matches `{p}`"))
+        } else {
+            Ok(found)
+        }
+    };
+    Ok(match c {
+        Cond::Ident(name) => {
+            let i = sels
+                .iter()
+                .position(|(n, _)| n == name)
+                .ok_or_else(|| format!("the condition names `{name}`, which is not a selection"))?;
+            Node::Sel(i)
+        }
+        Cond::Not(x) => Node::Not(Box::new(resolve(x, sels)?)),
+        Cond::And(xs) => Node::And(
+            xs.iter()
+                .map(|x| resolve(x, sels))
+                .collect::<Result<_, _>>()?,
+        ),
+        Cond::Or(xs) => Node::Or(
+            xs.iter()
+                .map(|x| resolve(x, sels))
+                .collect::<Result<_, _>>()?,
+        ),
+        Cond::OneOf(p) => Node::Or(by_pattern(p)?),
+        Cond::AllOf(p) => Node::And(by_pattern(p)?),
+    })
+}
+
+/// The eventName values one of which an event must have for the condition to hold,
+/// when the condition implies such a set.
+fn required_names(n: &Node, sels: &[(String, Selection)]) -> Option<Vec<String>> {
+    match n {
+        Node::Sel(i) => match &sels[*i].1 {
+            Selection::Maps(maps) => {
+                let mut all = Vec::new();
+                for fields in maps {
+                    let f = fields
+                        .iter()
+                        .find(|f| f.path.name == "eventName" && !f.neq && !f.all)?;
+                    for p in &f.patterns {
+                        all.push(p.exact_literal()?.to_owned());
+                    }
+                }
+                Some(all)
+            }
+            Selection::Keywords(_) => None,
+        },
+        Node::Not(_) => None,
+        // Any constrained conjunct constrains the whole; take the narrowest.
+        Node::And(xs) => xs
+            .iter()
+            .filter_map(|x| required_names(x, sels))
+            .min_by_key(Vec::len),
+        Node::Or(xs) => {
+            let mut all = Vec::new();
+            for x in xs {
+                all.extend(required_names(x, sels)?);
+            }
+            Some(all)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn load(text: &str) -> Loaded {
+        let mut l = Loaded::default();
+        load_str(text, Path::new("t.yml"), &CompileOptions::default(), &mut l);
+        l
+    }
+
+    #[test]
+    fn compiles_and_indexes() {
+        let l = load(
+            "title: t\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n  selection:\n    eventSource: s3.amazonaws.com\n    eventName: [DeleteBucket, PutBucketPolicy]\n  filter:\n    userIdentity.type: AWSService\n  condition: selection and not filter\nlevel: high\n",
+        );
+        assert!(l.issues.is_empty(), "{:?}", l.issues);
+        let r = &l.rules[0];
+        assert_eq!(
+            r.event_names.as_deref(),
+            Some(&["deletebucket".to_string(), "putbucketpolicy".to_string()][..])
+        );
+        let mut memo = Vec::new();
+        let doc = json!({"eventSource":"s3.amazonaws.com","eventName":"DeleteBucket","userIdentity":{"type":"IAMUser"}});
+        assert!(r.matches(&Subject { doc: &doc, raw: "" }, &mut memo));
+        let doc = json!({"eventSource":"s3.amazonaws.com","eventName":"DeleteBucket","userIdentity":{"type":"AWSService"}});
+        assert!(!r.matches(&Subject { doc: &doc, raw: "" }, &mut memo));
+    }
+
+    #[test]
+    fn one_of_and_lists() {
+        let l = load(
+            "title: t\nlogsource: {product: aws}\ndetection:\n  sel_a:\n    - eventName: A\n    - eventName: B\n  sel_b:\n    eventName: C\n  _helper:\n    x: y\n  condition: 1 of sel_*\n",
+        );
+        assert!(l.issues.is_empty(), "{:?}", l.issues);
+        let mut names = l.rules[0].event_names.clone().unwrap();
+        names.sort();
+        assert_eq!(names, ["a", "b", "c"]);
+        let l = load("title: t\nlogsource: {product: aws}\ndetection:\n  a: {x: 1}\n  _b: {y: 2}\n  condition: all of them\n");
+        let mut memo = Vec::new();
+        assert!(
+            l.rules[0].matches(
+                &Subject {
+                    doc: &json!({"x": 1}),
+                    raw: ""
+                },
+                &mut memo
+            ),
+            "`them` leaves out _names"
+        );
+    }
+
+    #[test]
+    fn issues_name_the_rule_and_feature() {
+        let l = load("title: t\nid: 1\nlogsource: {product: aws}\ndetection:\n  sel:\n    a|nope: 1\n  condition: sel\n");
+        assert_eq!(l.issues.len(), 1);
+        let i = &l.issues[0];
+        assert!(i.unsupported);
+        assert_eq!(
+            i.to_string(),
+            "t.yml: t (1): unsupported: selection `sel`: field `a|nope`: modifier `nope`"
+        );
+        let l = load("title: t\nlogsource: {product: aws}\ndetection:\n  sel: {a: 1}\n  condition: sel and other\n");
+        assert!(l.issues[0]
+            .message
+            .contains("`other`, which is not a selection"));
+        let l = load("title: t\ncorrelation:\n  type: event_count\n");
+        assert!(l.issues[0].unsupported);
+        let l = load("title: [oops\n");
+        assert!(l.issues[0].message.starts_with("YAML:"));
+    }
+
+    #[test]
+    fn keywords() {
+        let l = load("title: t\nlogsource: {product: aws}\ndetection:\n  kw:\n    - 'trufflehog'\n  condition: kw\n");
+        let mut memo = Vec::new();
+        assert!(l.rules[0].matches(
+            &Subject {
+                doc: &json!({}),
+                raw: r#"{"userAgent":"TruffleHog v3"}"#
+            },
+            &mut memo
+        ));
+    }
+}

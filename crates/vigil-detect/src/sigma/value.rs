@@ -1,0 +1,1058 @@
+//! Field values of Sigma rules: the string syntax (wildcards `*` `?`, escapes `\`),
+//! every value modifier of the appendix that applies to JSON logs, and matching a
+//! compiled value against a field of an event.
+//!
+//! Strings match case-insensitively unless `cased`: patterns are folded once when
+//! the rule is compiled, and field values are compared with ASCII case folding in
+//! place (non-ASCII values are folded into a temporary), so matching allocates
+//! nothing for ASCII data.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use serde_json::Value;
+use vigil_model::Timestamp;
+
+/// A field path into the event's JSON: `userIdentity.sessionContext.sessionIssuer.arn`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldPath {
+    pub name: String,
+    parts: Vec<String>,
+}
+
+impl FieldPath {
+    pub fn new(name: &str) -> FieldPath {
+        FieldPath {
+            name: name.to_owned(),
+            parts: name.split('.').map(str::to_owned).collect(),
+        }
+    }
+
+    /// Looks the field up: nested keys first, then keys that themselves contain dots.
+    pub fn lookup<'v>(&self, root: &'v Value) -> Option<&'v Value> {
+        fn rec<'v>(v: &'v Value, parts: &[String]) -> Option<&'v Value> {
+            let Some((first, rest)) = parts.split_first() else {
+                return Some(v);
+            };
+            let obj = v.as_object()?;
+            if let Some(child) = obj.get(first.as_str()) {
+                if let Some(found) = rec(child, rest) {
+                    return Some(found);
+                }
+            }
+            // A key with dots in it ("a.b" as one key).
+            for n in 2..=parts.len() {
+                let key = parts[..n].join(".");
+                if let Some(child) = obj.get(&key) {
+                    if let Some(found) = rec(child, &parts[n..]) {
+                        return Some(found);
+                    }
+                }
+            }
+            None
+        }
+        rec(root, &self.parts)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+}
+
+impl CmpOp {
+    fn test(self, a: f64, b: f64) -> bool {
+        match self {
+            CmpOp::Lt => a < b,
+            CmpOp::Lte => a <= b,
+            CmpOp::Gt => a > b,
+            CmpOp::Gte => a >= b,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimePart {
+    Minute,
+    Hour,
+    Day,
+    Week,
+    Month,
+    Year,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Glob {
+    Lit(String),
+    Star,
+    One,
+}
+
+#[derive(Clone, Debug)]
+pub enum StrMatch {
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+    Contains(String),
+    Glob(Vec<Glob>),
+}
+
+/// An IPv4 or IPv6 network.
+#[derive(Clone, Copy, Debug)]
+pub struct Cidr {
+    net: IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    fn parse(s: &str) -> Option<Cidr> {
+        let (addr, bits) = match s.split_once('/') {
+            Some((a, b)) => (a, Some(b)),
+            None => (s, None),
+        };
+        let net: IpAddr = addr.trim().parse().ok()?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let bits = match bits {
+            Some(b) => b.trim().parse::<u8>().ok().filter(|b| *b <= max)?,
+            None => max,
+        };
+        Some(Cidr { net, bits })
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => {
+                let mask = if self.bits == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.bits)
+                };
+                u32::from(n) & mask == u32::from(i) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(i)) => {
+                let mask = if self.bits == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.bits)
+                };
+                u128::from(n) & mask == u128::from(i) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// One compiled value of a field.
+#[derive(Clone, Debug)]
+pub enum Pattern {
+    Str {
+        m: StrMatch,
+        cased: bool,
+    },
+    Regex(regex::Regex),
+    Cidr(Cidr),
+    Cmp {
+        op: CmpOp,
+        value: f64,
+    },
+    Time {
+        part: TimePart,
+        op: Option<CmpOp>,
+        value: f64,
+    },
+    Null,
+    Exists(bool),
+    FieldRef {
+        path: FieldPath,
+        cased: bool,
+    },
+}
+
+/// A field with its values: `userIdentity.type|contains: [Root, AWSAccount]`.
+#[derive(Clone, Debug)]
+pub struct FieldMatcher {
+    pub path: FieldPath,
+    pub patterns: Vec<Pattern>,
+    /// `all`: every value must match (default: any).
+    pub all: bool,
+    /// `neq`: the field must differ from every value.
+    pub neq: bool,
+}
+
+/// Why a field or value could not be compiled. `Unsupported` names a feature the
+/// engine does not implement; the others are mistakes in the rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ValueError {
+    Unsupported(String),
+    Invalid(String),
+}
+
+#[derive(Default)]
+struct Mods {
+    all: bool,
+    cased: bool,
+    contains: bool,
+    startswith: bool,
+    endswith: bool,
+    re: Option<(bool, bool, bool)>,
+    cidr: bool,
+    cmp: Option<CmpOp>,
+    neq: bool,
+    exists: bool,
+    fieldref: bool,
+    expand: bool,
+    base64: bool,
+    base64offset: bool,
+    utf16: Option<&'static str>,
+    windash: bool,
+    time: Option<TimePart>,
+}
+
+fn parse_mods(mods: &[&str]) -> Result<Mods, ValueError> {
+    let mut m = Mods::default();
+    let mut i = 0;
+    while i < mods.len() {
+        let name = mods[i];
+        match name {
+            "all" => m.all = true,
+            "cased" => m.cased = true,
+            "contains" => m.contains = true,
+            "startswith" => m.startswith = true,
+            "endswith" => m.endswith = true,
+            "re" => {
+                let mut flags = (false, false, false);
+                while let Some(f) = mods.get(i + 1) {
+                    match *f {
+                        "i" | "ignorecase" => flags.0 = true,
+                        "m" | "multiline" => flags.1 = true,
+                        "s" | "dotall" => flags.2 = true,
+                        _ => break,
+                    }
+                    i += 1;
+                }
+                m.re = Some(flags);
+            }
+            "cidr" => m.cidr = true,
+            "lt" => m.cmp = Some(CmpOp::Lt),
+            "lte" => m.cmp = Some(CmpOp::Lte),
+            "gt" => m.cmp = Some(CmpOp::Gt),
+            "gte" => m.cmp = Some(CmpOp::Gte),
+            "neq" => m.neq = true,
+            "exists" => m.exists = true,
+            "fieldref" => m.fieldref = true,
+            "expand" => m.expand = true,
+            "base64" => m.base64 = true,
+            "base64offset" => m.base64offset = true,
+            "utf16le" | "wide" => m.utf16 = Some("le"),
+            "utf16be" => m.utf16 = Some("be"),
+            "utf16" => m.utf16 = Some("bom"),
+            "windash" => m.windash = true,
+            "minute" => m.time = Some(TimePart::Minute),
+            "hour" => m.time = Some(TimePart::Hour),
+            "day" => m.time = Some(TimePart::Day),
+            "week" => m.time = Some(TimePart::Week),
+            "month" => m.time = Some(TimePart::Month),
+            "year" => m.time = Some(TimePart::Year),
+            "i" | "m" | "s" => {
+                return Err(ValueError::Invalid(format!(
+                    "modifier `{name}` only follows `re`"
+                )))
+            }
+            other => return Err(ValueError::Unsupported(format!("modifier `{other}`"))),
+        }
+        i += 1;
+    }
+    Ok(m)
+}
+
+/// Parses Sigma's string syntax into literal runs and wildcards.
+fn parse_glob(s: &str) -> Vec<Glob> {
+    let mut out: Vec<Glob> = Vec::new();
+    let mut lit = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.peek() {
+                Some('*') | Some('?') => lit.push(chars.next().unwrap_or('*')),
+                Some('\\') => {
+                    // `\\` is one backslash (and lets a following wildcard stay a wildcard).
+                    chars.next();
+                    lit.push('\\');
+                }
+                _ => lit.push('\\'),
+            },
+            '*' | '?' => {
+                if !lit.is_empty() {
+                    out.push(Glob::Lit(std::mem::take(&mut lit)));
+                }
+                out.push(if c == '*' { Glob::Star } else { Glob::One });
+            }
+            c => lit.push(c),
+        }
+    }
+    if !lit.is_empty() {
+        out.push(Glob::Lit(lit));
+    }
+    out
+}
+
+fn has_wildcards(g: &[Glob]) -> bool {
+    g.iter().any(|p| !matches!(p, Glob::Lit(_)))
+}
+
+fn literal_of(g: &[Glob]) -> String {
+    g.iter()
+        .map(|p| if let Glob::Lit(s) = p { s.as_str() } else { "" })
+        .collect()
+}
+
+fn fold(s: &str, cased: bool) -> String {
+    if cased {
+        s.to_owned()
+    } else {
+        s.to_lowercase()
+    }
+}
+
+/// Classifies a glob into the cheapest matcher that does the same.
+fn str_match(g: Vec<Glob>, cased: bool) -> StrMatch {
+    let f = |s: &str| fold(s, cased);
+    match g.as_slice() {
+        [] => StrMatch::Exact(String::new()),
+        [Glob::Lit(s)] => StrMatch::Exact(f(s)),
+        [Glob::Lit(s), Glob::Star] => StrMatch::Prefix(f(s)),
+        [Glob::Star, Glob::Lit(s)] => StrMatch::Suffix(f(s)),
+        [Glob::Star, Glob::Lit(s), Glob::Star] => StrMatch::Contains(f(s)),
+        _ => StrMatch::Glob(
+            g.into_iter()
+                .map(|p| match p {
+                    Glob::Lit(s) => Glob::Lit(f(&s)),
+                    other => other,
+                })
+                .collect(),
+        ),
+    }
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn base64(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        let len = chunk.len();
+        for i in 0..4 {
+            if i <= len {
+                out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The three forms a value takes inside base64 text, whatever its offset there.
+fn base64_offsets(v: &[u8]) -> Vec<String> {
+    let starts = [0usize, 2, 3];
+    (0..3)
+        .map(|i| {
+            let mut buf = vec![b' '; i];
+            buf.extend_from_slice(v);
+            let enc = base64(&buf);
+            let cut_end = match (i + v.len()) % 3 {
+                0 => 0,
+                1 => 3,
+                _ => 2,
+            };
+            let end = enc.len().saturating_sub(cut_end);
+            enc.get(starts[i]..end.max(starts[i]))
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect()
+}
+
+fn utf16(s: &str, kind: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    if kind == "bom" {
+        out.extend_from_slice(&[0xff, 0xfe]);
+    }
+    for u in s.encode_utf16() {
+        let b = if kind == "be" {
+            u.to_be_bytes()
+        } else {
+            u.to_le_bytes()
+        };
+        out.extend_from_slice(&b);
+    }
+    out
+}
+
+const DASHES: [char; 5] = ['-', '/', '\u{2013}', '\u{2014}', '\u{2015}'];
+
+fn windash(s: &str) -> Vec<String> {
+    let positions: Vec<usize> = s
+        .char_indices()
+        .filter(|(_, c)| DASHES.contains(c))
+        .map(|(i, _)| i)
+        .collect();
+    if positions.is_empty() {
+        return vec![s.to_owned()];
+    }
+    // Every combination, bounded: a value with many dashes keeps the first four variable.
+    let vary = positions.len().min(4);
+    let mut out = Vec::new();
+    for combo in 0..DASHES.len().pow(vary as u32) {
+        let mut k = combo;
+        let mut v = String::with_capacity(s.len() + 8);
+        let mut seen = 0;
+        for (i, c) in s.char_indices() {
+            if seen < vary && positions.get(seen) == Some(&i) {
+                v.push(DASHES[k % DASHES.len()]);
+                k /= DASHES.len();
+                seen += 1;
+            } else {
+                v.push(c);
+            }
+        }
+        out.push(v);
+    }
+    out
+}
+
+fn expand_placeholders(
+    s: &str,
+    placeholders: &HashMap<String, Vec<String>>,
+) -> Result<Vec<String>, ValueError> {
+    // Split into literal text and %name% placeholders (`\%` is a plain percent).
+    let mut parts: Vec<Result<String, String>> = Vec::new();
+    let mut lit = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' && chars.peek() == Some(&'%') {
+            chars.next();
+            lit.push('%');
+        } else if c == '%' {
+            let mut name = String::new();
+            let mut closed = false;
+            for n in chars.by_ref() {
+                if n == '%' {
+                    closed = true;
+                    break;
+                }
+                name.push(n);
+            }
+            if !closed {
+                lit.push('%');
+                lit.push_str(&name);
+                continue;
+            }
+            parts.push(Ok(std::mem::take(&mut lit)));
+            parts.push(Err(name));
+        } else {
+            lit.push(c);
+        }
+    }
+    parts.push(Ok(lit));
+    let mut out = vec![String::new()];
+    for p in parts {
+        match p {
+            Ok(text) => out.iter_mut().for_each(|o| o.push_str(&text)),
+            Err(name) => {
+                let values = placeholders.get(&name).ok_or_else(|| {
+                    ValueError::Invalid(format!("placeholder %{name}% has no values (set [placeholders] {name} in the config)"))
+                })?;
+                out = out
+                    .iter()
+                    .flat_map(|o| values.iter().map(move |v| format!("{o}{v}")))
+                    .collect();
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Compiles `field|mods: values`.
+pub fn compile_field(
+    key: &str,
+    values: &[yaml_rust2::Yaml],
+    placeholders: &HashMap<String, Vec<String>>,
+) -> Result<FieldMatcher, ValueError> {
+    use yaml_rust2::Yaml;
+    let mut split = key.split('|');
+    let field = split.next().unwrap_or_default();
+    let mod_names: Vec<&str> = split.collect();
+    let m = parse_mods(&mod_names)?;
+    if m.all && values.len() < 2 {
+        return Err(ValueError::Invalid(
+            "`all` needs a list of two or more values".into(),
+        ));
+    }
+    let mut patterns = Vec::new();
+    for v in values {
+        let text = match v {
+            Yaml::Null => {
+                if !mod_names.is_empty() {
+                    return Err(ValueError::Invalid("`null` takes no modifiers".into()));
+                }
+                patterns.push(Pattern::Null);
+                continue;
+            }
+            Yaml::Boolean(b) if m.exists => {
+                patterns.push(Pattern::Exists(*b));
+                continue;
+            }
+            Yaml::Boolean(b) => b.to_string(),
+            Yaml::Integer(i) => i.to_string(),
+            Yaml::Real(r) => r.clone(),
+            Yaml::String(s) => s.clone(),
+            Yaml::Array(_) | Yaml::Hash(_) => {
+                return Err(ValueError::Invalid(
+                    "a value must be a string, number, boolean or null".into(),
+                ))
+            }
+            _ => return Err(ValueError::Invalid("unreadable value".into())),
+        };
+        if m.exists {
+            return Err(ValueError::Invalid("`exists` takes true or false".into()));
+        }
+        if let Some(op) = m.cmp.filter(|_| m.time.is_none()) {
+            let value = text
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| ValueError::Invalid(format!("`{text}` is not a number")))?;
+            patterns.push(Pattern::Cmp { op, value });
+            continue;
+        }
+        if let Some(part) = m.time {
+            let value = text
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| ValueError::Invalid(format!("`{text}` is not a number")))?;
+            patterns.push(Pattern::Time {
+                part,
+                op: m.cmp,
+                value,
+            });
+            continue;
+        }
+        if m.fieldref {
+            patterns.push(Pattern::FieldRef {
+                path: FieldPath::new(&text),
+                cased: m.cased,
+            });
+            continue;
+        }
+        if m.cidr {
+            let c = Cidr::parse(&text)
+                .ok_or_else(|| ValueError::Invalid(format!("`{text}` is not a CIDR range")))?;
+            patterns.push(Pattern::Cidr(c));
+            continue;
+        }
+        if let Some((i, ml, s)) = m.re {
+            let mut b = regex::RegexBuilder::new(&text);
+            b.case_insensitive(i)
+                .multi_line(ml)
+                .dot_matches_new_line(s)
+                .size_limit(1 << 22);
+            let re = b
+                .build()
+                .map_err(|e| ValueError::Invalid(format!("regular expression: {e}")))?;
+            patterns.push(Pattern::Regex(re));
+            continue;
+        }
+        // Strings: placeholders, dash variants, encodings, then position modifiers.
+        let texts = if m.expand {
+            expand_placeholders(&text, placeholders)?
+        } else {
+            vec![text]
+        };
+        let texts: Vec<String> = if m.windash {
+            texts.iter().flat_map(|t| windash(t)).collect()
+        } else {
+            texts
+        };
+        for t in texts {
+            let mut globs = parse_glob(&t);
+            let encodings: Option<Vec<String>> = if m.base64 || m.base64offset {
+                if has_wildcards(&globs) {
+                    return Err(ValueError::Invalid(
+                        "wildcards cannot be base64-encoded".into(),
+                    ));
+                }
+                let lit = literal_of(&globs);
+                let bytes = match m.utf16 {
+                    Some(kind) => utf16(&lit, kind),
+                    None => lit.into_bytes(),
+                };
+                Some(if m.base64offset {
+                    base64_offsets(&bytes)
+                } else {
+                    vec![base64(&bytes)]
+                })
+            } else if let Some(kind) = m.utf16 {
+                let bytes = utf16(&literal_of(&globs), kind);
+                Some(vec![String::from_utf8_lossy(&bytes).into_owned()])
+            } else {
+                None
+            };
+            // Encoded text is matched exactly as encoded, so base64 is always cased.
+            let cased = m.cased || encodings.is_some();
+            let variants: Vec<Vec<Glob>> = match encodings {
+                Some(list) => list.into_iter().map(|e| vec![Glob::Lit(e)]).collect(),
+                None => vec![std::mem::take(&mut globs)],
+            };
+            for mut g in variants {
+                if m.contains || m.startswith || m.base64offset {
+                    g.push(Glob::Star);
+                }
+                if m.contains || m.endswith || m.base64offset {
+                    g.insert(0, Glob::Star);
+                }
+                patterns.push(Pattern::Str {
+                    m: str_match(g, cased),
+                    cased,
+                });
+            }
+        }
+    }
+    Ok(FieldMatcher {
+        path: FieldPath::new(field),
+        patterns,
+        all: m.all,
+        neq: m.neq,
+    })
+}
+
+/// Compares ASCII case-insensitively against an already folded pattern; a non-ASCII
+/// haystack is folded into a temporary.
+fn with_folded<R>(hay: &str, cased: bool, f: impl FnOnce(&str, bool) -> R) -> R {
+    if cased || hay.is_ascii() {
+        f(hay, !cased)
+    } else {
+        f(&hay.to_lowercase(), false)
+    }
+}
+
+fn eq_fold(a: &[u8], b: &[u8], fold: bool) -> bool {
+    if fold {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a == b
+    }
+}
+
+fn find_fold(hay: &[u8], needle: &[u8], fold: bool) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    if !fold {
+        return memchr::memmem::find(hay, needle);
+    }
+    let (lo, up) = (
+        needle[0].to_ascii_lowercase(),
+        needle[0].to_ascii_uppercase(),
+    );
+    let mut start = 0;
+    while start + needle.len() <= hay.len() {
+        let i = start + memchr::memchr2(lo, up, &hay[start..=hay.len() - needle.len()])?;
+        if hay[i..i + needle.len()].eq_ignore_ascii_case(needle) {
+            return Some(i);
+        }
+        start = i + 1;
+    }
+    None
+}
+
+fn glob_match(hay: &[u8], pat: &[Glob], fold: bool) -> bool {
+    // Iterative matcher with one backtrack point per star: linear in practice.
+    let (mut h, mut p) = (0usize, 0usize);
+    let mut lit_off = 0usize;
+    let mut star: Option<(usize, usize)> = None;
+    loop {
+        if p == pat.len() {
+            if h == hay.len() {
+                return true;
+            }
+        } else {
+            match &pat[p] {
+                Glob::Star => {
+                    star = Some((p, h));
+                    p += 1;
+                    continue;
+                }
+                Glob::One => {
+                    if h < hay.len() {
+                        // One character, not one byte.
+                        h += utf8_len(hay[h]);
+                        p += 1;
+                        continue;
+                    }
+                }
+                Glob::Lit(s) => {
+                    let s = s.as_bytes();
+                    let rest = &s[lit_off..];
+                    if hay.len() - h >= rest.len() && eq_fold(&hay[h..h + rest.len()], rest, fold) {
+                        h += rest.len();
+                        p += 1;
+                        lit_off = 0;
+                        continue;
+                    }
+                }
+            }
+        }
+        match star {
+            Some((sp, sh)) if sh < hay.len() => {
+                let next = sh + utf8_len(hay[sh]);
+                star = Some((sp, next));
+                p = sp + 1;
+                h = next;
+                lit_off = 0;
+            }
+            _ => return false,
+        }
+    }
+}
+
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0xf0..=0xff => 4,
+        0xe0..=0xef => 3,
+        0xc0..=0xdf => 2,
+        _ => 1,
+    }
+}
+
+impl StrMatch {
+    fn test(&self, hay: &str, cased: bool) -> bool {
+        with_folded(hay, cased, |h, fold| {
+            let h = h.as_bytes();
+            match self {
+                StrMatch::Exact(p) => h.len() == p.len() && eq_fold(h, p.as_bytes(), fold),
+                StrMatch::Prefix(p) => {
+                    h.len() >= p.len() && eq_fold(&h[..p.len()], p.as_bytes(), fold)
+                }
+                StrMatch::Suffix(p) => {
+                    h.len() >= p.len() && eq_fold(&h[h.len() - p.len()..], p.as_bytes(), fold)
+                }
+                StrMatch::Contains(p) => find_fold(h, p.as_bytes(), fold).is_some(),
+                StrMatch::Glob(g) => glob_match(h, g, fold),
+            }
+        })
+    }
+
+    /// The exact literal this matches, when it is one (for rule indexing).
+    pub(crate) fn exact(&self) -> Option<&str> {
+        match self {
+            StrMatch::Exact(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl Pattern {
+    /// The exact, case-insensitive literal this pattern stands for, if it is one.
+    pub(crate) fn exact_literal(&self) -> Option<&str> {
+        match self {
+            Pattern::Str { m, cased: false } => m.exact(),
+            _ => None,
+        }
+    }
+}
+
+/// A field value as text for string matching; objects and arrays as compact JSON.
+fn scalar_text(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
+    match v {
+        Value::String(s) => Some(std::borrow::Cow::Borrowed(s)),
+        Value::Number(n) => Some(std::borrow::Cow::Owned(n.to_string())),
+        Value::Bool(b) => Some(std::borrow::Cow::Borrowed(if *b {
+            "true"
+        } else {
+            "false"
+        })),
+        Value::Null => None,
+        Value::Object(_) | Value::Array(_) => Some(std::borrow::Cow::Owned(v.to_string())),
+    }
+}
+
+fn number_of(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn time_part(v: &Value, part: TimePart) -> Option<f64> {
+    let t = Timestamp::parse(v.as_str()?).ok()?;
+    let (y, mo, d, h, mi, _, _) = t.to_parts();
+    Some(match part {
+        TimePart::Minute => f64::from(mi),
+        TimePart::Hour => f64::from(h),
+        TimePart::Day => f64::from(d),
+        TimePart::Month => f64::from(mo),
+        TimePart::Year => y as f64,
+        // ISO-8601-like week of the year, 1–53, counted from January 1st.
+        TimePart::Week => {
+            let jan1 = Timestamp::parse(&format!("{y:04}-01-01T00:00:00Z")).ok()?;
+            ((t.as_secs() - jan1.as_secs()) / (7 * 86_400) + 1) as f64
+        }
+    })
+}
+
+impl Pattern {
+    fn test_value(&self, v: &Value, root: &Value) -> bool {
+        match v {
+            // A field holding a list matches when any of its items does; an object
+            // (e.g. `requestParameters`) when any string inside it does. Either also
+            // matches as a whole, by its JSON text.
+            Value::Array(items) if items.iter().any(|i| self.test_value(i, root)) => return true,
+            Value::Object(map)
+                if self.is_textual() && map.values().any(|i| self.test_value(i, root)) =>
+            {
+                return true
+            }
+            _ => {}
+        }
+        match self {
+            Pattern::Str { m, cased } => scalar_text(v).is_some_and(|t| m.test(&t, *cased)),
+            Pattern::Regex(re) => scalar_text(v).is_some_and(|t| re.is_match(&t)),
+            Pattern::Cidr(c) => v
+                .as_str()
+                .and_then(|s| s.trim().parse::<IpAddr>().ok())
+                .is_some_and(|ip| c.contains(ip)),
+            Pattern::Cmp { op, value } => number_of(v).is_some_and(|n| op.test(n, *value)),
+            Pattern::Time { part, op, value } => {
+                time_part(v, *part).is_some_and(|n| op.map_or(n == *value, |op| op.test(n, *value)))
+            }
+            Pattern::Null => v.is_null(),
+            Pattern::Exists(want) => *want,
+            Pattern::FieldRef { path, cased } => {
+                match (scalar_text(v), path.lookup(root).and_then(scalar_text)) {
+                    (Some(a), Some(b)) => {
+                        if *cased {
+                            a == b
+                        } else {
+                            a.to_lowercase() == b.to_lowercase()
+                        }
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    fn is_textual(&self) -> bool {
+        matches!(self, Pattern::Str { .. } | Pattern::Regex(_))
+    }
+
+    fn test_missing(&self) -> bool {
+        matches!(self, Pattern::Null | Pattern::Exists(false))
+    }
+}
+
+impl FieldMatcher {
+    /// Matches against the event's JSON.
+    pub fn matches(&self, root: &Value) -> bool {
+        let v = self.path.lookup(root);
+        let one = |p: &Pattern| match v {
+            None => p.test_missing(),
+            Some(v) => match p {
+                Pattern::Exists(want) => *want,
+                p => p.test_value(v, root),
+            },
+        };
+        if self.neq {
+            // Different from every value; a missing field is not "different".
+            return v.is_some_and(|v| !v.is_null()) && !self.patterns.iter().any(one);
+        }
+        if self.all {
+            self.patterns.iter().all(one)
+        } else {
+            self.patterns.iter().any(one)
+        }
+    }
+}
+
+/// Full-text keywords: a value anywhere in the record.
+pub fn compile_keywords(values: &[yaml_rust2::Yaml]) -> Result<Vec<Pattern>, ValueError> {
+    values
+        .iter()
+        .map(|v| {
+            let text = match v {
+                yaml_rust2::Yaml::String(s) => s.clone(),
+                yaml_rust2::Yaml::Integer(i) => i.to_string(),
+                _ => return Err(ValueError::Invalid("keywords must be strings".into())),
+            };
+            let mut g = parse_glob(&text);
+            if !matches!(g.first(), Some(Glob::Star)) {
+                g.insert(0, Glob::Star);
+            }
+            if !matches!(g.last(), Some(Glob::Star)) {
+                g.push(Glob::Star);
+            }
+            Ok(Pattern::Str {
+                m: str_match(g, false),
+                cased: false,
+            })
+        })
+        .collect()
+}
+
+/// Keyword test on the raw record text.
+pub fn keyword_matches(p: &Pattern, raw: &str) -> bool {
+    match p {
+        Pattern::Str { m, cased } => m.test(raw, *cased),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use yaml_rust2::Yaml;
+
+    fn field(key: &str, values: &[&str]) -> FieldMatcher {
+        let v: Vec<Yaml> = values.iter().map(|s| Yaml::String((*s).into())).collect();
+        compile_field(key, &v, &HashMap::new()).unwrap()
+    }
+
+    #[test]
+    fn wildcards_and_escapes() {
+        let doc =
+            json!({"a": "C:\\Windows\\cmd.exe", "b": "prog1.exe", "c": "a*b", "d": "EvilService"});
+        assert!(field("a", &["*\\cmd.exe"]).matches(&doc));
+        assert!(field("b", &["prog?.exe"]).matches(&doc));
+        assert!(!field("b", &["prog?.ex"]).matches(&doc));
+        assert!(field("c", &["a\\*b"]).matches(&doc));
+        assert!(!field("c", &["a\\*c"]).matches(&doc));
+        assert!(
+            field("d", &["evilservice"]).matches(&doc),
+            "case-insensitive by default"
+        );
+        assert!(!field("d|cased", &["evilservice"]).matches(&doc));
+        assert!(field("d|contains", &["ILSER"]).matches(&doc));
+        assert!(field("d|startswith", &["evil"]).matches(&doc));
+        assert!(field("d|endswith", &["SERVICE"]).matches(&doc));
+        assert!(field("d", &["E*l*e"]).matches(&doc));
+    }
+
+    #[test]
+    fn modifiers() {
+        let doc = json!({"ip": "10.1.2.3", "n": 42, "s": "42", "ua": "aws-cli/2 md/command#s3.cp",
+                         "cmd": "powershell -enc SQBFAFgA", "arr": ["x", "Root"], "obj": {"k": "\"Allow\""},
+                         "t": "2024-06-01T13:45:00Z", "u": "bob", "name": "BOB"});
+        assert!(field("ip|cidr", &["10.0.0.0/8"]).matches(&doc));
+        assert!(!field("ip|cidr", &["192.168.0.0/16"]).matches(&doc));
+        assert!(compile_field("n|gt", &[Yaml::Integer(41)], &HashMap::new())
+            .unwrap()
+            .matches(&doc));
+        assert!(
+            !compile_field("n|lt", &[Yaml::Integer(41)], &HashMap::new())
+                .unwrap()
+                .matches(&doc)
+        );
+        assert!(
+            compile_field("s|gte", &[Yaml::Integer(42)], &HashMap::new())
+                .unwrap()
+                .matches(&doc)
+        );
+        assert!(field("ua|contains|all", &["aws-cli", "s3.cp"]).matches(&doc));
+        assert!(!field("ua|contains|all", &["aws-cli", "ec2"]).matches(&doc));
+        assert!(field("ua|re", &["^aws-cli/\\d"]).matches(&doc));
+        assert!(!field("ua|re", &["^AWS-CLI"]).matches(&doc));
+        assert!(field("ua|re|i", &["^AWS-CLI"]).matches(&doc));
+        assert!(
+            field("arr", &["root"]).matches(&doc),
+            "lists match on any item"
+        );
+        assert!(
+            field("obj|contains", &["\"Allow\""]).matches(&doc),
+            "objects match as their JSON text"
+        );
+        assert!(
+            compile_field("t|hour", &[Yaml::Integer(13)], &HashMap::new())
+                .unwrap()
+                .matches(&doc)
+        );
+        assert!(field("u|fieldref", &["name"]).matches(&doc));
+        assert!(!field("u|fieldref|cased", &["name"]).matches(&doc));
+        assert!(field("u|neq", &["alice"]).matches(&doc));
+        assert!(!field("u|neq", &["bob"]).matches(&doc));
+        assert!(!field("missing|neq", &["bob"]).matches(&doc));
+        assert!(
+            compile_field("u|exists", &[Yaml::Boolean(true)], &HashMap::new())
+                .unwrap()
+                .matches(&doc)
+        );
+        assert!(
+            compile_field("zz|exists", &[Yaml::Boolean(false)], &HashMap::new())
+                .unwrap()
+                .matches(&doc)
+        );
+        assert!(compile_field("zz", &[Yaml::Null], &HashMap::new())
+            .unwrap()
+            .matches(&doc));
+        assert!(!compile_field("u", &[Yaml::Null], &HashMap::new())
+            .unwrap()
+            .matches(&doc));
+        assert!(field("cmd|windash|contains", &["/enc"]).matches(&doc));
+        assert!(
+            !field("cmd|windash", &["/enc"]).matches(&doc),
+            "no contains: the whole value"
+        );
+    }
+
+    #[test]
+    fn base64_forms() {
+        assert_eq!(base64(b"cmd"), "Y21k");
+        assert_eq!(base64(b"ab"), "YWI=");
+        // The three offsets of "http" inside base64 text.
+        assert_eq!(base64_offsets(b"http"), ["aHR0c", "h0dH", "odHRw"]);
+        let doc = json!({"x": format!("zz{}zz", base64(b"  http://evil"))});
+        assert!(field("x|base64offset|contains", &["http"]).matches(&doc));
+        let doc = json!({"x": base64(&utf16("cmd", "le"))});
+        assert!(field("x|wide|base64", &["cmd"]).matches(&doc));
+    }
+
+    #[test]
+    fn placeholders() {
+        let mut ph = HashMap::new();
+        ph.insert(
+            "admins".to_string(),
+            vec!["root".to_string(), "admin*".to_string()],
+        );
+        let f = compile_field("u|expand", &[Yaml::String("%admins%".into())], &ph).unwrap();
+        assert!(f.matches(&json!({"u": "administrator"})));
+        assert!(!f.matches(&json!({"u": "bob"})));
+        let err = compile_field("u|expand", &[Yaml::String("%nope%".into())], &ph).unwrap_err();
+        assert!(matches!(err, ValueError::Invalid(m) if m.contains("%nope%")));
+        // `\%` is a plain percent; the unclosed `%` after it stays plain too.
+        let plain = compile_field("u|expand", &[Yaml::String("\\%admins%".into())], &ph).unwrap();
+        assert!(plain.matches(&json!({"u": "%admins%"})));
+    }
+
+    #[test]
+    fn unsupported_and_invalid() {
+        let e = compile_field("x|frobnicate", &[Yaml::String("a".into())], &HashMap::new())
+            .unwrap_err();
+        assert_eq!(e, ValueError::Unsupported("modifier `frobnicate`".into()));
+        let e = compile_field("x|all", &[Yaml::String("a".into())], &HashMap::new()).unwrap_err();
+        assert!(matches!(e, ValueError::Invalid(_)));
+    }
+
+    #[test]
+    fn dotted_paths() {
+        let doc = json!({"a": {"b.c": {"d": 1}}, "x.y": "z"});
+        assert_eq!(FieldPath::new("a.b.c.d").lookup(&doc), Some(&json!(1)));
+        assert_eq!(FieldPath::new("x.y").lookup(&doc), Some(&json!("z")));
+        assert_eq!(FieldPath::new("a.q").lookup(&doc), None);
+    }
+}
