@@ -1,5 +1,6 @@
 //! The `vigil` command: argument parsing and wiring only; the work is in the crates.
 
+mod rules;
 mod scan;
 
 use std::process::ExitCode;
@@ -26,12 +27,16 @@ struct Cli {
 enum Command {
     /// Decode telemetry files and directories and report what they hold.
     Scan(scan::ScanArgs),
+    /// Sigma rules: list them, or check that every feature they use is supported.
+    #[command(subcommand)]
+    Rules(rules::RulesCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Scan(args) => scan::run(&args),
+        Command::Rules(cmd) => rules::run(&cmd),
     };
     match result {
         Ok(code) => ExitCode::from(code),

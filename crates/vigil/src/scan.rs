@@ -39,6 +39,9 @@ pub struct ScanArgs {
     /// Skip records larger than this many bytes (bounds memory).
     #[arg(long, default_value_t = 16 * 1024 * 1024, value_name = "BYTES")]
     max_record_bytes: usize,
+    /// Sigma rules to run over the events (files or directories; repeatable).
+    #[arg(long = "rules", value_name = "PATH")]
+    rules: Vec<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -63,6 +66,93 @@ pub trait EventSink {
     fn finish(&mut self) -> Result<()> {
         Ok(())
     }
+}
+
+/// Runs Sigma rules over every event and keeps, per rule, the count and the first
+/// few matching events.
+struct Detection {
+    set: vigil_detect::RuleSet,
+    scratch: vigil_detect::Scratch,
+    hits: Vec<u32>,
+    per_rule: Vec<(u64, Vec<MatchSummary>)>,
+}
+
+const KEEP_PER_RULE: usize = 5;
+
+impl Detection {
+    fn observe(&mut self, event: &Event) {
+        self.hits.clear();
+        self.set.evaluate(event, &mut self.scratch, &mut self.hits);
+        for &i in &self.hits {
+            let (count, first) = &mut self.per_rule[i as usize];
+            *count += 1;
+            if first.len() < KEEP_PER_RULE {
+                first.push(MatchSummary {
+                    event_id: event.id.clone(),
+                    time: event.time.to_string(),
+                    account: event.account.clone(),
+                    principal: event
+                        .actor
+                        .as_ref()
+                        .and_then(|a| a.arn.clone().or_else(|| a.user_name.clone())),
+                    source_ip: event.source_ip.map(|ip| ip.to_string()),
+                });
+            }
+        }
+    }
+
+    fn summary(&self) -> Vec<DetectionSummary> {
+        let mut out: Vec<DetectionSummary> = self
+            .per_rule
+            .iter()
+            .enumerate()
+            .filter(|(_, (n, _))| *n > 0)
+            .map(|(i, (n, first))| {
+                let m = &self.set.rules()[i].meta;
+                DetectionSummary {
+                    rule: m.title.clone(),
+                    rule_id: m.id.clone(),
+                    level: m.level.map(|l| l.as_str()),
+                    count: *n,
+                    first: first.clone(),
+                }
+            })
+            .collect();
+        let rank = |l: Option<&str>| {
+            ["informational", "low", "medium", "high", "critical"]
+                .iter()
+                .position(|x| Some(*x) == l)
+        };
+        out.sort_by(|a, b| {
+            rank(b.level)
+                .cmp(&rank(a.level))
+                .then(b.count.cmp(&a.count))
+        });
+        out
+    }
+}
+
+#[derive(Serialize, Clone)]
+struct MatchSummary {
+    event_id: String,
+    time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    principal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_ip: Option<String>,
+}
+
+#[derive(Serialize)]
+struct DetectionSummary {
+    rule: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    level: Option<&'static str>,
+    count: u64,
+    first: Vec<MatchSummary>,
 }
 
 struct JsonLines<W: Write>(W);
@@ -128,6 +218,8 @@ struct Summary {
     files: Vec<FileSummary>,
     errors: Vec<ErrorSummary>,
     errors_not_listed: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detections: Option<Vec<DetectionSummary>>,
 }
 
 pub fn run(args: &ScanArgs) -> Result<u8> {
@@ -153,6 +245,31 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
         flow_format,
         max_record_bytes: args.max_record_bytes,
     };
+    let mut detection = if args.rules.is_empty() {
+        None
+    } else {
+        let (set, issues) = crate::rules::load(&args.rules);
+        for i in &issues {
+            eprintln!("vigil: rule skipped: {i}");
+        }
+        if set.is_empty() {
+            bail!(
+                "no usable rules in {}",
+                args.rules
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        let n = set.len();
+        Some(Detection {
+            set,
+            scratch: Default::default(),
+            hits: Vec::new(),
+            per_rule: vec![(0, Vec::new()); n],
+        })
+    };
     let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
     if args.output == Output::Jsonl {
         sinks.push(Box::new(JsonLines(BufWriter::with_capacity(
@@ -168,6 +285,7 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
         files: Vec::new(),
         errors: Vec::new(),
         errors_not_listed: 0,
+        detections: None,
     };
     let note_error = |summary: &mut Summary, e: ErrorSummary| {
         summary.totals.errors += 1;
@@ -224,6 +342,9 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
             match item {
                 Item::Event(event) => {
                     per_source[event.source as usize] += 1;
+                    if let Some(d) = &mut detection {
+                        d.observe(&event);
+                    }
                     for sink in &mut sinks {
                         sink.accept(&event)?;
                     }
@@ -242,6 +363,7 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
             .sources
             .insert(kind.as_str(), per_source[kind as usize]);
     }
+    summary.detections = detection.as_ref().map(Detection::summary);
     let secs = started.elapsed().as_secs_f64();
     let t = &mut summary.totals;
     t.seconds = secs;
@@ -326,7 +448,7 @@ fn print_rows(out: &mut dyn Write, rows: &[Vec<String>]) -> io::Result<()> {
         for (c, cell) in row.iter().enumerate() {
             let pad = widths[c].saturating_sub(cell.chars().count());
             // Numbers right-aligned, text left-aligned.
-            if c > 0 && cell.chars().next().is_some_and(|ch| ch.is_ascii_digit()) {
+            if c > 0 && cell.parse::<f64>().is_ok() {
                 line.push_str(&" ".repeat(pad));
                 line.push_str(cell);
             } else {
@@ -377,6 +499,35 @@ fn print_table(out: &mut dyn Write, s: &Summary) -> io::Result<()> {
             .map(|(k, v)| vec![k.to_string(), v.to_string()]),
     );
     print_rows(out, &rows)?;
+    if let Some(d) = &s.detections {
+        writeln!(out)?;
+        let mut rows = vec![vec![
+            "LEVEL".to_string(),
+            "MATCHES".to_string(),
+            "RULE".to_string(),
+            "FIRST MATCH".to_string(),
+        ]];
+        for r in d {
+            let first = r.first.first().map(|m| {
+                format!(
+                    "{} {} {}",
+                    m.time,
+                    m.principal.as_deref().unwrap_or("-"),
+                    m.source_ip.as_deref().unwrap_or("")
+                )
+            });
+            rows.push(vec![
+                r.level.unwrap_or("-").to_string(),
+                r.count.to_string(),
+                r.rule.clone(),
+                first.unwrap_or_default(),
+            ]);
+        }
+        print_rows(out, &rows)?;
+        if d.is_empty() {
+            writeln!(out, "no rule matched")?;
+        }
+    }
     if !s.errors.is_empty() {
         writeln!(out)?;
         writeln!(out, "ERRORS")?;

@@ -145,3 +145,45 @@ fn forced_format_on_the_wrong_kind_of_file() {
         stdout(&o)
     );
 }
+
+#[test]
+fn rules_validate_and_scan_with_rules() {
+    let rules = shared().join("sigma-aws");
+    let o = vigil(&["rules", "validate", rules.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("57 rules loaded") && stdout(&o).contains("0 unsupported, 0 invalid"),
+        "{}",
+        stdout(&o)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.yml"), "title: Bad\nid: x1\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n  sel:\n    eventName|sounds_like: Delete\n  condition: sel\n").unwrap();
+    let o = vigil(&["rules", "validate", dir.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stdout(&o).contains("Bad (x1): unsupported: selection `sel`: field `eventName|sounds_like`: modifier `sounds_like`"), "{}", stdout(&o));
+
+    let samples = shared().join("elastic-aws/cloudtrail");
+    let o = vigil(&[
+        "scan",
+        "--output",
+        "json",
+        "--rules",
+        rules.to_str().unwrap(),
+        samples.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let d = v["detections"].as_array().unwrap();
+    let flow = d
+        .iter()
+        .find(|r| r["rule"] == "AWS VPC Flow Logs Deleted")
+        .unwrap();
+    assert_eq!(flow["level"], "high");
+    assert_eq!(flow["count"], 1);
+    assert_eq!(
+        flow["first"][0]["event_id"],
+        "b9203069-9e9f-4521-9d18-91247d5b00c1"
+    );
+    assert_eq!(d[0]["level"], "high", "most severe first");
+}
