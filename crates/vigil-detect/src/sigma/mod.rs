@@ -2,6 +2,7 @@
 //! (`condition`) and value matching (`value`).
 
 pub mod condition;
+pub mod correlation;
 pub mod rule;
 pub mod value;
 

@@ -54,6 +54,8 @@ pub struct LogSource {
 #[derive(Clone, Debug)]
 pub struct RuleMeta {
     pub id: Option<String>,
+    /// The optional `name` other rules (correlations) refer to it by.
+    pub rule_name: Option<String>,
     pub title: String,
     pub status: Option<String>,
     pub description: Option<String>,
@@ -163,10 +165,11 @@ impl CompiledRule {
 #[derive(Default)]
 pub struct Loaded {
     pub rules: Vec<CompiledRule>,
+    pub correlations: Vec<super::correlation::Correlation>,
     pub issues: Vec<RuleIssue>,
 }
 
-fn str_of(y: &Yaml) -> Option<String> {
+pub(crate) fn str_of(y: &Yaml) -> Option<String> {
     match y {
         Yaml::String(s) => Some(s.clone()),
         Yaml::Integer(i) => Some(i.to_string()),
@@ -176,7 +179,7 @@ fn str_of(y: &Yaml) -> Option<String> {
     }
 }
 
-fn strings(y: &Yaml) -> Vec<String> {
+pub(crate) fn strings(y: &Yaml) -> Vec<String> {
     match y {
         Yaml::Array(a) => a.iter().filter_map(str_of).collect(),
         other => str_of(other).into_iter().collect(),
@@ -206,6 +209,13 @@ pub fn load_str(text: &str, origin: &Path, opts: &CompileOptions, out: &mut Load
     };
     for doc in docs {
         if doc.is_null() {
+            continue;
+        }
+        if !doc["correlation"].is_badvalue() {
+            match super::correlation::compile(&doc, origin) {
+                Ok(c) => out.correlations.push(c),
+                Err(issue) => out.issues.push(issue),
+            }
             continue;
         }
         match compile_doc(&doc, origin, opts) {
@@ -275,12 +285,6 @@ fn compile_doc(
         unsupported,
         message,
     };
-    if !get("correlation").is_badvalue() {
-        return Err(issue(
-            true,
-            "correlation rules are not evaluated yet".into(),
-        ));
-    }
     if !get("filter").is_badvalue() && get("detection").is_badvalue() {
         return Err(issue(true, "Sigma filters are not applied yet".into()));
     }
@@ -344,6 +348,7 @@ fn compile_doc(
     Ok(CompiledRule {
         meta: RuleMeta {
             id,
+            rule_name: str_of(get("name")),
             title,
             status: str_of(get("status")),
             description: str_of(get("description")),
@@ -553,8 +558,12 @@ mod tests {
         assert!(l.issues[0]
             .message
             .contains("`other`, which is not a selection"));
-        let l = load("title: t\ncorrelation:\n  type: event_count\n");
-        assert!(l.issues[0].unsupported);
+        let l = load("title: t\ncorrelation:\n  type: sequence_magic\n");
+        assert!(
+            l.issues[0].message.contains("sequence_magic"),
+            "{:?}",
+            l.issues
+        );
         let l = load("title: [oops\n");
         assert!(l.issues[0].message.starts_with("YAML:"));
     }

@@ -1,0 +1,883 @@
+//! Sigma correlation rules: `event_count`, `value_count`, `temporal`,
+//! `temporal_ordered`, `value_sum`, `value_avg` and `value_percentile`, with
+//! `group-by`, `timespan`, conditions, `aliases` and chaining (a correlation may refer
+//! to another correlation).
+//!
+//! Evaluation is in event time. Each group keeps the matching events of the last
+//! `timespan` before its newest event, sorted by time, so events that arrive out of
+//! order (up to `lateness` behind the newest event seen) are counted where they
+//! belong; later ones are dropped and counted. After a correlation fires for a group
+//! the group starts over, so one burst raises one hit. State is bounded: a group
+//! holds one window, and groups whose window has passed are swept away.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use yaml_rust2::Yaml;
+
+use super::rule::{str_of, strings, Level, RuleIssue};
+use super::value::FieldPath;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kind {
+    EventCount,
+    ValueCount {
+        fields: Vec<String>,
+    },
+    Temporal,
+    TemporalOrdered,
+    ValueSum {
+        field: String,
+    },
+    ValueAvg {
+        field: String,
+    },
+    /// The share (percent) of the group's events in the window whose `field` has the
+    /// value of the event at hand (rare values have a low share).
+    ValuePercentile {
+        field: String,
+    },
+}
+
+impl Kind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Kind::EventCount => "event_count",
+            Kind::ValueCount { .. } => "value_count",
+            Kind::Temporal => "temporal",
+            Kind::TemporalOrdered => "temporal_ordered",
+            Kind::ValueSum { .. } => "value_sum",
+            Kind::ValueAvg { .. } => "value_avg",
+            Kind::ValuePercentile { .. } => "value_percentile",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+    Eq,
+    Neq,
+}
+
+/// One or more comparisons, all of which must hold (`gt: 100, lte: 200`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Threshold(pub Vec<(Op, f64)>);
+
+impl Threshold {
+    pub fn holds(&self, v: f64) -> bool {
+        self.0.iter().all(|(op, x)| match op {
+            Op::Gt => v > *x,
+            Op::Gte => v >= *x,
+            Op::Lt => v < *x,
+            Op::Lte => v <= *x,
+            Op::Eq => v == *x,
+            Op::Neq => v != *x,
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CorrelationMeta {
+    pub id: Option<String>,
+    pub rule_name: Option<String>,
+    pub title: String,
+    pub description: Option<String>,
+    pub level: Option<Level>,
+    pub tags: Vec<String>,
+    pub falsepositives: Vec<String>,
+    pub origin: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+pub struct Correlation {
+    pub meta: CorrelationMeta,
+    pub kind: Kind,
+    /// Referenced rules (ids or names), in order for `temporal_ordered`.
+    pub rules: Vec<String>,
+    pub group_by: Vec<String>,
+    /// alias → (rule name → field).
+    pub aliases: HashMap<String, HashMap<String, String>>,
+    pub timespan_ms: i64,
+    pub threshold: Option<Threshold>,
+    /// Whether the referenced rules also raise their own detections.
+    pub generate: bool,
+}
+
+/// Parses `30s`, `5m`, `1h`, `2d` (also `1w`).
+pub fn parse_timespan(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
+    let n: i64 = num.parse().ok().filter(|n| *n > 0)?;
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(unit_ms)
+}
+
+pub(crate) fn compile(doc: &Yaml, origin: &Path) -> Result<Correlation, RuleIssue> {
+    let title = str_of(&doc["title"]);
+    let id = str_of(&doc["id"]);
+    let rule = match (&title, &id) {
+        (Some(t), Some(i)) => Some(format!("{t} ({i})")),
+        (Some(t), None) => Some(t.clone()),
+        (None, i) => i.clone(),
+    };
+    let issue = |unsupported: bool, message: String| RuleIssue {
+        origin: origin.to_owned(),
+        rule: rule.clone(),
+        unsupported,
+        message,
+    };
+    let c = &doc["correlation"];
+    let type_name =
+        str_of(&c["type"]).ok_or_else(|| issue(false, "missing `correlation.type`".into()))?;
+    let cond = &c["condition"];
+    let field = || -> Result<Vec<String>, RuleIssue> {
+        let f = strings(&cond["field"]);
+        if f.is_empty() {
+            Err(issue(
+                false,
+                format!("`{type_name}` needs `condition.field`"),
+            ))
+        } else {
+            Ok(f)
+        }
+    };
+    let kind = match type_name.as_str() {
+        "event_count" => Kind::EventCount,
+        "value_count" => Kind::ValueCount { fields: field()? },
+        "temporal" => Kind::Temporal,
+        "temporal_ordered" => Kind::TemporalOrdered,
+        "value_sum" => Kind::ValueSum {
+            field: field()?.remove(0),
+        },
+        "value_avg" => Kind::ValueAvg {
+            field: field()?.remove(0),
+        },
+        "value_percentile" => Kind::ValuePercentile {
+            field: field()?.remove(0),
+        },
+        other => return Err(issue(true, format!("correlation type `{other}`"))),
+    };
+    let rules = strings(&c["rules"]);
+    if rules.is_empty() {
+        return Err(issue(false, "`correlation.rules` names no rule".into()));
+    }
+    let timespan_src = str_of(&c["timespan"])
+        .ok_or_else(|| issue(false, "missing `correlation.timespan`".into()))?;
+    let timespan_ms = parse_timespan(&timespan_src).ok_or_else(|| {
+        issue(
+            false,
+            format!("timespan `{timespan_src}` is not a number followed by s, m, h or d"),
+        )
+    })?;
+    let mut ops = Vec::new();
+    if let Yaml::Hash(h) = cond {
+        for (k, v) in h {
+            let Some(k) = str_of(k) else { continue };
+            let op = match k.as_str() {
+                "gt" => Op::Gt,
+                "gte" => Op::Gte,
+                "lt" => Op::Lt,
+                "lte" => Op::Lte,
+                "eq" => Op::Eq,
+                "neq" => Op::Neq,
+                "field" => continue,
+                other => {
+                    return Err(issue(
+                        false,
+                        format!("unknown condition operator `{other}`"),
+                    ))
+                }
+            };
+            let n = str_of(v)
+                .and_then(|s| s.parse::<f64>().ok())
+                .ok_or_else(|| issue(false, format!("`{k}` needs a number")))?;
+            ops.push((op, n));
+        }
+    }
+    let threshold = if ops.is_empty() {
+        None
+    } else {
+        Some(Threshold(ops))
+    };
+    if threshold.is_none() && !matches!(kind, Kind::Temporal | Kind::TemporalOrdered) {
+        return Err(issue(
+            false,
+            format!("`{type_name}` needs a condition (gt, gte, lt, lte, eq or neq)"),
+        ));
+    }
+    let mut aliases = HashMap::new();
+    if let Yaml::Hash(h) = &c["aliases"] {
+        for (alias, map) in h {
+            let (Some(alias), Yaml::Hash(m)) = (str_of(alias), map) else {
+                return Err(issue(
+                    false,
+                    "`aliases` maps an alias to {rule name: field}".into(),
+                ));
+            };
+            let fields = m
+                .iter()
+                .filter_map(|(r, f)| Some((str_of(r)?, str_of(f)?)))
+                .collect();
+            aliases.insert(alias, fields);
+        }
+    }
+    let generate = matches!(&c["generate"], Yaml::Boolean(true))
+        || matches!(&doc["generate"], Yaml::Boolean(true));
+    let level = str_of(&doc["level"]).and_then(|l| match l.to_ascii_lowercase().as_str() {
+        "informational" => Some(Level::Informational),
+        "low" => Some(Level::Low),
+        "medium" => Some(Level::Medium),
+        "high" => Some(Level::High),
+        "critical" => Some(Level::Critical),
+        _ => None,
+    });
+    Ok(Correlation {
+        meta: CorrelationMeta {
+            id,
+            rule_name: str_of(&doc["name"]),
+            title: title.ok_or_else(|| issue(false, "missing `title`".into()))?,
+            description: str_of(&doc["description"]),
+            level,
+            tags: strings(&doc["tags"]),
+            falsepositives: strings(&doc["falsepositives"]),
+            origin: origin.to_owned(),
+        },
+        kind,
+        rules,
+        group_by: strings(&c["group-by"]),
+        aliases,
+        timespan_ms,
+        threshold,
+        generate,
+    })
+}
+
+/// Where a correlation's input comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Input {
+    Rule(u32),
+    Correlation(u32),
+}
+
+/// A correlation that fired.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hit {
+    pub correlation: u32,
+    /// The group-by values, in the order of `group-by`.
+    pub group: Vec<String>,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    /// Events in the window when it fired.
+    pub events: usize,
+    /// The measured value the condition was tested on (count, distinct values, sum…).
+    pub value: f64,
+}
+
+#[derive(Clone, Debug)]
+enum Payload {
+    None,
+    Text(String),
+    Num(f64),
+}
+
+#[derive(Default)]
+struct Group {
+    /// (event time, position of the input rule in `rules`, payload), sorted by time.
+    items: VecDeque<(i64, u16, Payload)>,
+}
+
+/// How the correlation reads one of its inputs: the group-by fields (aliases
+/// resolved for that rule) and the value field.
+struct InputFields {
+    group: Vec<FieldPath>,
+    value: Vec<FieldPath>,
+}
+
+struct Compiled {
+    def: Correlation,
+    inputs: Vec<InputFields>,
+    groups: HashMap<Vec<String>, Group>,
+}
+
+/// Runs correlation rules over the matches of the rules they refer to.
+pub struct Correlator {
+    corrs: Vec<Compiled>,
+    feeds: HashMap<Input, Vec<(u32, u16)>>,
+    lateness_ms: i64,
+    watermark: i64,
+    observed: u64,
+    pub dropped_late: u64,
+}
+
+/// How the engine names its base rules, for resolving references.
+pub struct BaseRef<'a> {
+    pub id: Option<&'a str>,
+    pub name: Option<&'a str>,
+}
+
+impl Correlator {
+    /// Resolves every correlation's references against the base rules and the other
+    /// correlations; a correlation with an unresolved reference is left out and
+    /// reported.
+    pub fn new(
+        defs: Vec<Correlation>,
+        base: &[BaseRef<'_>],
+        lateness_ms: i64,
+    ) -> (Correlator, Vec<RuleIssue>) {
+        let mut issues = Vec::new();
+        let mut kept: Vec<Correlation> = Vec::new();
+        // First pass: which references can resolve at all (correlations may chain).
+        let names_of = |c: &Correlation| [c.meta.id.clone(), c.meta.rule_name.clone()];
+        let all_corr_names: Vec<[Option<String>; 2]> = defs.iter().map(names_of).collect();
+        for d in defs {
+            let unresolved: Vec<&String> = d
+                .rules
+                .iter()
+                .filter(|r| {
+                    !base
+                        .iter()
+                        .any(|b| b.id == Some(r.as_str()) || b.name == Some(r.as_str()))
+                        && !all_corr_names
+                            .iter()
+                            .any(|n| n.iter().flatten().any(|x| x == *r))
+                })
+                .collect();
+            if unresolved.is_empty() {
+                kept.push(d);
+            } else {
+                issues.push(RuleIssue {
+                    origin: d.meta.origin.clone(),
+                    rule: Some(d.meta.title.clone()),
+                    unsupported: false,
+                    message: format!(
+                        "refers to {} which no loaded rule is",
+                        unresolved
+                            .iter()
+                            .map(|r| format!("`{r}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+            }
+        }
+        let mut feeds: HashMap<Input, Vec<(u32, u16)>> = HashMap::new();
+        let mut corrs = Vec::new();
+        for (ci, d) in kept.iter().enumerate() {
+            let mut inputs = Vec::new();
+            for (pos, r) in d.rules.iter().enumerate() {
+                let input = match base
+                    .iter()
+                    .position(|b| b.id == Some(r.as_str()) || b.name == Some(r.as_str()))
+                {
+                    Some(i) => Input::Rule(i as u32),
+                    None => match kept.iter().position(|c| {
+                        c.meta.id.as_deref() == Some(r.as_str())
+                            || c.meta.rule_name.as_deref() == Some(r.as_str())
+                    }) {
+                        Some(j) => Input::Correlation(j as u32),
+                        None => continue,
+                    },
+                };
+                feeds
+                    .entry(input)
+                    .or_default()
+                    .push((ci as u32, pos as u16));
+                let field_for = |f: &str| -> FieldPath {
+                    let aliased = d
+                        .aliases
+                        .get(f)
+                        .and_then(|m| m.get(r.as_str()))
+                        .map(String::as_str);
+                    FieldPath::new(aliased.unwrap_or(f))
+                };
+                let value = match &d.kind {
+                    Kind::ValueCount { fields } => fields.iter().map(|f| field_for(f)).collect(),
+                    Kind::ValueSum { field }
+                    | Kind::ValueAvg { field }
+                    | Kind::ValuePercentile { field } => vec![field_for(field)],
+                    _ => Vec::new(),
+                };
+                inputs.push(InputFields {
+                    group: d.group_by.iter().map(|g| field_for(g)).collect(),
+                    value,
+                });
+            }
+            corrs.push(Compiled {
+                def: d.clone(),
+                inputs,
+                groups: HashMap::new(),
+            });
+        }
+        (
+            Correlator {
+                corrs,
+                feeds,
+                lateness_ms,
+                watermark: i64::MIN,
+                observed: 0,
+                dropped_late: 0,
+            },
+            issues,
+        )
+    }
+
+    pub fn correlations(&self) -> impl Iterator<Item = &Correlation> {
+        self.corrs.iter().map(|c| &c.def)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.corrs.is_empty()
+    }
+
+    /// Base rules whose matches only feed correlations (`generate` not set).
+    pub fn silent_rules(&self) -> Vec<u32> {
+        let mut out: Vec<u32> = self
+            .feeds
+            .iter()
+            .filter_map(|(input, users)| match input {
+                Input::Rule(r)
+                    if users
+                        .iter()
+                        .all(|(c, _)| !self.corrs[*c as usize].def.generate) =>
+                {
+                    Some(*r)
+                }
+                _ => None,
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Events held across all groups (the state the correlator keeps).
+    pub fn state_size(&self) -> usize {
+        self.corrs
+            .iter()
+            .map(|c| c.groups.values().map(|g| g.items.len()).sum::<usize>())
+            .sum()
+    }
+
+    /// Feeds the matches of one event (at `time_ms`, as `doc`) and appends the
+    /// correlations that fire.
+    pub fn observe(&mut self, time_ms: i64, doc: &Value, matched: &[u32], out: &mut Vec<Hit>) {
+        if matched.is_empty() {
+            return;
+        }
+        self.watermark = self.watermark.max(time_ms);
+        if time_ms < self.watermark - self.lateness_ms {
+            self.dropped_late += 1;
+            return;
+        }
+        let mut pending: Vec<Input> = matched.iter().map(|&r| Input::Rule(r)).collect();
+        let start = out.len();
+        while let Some(input) = pending.pop() {
+            let Some(users) = self.feeds.get(&input).cloned() else {
+                continue;
+            };
+            for (c, pos) in users {
+                if let Some(hit) = self.feed(c, pos, time_ms, doc) {
+                    pending.push(Input::Correlation(c));
+                    out.push(hit);
+                }
+            }
+        }
+        let _ = start;
+        self.observed += 1;
+        if self.observed % 1024 == 0 {
+            self.sweep();
+        }
+    }
+
+    fn feed(&mut self, c: u32, pos: u16, t: i64, doc: &Value) -> Option<Hit> {
+        let comp = &mut self.corrs[c as usize];
+        let fields = &comp.inputs[pos as usize];
+        let key: Vec<String> = fields
+            .group
+            .iter()
+            .map(|p| p.lookup(doc).map(text_of).unwrap_or_default())
+            .collect();
+        let payload = match &comp.def.kind {
+            Kind::ValueCount { .. } | Kind::ValuePercentile { .. } => {
+                let parts: Vec<String> = fields
+                    .value
+                    .iter()
+                    .map(|p| p.lookup(doc).map(text_of).unwrap_or_default())
+                    .collect();
+                if parts.iter().all(String::is_empty) {
+                    return None; // No value to count.
+                }
+                Payload::Text(parts.join("\u{1f}"))
+            }
+            Kind::ValueSum { .. } | Kind::ValueAvg { .. } => {
+                match fields
+                    .value
+                    .first()
+                    .and_then(|p| p.lookup(doc))
+                    .and_then(number_of)
+                {
+                    Some(n) => Payload::Num(n),
+                    None => return None,
+                }
+            }
+            _ => Payload::None,
+        };
+        let span = comp.def.timespan_ms;
+        let group = comp.groups.entry(key.clone()).or_default();
+        // Insert in time order (out-of-order events land where they belong).
+        let at = group.items.partition_point(|(it, _, _)| *it <= t);
+        group.items.insert(at, (t, pos, payload.clone()));
+        let newest = group.items.back().map_or(t, |x| x.0);
+        while group
+            .items
+            .front()
+            .is_some_and(|(it, _, _)| *it < newest - span)
+        {
+            group.items.pop_front();
+        }
+        if group.items.is_empty() {
+            return None;
+        }
+        let n_rules = comp.def.rules.len();
+        let items = &group.items;
+        let value = match &comp.def.kind {
+            Kind::EventCount => items.len() as f64,
+            Kind::ValueCount { .. } => {
+                let mut seen: Vec<&str> = items
+                    .iter()
+                    .filter_map(|(_, _, p)| {
+                        if let Payload::Text(s) = p {
+                            Some(s.as_str())
+                        } else {
+                            None
+                        }
+                    })
+                    .collect();
+                seen.sort_unstable();
+                seen.dedup();
+                seen.len() as f64
+            }
+            Kind::ValueSum { .. } => items
+                .iter()
+                .map(|(_, _, p)| if let Payload::Num(n) = p { *n } else { 0.0 })
+                .sum(),
+            Kind::ValueAvg { .. } => {
+                items
+                    .iter()
+                    .map(|(_, _, p)| if let Payload::Num(n) = p { *n } else { 0.0 })
+                    .sum::<f64>()
+                    / items.len() as f64
+            }
+            Kind::ValuePercentile { .. } => {
+                let Payload::Text(mine) = &payload else {
+                    return None;
+                };
+                let same = items
+                    .iter()
+                    .filter(|(_, _, p)| matches!(p, Payload::Text(s) if s == mine))
+                    .count();
+                100.0 * same as f64 / items.len() as f64
+            }
+            Kind::Temporal => {
+                let mut seen = vec![false; n_rules];
+                for (_, p, _) in items {
+                    seen[*p as usize] = true;
+                }
+                seen.iter().filter(|s| **s).count() as f64
+            }
+            Kind::TemporalOrdered => {
+                // Latest event of the last rule, then going backwards the latest event of
+                // each earlier rule that is not later: the tightest ordered chain.
+                let mut bound = i64::MAX;
+                let mut chain = 0;
+                for want in (0..n_rules).rev() {
+                    match items
+                        .iter()
+                        .rev()
+                        .find(|(it, p, _)| *p as usize == want && *it <= bound)
+                    {
+                        Some((it, _, _)) => {
+                            bound = *it;
+                            chain += 1;
+                        }
+                        None => break,
+                    }
+                }
+                if chain == n_rules && newest - bound <= span {
+                    n_rules as f64
+                } else {
+                    0.0
+                }
+            }
+        };
+        let fires = match &comp.def.threshold {
+            Some(t) => t.holds(value),
+            None => value >= n_rules as f64,
+        };
+        if !fires {
+            return None;
+        }
+        let hit = Hit {
+            correlation: c,
+            group: key.clone(),
+            first_ms: items.front().map_or(t, |x| x.0),
+            last_ms: newest,
+            events: items.len(),
+            value,
+        };
+        comp.groups.remove(&key);
+        Some(hit)
+    }
+
+    /// Drops groups whose window has passed the watermark.
+    fn sweep(&mut self) {
+        let wm = self.watermark;
+        let late = self.lateness_ms;
+        for c in &mut self.corrs {
+            let span = c.def.timespan_ms;
+            c.groups.retain(|_, g| {
+                g.items
+                    .back()
+                    .is_some_and(|(t, _, _)| *t >= wm - span - late)
+            });
+        }
+    }
+}
+
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn number_of(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn corr(yaml: &str) -> Correlation {
+        let docs = yaml_rust2::YamlLoader::load_from_str(yaml).unwrap();
+        compile(&docs[0], Path::new("c.yml")).unwrap()
+    }
+
+    fn correlator(c: Correlation, base: &[(&str, &str)]) -> Correlator {
+        let refs: Vec<BaseRef<'_>> = base
+            .iter()
+            .map(|(id, name)| BaseRef {
+                id: Some(id),
+                name: Some(name),
+            })
+            .collect();
+        let (k, issues) = Correlator::new(vec![c], &refs, 60_000);
+        assert!(issues.is_empty(), "{issues:?}");
+        k
+    }
+
+    #[test]
+    fn event_count_fires_once_per_burst_and_handles_out_of_order() {
+        let c = corr("title: burst\ncorrelation:\n  type: event_count\n  rules: [failed]\n  group-by: [user]\n  timespan: 5m\n  condition: {gte: 3}\n");
+        let mut k = correlator(c, &[("1", "failed")]);
+        let mut hits = Vec::new();
+        let ev = |u: &str| json!({"user": u});
+        k.observe(99_000, &ev("bob"), &[0], &mut hits);
+        k.observe(400_000, &ev("bob"), &[0], &mut hits); // 301 s later: outside the window
+        k.observe(380_000, &ev("alice"), &[0], &mut hits);
+        assert!(hits.is_empty());
+        // Arrives late (before the 400 s event) but within lateness and the window.
+        k.observe(350_000, &ev("bob"), &[0], &mut hits);
+        assert!(
+            hits.is_empty(),
+            "the 99 s event is out of the window ending at 400 s"
+        );
+        k.observe(390_000, &ev("bob"), &[0], &mut hits);
+        assert_eq!(hits.len(), 1);
+        assert_eq!(
+            (hits[0].group.clone(), hits[0].events, hits[0].first_ms),
+            (vec!["bob".to_string()], 3, 350_000)
+        );
+        k.observe(395_000, &ev("bob"), &[0], &mut hits);
+        assert_eq!(hits.len(), 1, "the group starts over after firing");
+        // Far too late: dropped and counted.
+        k.observe(1_000, &ev("bob"), &[0], &mut hits);
+        assert_eq!(k.dropped_late, 1);
+    }
+
+    #[test]
+    fn value_count_sum_avg_percentile() {
+        let mut hits = Vec::new();
+        let c = corr("title: spray\ncorrelation:\n  type: value_count\n  rules: [f]\n  group-by: [ip]\n  timespan: 1h\n  condition: {field: user, gt: 2}\n");
+        let mut k = correlator(c, &[("1", "f")]);
+        for (t, u) in [(1, "a"), (2, "a"), (3, "b"), (4, "c")] {
+            k.observe(
+                t * 1000,
+                &json!({"ip": "198.51.100.1", "user": u}),
+                &[0],
+                &mut hits,
+            );
+        }
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].value, 3.0);
+
+        let c = corr("title: exfil\ncorrelation:\n  type: value_sum\n  rules: [f]\n  group-by: [dst]\n  timespan: 10m\n  condition: {field: bytes, gt: 1000}\n");
+        let mut k = correlator(c, &[("1", "f")]);
+        hits.clear();
+        for b in [400, 400, 300] {
+            k.observe(1000, &json!({"dst": "x", "bytes": b}), &[0], &mut hits);
+        }
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].value, 1100.0);
+
+        let c = corr("title: avg\ncorrelation:\n  type: value_avg\n  rules: [f]\n  group-by: [dst]\n  timespan: 10m\n  condition: {field: bytes, gt: 500}\n");
+        let mut k = correlator(c, &[("1", "f")]);
+        hits.clear();
+        k.observe(1000, &json!({"dst": "x", "bytes": "400"}), &[0], &mut hits);
+        k.observe(2000, &json!({"dst": "x", "bytes": 700}), &[0], &mut hits);
+        assert_eq!(hits.len(), 1);
+
+        let c = corr("title: rare\ncorrelation:\n  type: value_percentile\n  rules: [f]\n  group-by: [host]\n  timespan: 1d\n  condition: {field: image, lte: 10}\n");
+        let mut k = correlator(c, &[("1", "f")]);
+        hits.clear();
+        for i in 0..20 {
+            k.observe(
+                i * 1000,
+                &json!({"host": "h", "image": "common.exe"}),
+                &[0],
+                &mut hits,
+            );
+        }
+        assert!(hits.is_empty());
+        k.observe(
+            30_000,
+            &json!({"host": "h", "image": "rare.exe"}),
+            &[0],
+            &mut hits,
+        );
+        assert_eq!(hits.len(), 1);
+    }
+
+    #[test]
+    fn temporal_and_ordered_with_aliases() {
+        let mut hits = Vec::new();
+        let c = corr("title: t\ncorrelation:\n  type: temporal_ordered\n  rules: [create_user, attach_admin]\n  group-by: [target]\n  timespan: 10m\n  aliases:\n    target:\n      create_user: requestParameters.userName\n      attach_admin: requestParameters.userName\n");
+        let mut k = correlator(c.clone(), &[("1", "create_user"), ("2", "attach_admin")]);
+        let ev = |u: &str| json!({"requestParameters": {"userName": u}});
+        // Wrong order: admin attached before the user exists (in event time).
+        k.observe(5000, &ev("eve"), &[1], &mut hits);
+        k.observe(6000, &ev("mallory"), &[0], &mut hits);
+        assert!(hits.is_empty());
+        k.observe(9000, &ev("eve"), &[0], &mut hits);
+        assert!(hits.is_empty(), "attach came before create for eve");
+        k.observe(20_000, &ev("mallory"), &[1], &mut hits);
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].group, ["mallory"]);
+        // Out of order arrival that is in order in event time.
+        let mut k = correlator(c, &[("1", "create_user"), ("2", "attach_admin")]);
+        hits.clear();
+        k.observe(50_000, &ev("trent"), &[1], &mut hits);
+        k.observe(40_000, &ev("trent"), &[0], &mut hits);
+        assert_eq!(
+            hits.len(),
+            1,
+            "created at 40 s, admin at 50 s, whatever the arrival order"
+        );
+
+        let c = corr("title: t\ncorrelation:\n  type: temporal\n  rules: [a, b]\n  group-by: [h]\n  timespan: 1m\n");
+        let mut k = correlator(c, &[("1", "a"), ("2", "b")]);
+        hits.clear();
+        k.observe(0, &json!({"h": 1}), &[1], &mut hits);
+        k.observe(120_000, &json!({"h": 1}), &[0], &mut hits);
+        assert!(hits.is_empty(), "two minutes apart");
+        k.observe(150_000, &json!({"h": 1}), &[1], &mut hits);
+        assert_eq!(hits.len(), 1);
+    }
+
+    #[test]
+    fn chained_correlations() {
+        let base = yaml_rust2::YamlLoader::load_from_str(
+            "title: many failed\nname: many_failed\ncorrelation:\n  type: event_count\n  rules: [failed]\n  group-by: [user]\n  timespan: 1h\n  condition: {gte: 2}\n---\ntitle: then success\ncorrelation:\n  type: temporal_ordered\n  rules: [many_failed, success]\n  group-by: [user]\n  timespan: 1h\n",
+        )
+        .unwrap();
+        let defs: Vec<Correlation> = base
+            .iter()
+            .map(|d| compile(d, Path::new("c.yml")).unwrap())
+            .collect();
+        let refs = [
+            BaseRef {
+                id: Some("1"),
+                name: Some("failed"),
+            },
+            BaseRef {
+                id: Some("2"),
+                name: Some("success"),
+            },
+        ];
+        let (mut k, issues) = Correlator::new(defs, &refs, 0);
+        assert!(issues.is_empty());
+        let mut hits = Vec::new();
+        let u = json!({"user": "bob"});
+        k.observe(1000, &u, &[0], &mut hits);
+        k.observe(2000, &u, &[0], &mut hits);
+        assert_eq!(hits.len(), 1, "many_failed fires");
+        k.observe(3000, &u, &[1], &mut hits);
+        assert_eq!(hits.len(), 2, "then the chained correlation");
+        assert_eq!(k.silent_rules(), [0, 1]);
+    }
+
+    #[test]
+    fn state_is_bounded_over_a_long_stream() {
+        let c = corr("title: burst\ncorrelation:\n  type: event_count\n  rules: [r]\n  group-by: [user]\n  timespan: 1m\n  condition: {gte: 1000000}\n");
+        let mut k = correlator(c, &[("1", "r")]);
+        let mut hits = Vec::new();
+        let mut max_state = 0;
+        // 200k events over ~55 hours, 5k distinct users: each window holds at most a
+        // minute of events.
+        for i in 0..200_000i64 {
+            k.observe(
+                i * 1000,
+                &json!({"user": format!("u{}", i % 5000)}),
+                &[0],
+                &mut hits,
+            );
+            max_state = max_state.max(k.state_size());
+        }
+        assert!(hits.is_empty());
+        assert!(max_state < 5_000 + 1_100, "state grew to {max_state}");
+        assert!(
+            k.corrs[0].groups.len() <= 1_100,
+            "{} groups kept",
+            k.corrs[0].groups.len()
+        );
+    }
+
+    #[test]
+    fn invalid_correlations_are_named() {
+        let docs = yaml_rust2::YamlLoader::load_from_str("title: x\ncorrelation:\n  type: event_count\n  rules: [a]\n  timespan: 5 minutes\n  condition: {gte: 1}\n").unwrap();
+        let e = compile(&docs[0], Path::new("c.yml")).unwrap_err();
+        assert!(e.message.contains("timespan `5 minutes`"), "{e}");
+        let c = corr("title: x\ncorrelation:\n  type: event_count\n  rules: [nope]\n  group-by: [u]\n  timespan: 5m\n  condition: {gte: 1}\n");
+        let (_, issues) = Correlator::new(vec![c], &[], 0);
+        assert!(issues[0].message.contains("`nope`"), "{issues:?}");
+        assert_eq!(parse_timespan("90m"), Some(5_400_000));
+    }
+}
