@@ -31,6 +31,15 @@ pub struct Scratch {
     name: String,
     candidates: Vec<u32>,
     memo: Vec<Option<bool>>,
+    doc: Option<Value>,
+}
+
+impl Scratch {
+    /// The JSON of the last evaluated event, when a rule needed it (always the case
+    /// when a rule matched).
+    pub fn doc(&self) -> Option<&Value> {
+        self.doc.as_ref()
+    }
 }
 
 fn source_slot(s: SourceKind) -> usize {
@@ -134,6 +143,7 @@ impl RuleSet {
             }
         }
         scratch.candidates.extend_from_slice(&slot.always);
+        scratch.doc = None;
         if scratch.candidates.is_empty() {
             return;
         }
@@ -147,6 +157,7 @@ impl RuleSet {
                 out.push(i);
             }
         }
+        scratch.doc = Some(doc);
     }
 }
 

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use vigil_detect::sigma::correlation::{BaseRef, Correlator};
 use vigil_detect::sigma::{load_path, CompileOptions, Loaded};
 use vigil_detect::RuleSet;
 
@@ -23,8 +24,19 @@ pub struct RulePaths {
     paths: Vec<PathBuf>,
 }
 
-/// Loads and indexes rules from `paths`; problems come back as issues, not errors.
-pub fn load(paths: &[PathBuf]) -> (RuleSet, Vec<vigil_detect::sigma::RuleIssue>) {
+/// How far behind the newest event an event may arrive and still be correlated.
+pub const LATENESS_MS: i64 = 5 * 60 * 1000;
+
+/// Loads and indexes rules from `paths`, and sets up their correlations; problems
+/// come back as issues, not errors.
+pub fn load(paths: &[PathBuf]) -> (RuleSet, Correlator, Vec<vigil_detect::sigma::RuleIssue>) {
+    load_with_lateness(paths, LATENESS_MS)
+}
+
+pub fn load_with_lateness(
+    paths: &[PathBuf],
+    lateness_ms: i64,
+) -> (RuleSet, Correlator, Vec<vigil_detect::sigma::RuleIssue>) {
     let mut loaded = Loaded::default();
     for p in paths {
         load_path(p, &CompileOptions::default(), &mut loaded);
@@ -32,13 +44,33 @@ pub fn load(paths: &[PathBuf]) -> (RuleSet, Vec<vigil_detect::sigma::RuleIssue>)
     let (set, mut more) = RuleSet::new(loaded.rules);
     let mut issues = loaded.issues;
     issues.append(&mut more);
-    (set, issues)
+    let refs: Vec<BaseRef<'_>> = set
+        .rules()
+        .iter()
+        .map(|r| BaseRef {
+            id: r.meta.id.as_deref(),
+            name: r.meta.rule_name.as_deref(),
+        })
+        .collect();
+    let (correlator, mut more) = Correlator::new(loaded.correlations, &refs, lateness_ms);
+    issues.append(&mut more);
+    (set, correlator, issues)
 }
 
 pub fn run(cmd: &RulesCommand) -> Result<u8> {
     match cmd {
         RulesCommand::List(p) => {
-            let (set, issues) = load(&p.paths);
+            let (set, correlator, issues) = load(&p.paths);
+            for c in correlator.correlations() {
+                println!(
+                    "{:<13} {:<38} {} [{} of {}]",
+                    c.meta.level.map(|l| l.as_str()).unwrap_or("-"),
+                    c.meta.id.as_deref().unwrap_or("-"),
+                    c.meta.title,
+                    c.kind.as_str(),
+                    c.rules.join(", ")
+                );
+            }
             for r in set.rules() {
                 let m = &r.meta;
                 println!(
@@ -58,15 +90,16 @@ pub fn run(cmd: &RulesCommand) -> Result<u8> {
             })
         }
         RulesCommand::Validate(p) => {
-            let (set, issues) = load(&p.paths);
+            let (set, correlator, issues) = load(&p.paths);
             let unsupported = issues.iter().filter(|i| i.unsupported).count();
             for i in &issues {
                 println!("{i}");
             }
             let (indexed, always) = set.index_stats();
             println!(
-                "{} rules loaded ({indexed} indexed by event name, {always} tried on every event of their source); {} unsupported, {} invalid",
+                "{} rules and {} correlations loaded ({indexed} rules indexed by event name, {always} tried on every event of their source); {} unsupported, {} invalid",
                 set.len(),
+                correlator.correlations().count(),
                 unsupported,
                 issues.len() - unsupported
             );

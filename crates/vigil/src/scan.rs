@@ -42,6 +42,10 @@ pub struct ScanArgs {
     /// Sigma rules to run over the events (files or directories; repeatable).
     #[arg(long = "rules", value_name = "PATH")]
     rules: Vec<PathBuf>,
+    /// How far (in event time) behind the newest event an event may come and still
+    /// count for correlations, e.g. 30m, 1h, 2d.
+    #[arg(long, default_value = "1h", value_name = "SPAN")]
+    lateness: String,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -75,6 +79,11 @@ struct Detection {
     scratch: vigil_detect::Scratch,
     hits: Vec<u32>,
     per_rule: Vec<(u64, Vec<MatchSummary>)>,
+    /// Rules whose matches only feed correlations.
+    silent: Vec<bool>,
+    correlator: vigil_detect::sigma::correlation::Correlator,
+    corr_hits: Vec<vigil_detect::sigma::correlation::Hit>,
+    per_correlation: Vec<(u64, Vec<MatchSummary>)>,
 }
 
 const KEEP_PER_RULE: usize = 5;
@@ -83,7 +92,39 @@ impl Detection {
     fn observe(&mut self, event: &Event) {
         self.hits.clear();
         self.set.evaluate(event, &mut self.scratch, &mut self.hits);
+        if !self.correlator.is_empty() && !self.hits.is_empty() {
+            if let Some(doc) = self.scratch.doc() {
+                self.corr_hits.clear();
+                self.correlator.observe(
+                    event.time.as_millis(),
+                    doc,
+                    &self.hits,
+                    &mut self.corr_hits,
+                );
+                for h in &self.corr_hits {
+                    let (count, first) = &mut self.per_correlation[h.correlation as usize];
+                    *count += 1;
+                    if first.len() < KEEP_PER_RULE {
+                        first.push(MatchSummary {
+                            event_id: event.id.clone(),
+                            time: vigil_model::Timestamp::from_millis(h.last_ms).to_string(),
+                            account: event.account.clone(),
+                            principal: Some(format!(
+                                "group {} ({} events since {})",
+                                h.group.join("/"),
+                                h.events,
+                                vigil_model::Timestamp::from_millis(h.first_ms)
+                            )),
+                            source_ip: None,
+                        });
+                    }
+                }
+            }
+        }
         for &i in &self.hits {
+            if self.silent[i as usize] {
+                continue;
+            }
             let (count, first) = &mut self.per_rule[i as usize];
             *count += 1;
             if first.len() < KEEP_PER_RULE {
@@ -118,6 +159,20 @@ impl Detection {
                 }
             })
             .collect();
+        let corr: Vec<&vigil_detect::sigma::correlation::Correlation> =
+            self.correlator.correlations().collect();
+        for (i, (n, first)) in self.per_correlation.iter().enumerate() {
+            if *n > 0 {
+                let m = &corr[i].meta;
+                out.push(DetectionSummary {
+                    rule: m.title.clone(),
+                    rule_id: m.id.clone(),
+                    level: m.level.map(|l| l.as_str()),
+                    count: *n,
+                    first: first.clone(),
+                });
+            }
+        }
         let rank = |l: Option<&str>| {
             ["informational", "low", "medium", "high", "critical"]
                 .iter()
@@ -220,6 +275,9 @@ struct Summary {
     errors_not_listed: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     detections: Option<Vec<DetectionSummary>>,
+    /// Matching events that came too late (in event time) to be correlated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlation_late_events: Option<u64>,
 }
 
 pub fn run(args: &ScanArgs) -> Result<u8> {
@@ -248,7 +306,14 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
     let mut detection = if args.rules.is_empty() {
         None
     } else {
-        let (set, issues) = crate::rules::load(&args.rules);
+        let lateness = vigil_detect::sigma::correlation::parse_timespan(&args.lateness)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--lateness: `{}` is not a number followed by s, m, h or d",
+                    args.lateness
+                )
+            })?;
+        let (set, correlator, issues) = crate::rules::load_with_lateness(&args.rules, lateness);
         for i in &issues {
             eprintln!("vigil: rule skipped: {i}");
         }
@@ -263,11 +328,20 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
             );
         }
         let n = set.len();
+        let mut silent = vec![false; n];
+        for r in correlator.silent_rules() {
+            silent[r as usize] = true;
+        }
+        let n_corr = correlator.correlations().count();
         Some(Detection {
             set,
             scratch: Default::default(),
             hits: Vec::new(),
             per_rule: vec![(0, Vec::new()); n],
+            silent,
+            correlator,
+            corr_hits: Vec::new(),
+            per_correlation: vec![(0, Vec::new()); n_corr],
         })
     };
     let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
@@ -286,6 +360,7 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
         errors: Vec::new(),
         errors_not_listed: 0,
         detections: None,
+        correlation_late_events: None,
     };
     let note_error = |summary: &mut Summary, e: ErrorSummary| {
         summary.totals.errors += 1;
@@ -364,6 +439,10 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
             .insert(kind.as_str(), per_source[kind as usize]);
     }
     summary.detections = detection.as_ref().map(Detection::summary);
+    summary.correlation_late_events = detection
+        .as_ref()
+        .filter(|d| !d.correlator.is_empty())
+        .map(|d| d.correlator.dropped_late);
     let secs = started.elapsed().as_secs_f64();
     let t = &mut summary.totals;
     t.seconds = secs;
@@ -526,6 +605,9 @@ fn print_table(out: &mut dyn Write, s: &Summary) -> io::Result<()> {
         print_rows(out, &rows)?;
         if d.is_empty() {
             writeln!(out, "no rule matched")?;
+        }
+        if let Some(n) = s.correlation_late_events.filter(|n| *n > 0) {
+            writeln!(out, "note: {n} matching events came more than --lateness behind newer ones and were not correlated")?;
         }
     }
     if !s.errors.is_empty() {

@@ -152,7 +152,8 @@ fn rules_validate_and_scan_with_rules() {
     let o = vigil(&["rules", "validate", rules.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(
-        stdout(&o).contains("57 rules loaded") && stdout(&o).contains("0 unsupported, 0 invalid"),
+        stdout(&o).contains("57 rules and 0 correlations loaded")
+            && stdout(&o).contains("0 unsupported, 0 invalid"),
         "{}",
         stdout(&o)
     );
@@ -186,4 +187,52 @@ fn rules_validate_and_scan_with_rules() {
         "b9203069-9e9f-4521-9d18-91247d5b00c1"
     );
     assert_eq!(d[0]["level"], "high", "most severe first");
+}
+
+#[test]
+fn correlation_rules_in_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::copy(
+        shared()
+            .join("sigma-aws/cloudtrail/aws_cloudtrail_console_login_failed_authentication.yml"),
+        rules.join("failed.yml"),
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("burst.yml"),
+        "title: Burst of failed console logins\nlevel: high\ncorrelation:\n  type: event_count\n  rules: [6393e346-1977-46ef-8987-ad414a145fad]\n  group-by: [sourceIPAddress]\n  timespan: 10m\n  condition: {gte: 2}\n",
+    )
+    .unwrap();
+    let samples = shared().join("elastic-aws/cloudtrail/test-console-login-json.log");
+    let o = vigil(&[
+        "scan",
+        "--output",
+        "json",
+        "--rules",
+        rules.to_str().unwrap(),
+        samples.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let d = v["detections"].as_array().unwrap();
+    // The base rule only feeds the correlation (no `generate`), so one detection.
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0]["rule"], "Burst of failed console logins");
+    assert!(d[0]["first"][0]["principal"]
+        .as_str()
+        .unwrap()
+        .contains("89.160.20.156 (2 events"));
+    let o = vigil(&["rules", "validate", rules.to_str().unwrap()]);
+    assert!(
+        stdout(&o).contains("1 rules and 1 correlations loaded"),
+        "{}",
+        stdout(&o)
+    );
 }
