@@ -15,7 +15,7 @@ use anyhow::{bail, Result};
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  vigil-bench gen --out DIR [--cloudtrail-mb N] [--flow-mb N] [--file-mb N] [--seed N]\n  vigil-bench run --dir DIR --vigil PATH [--rounds N]"
+        "usage:\n  vigil-bench gen --out DIR [--cloudtrail-mb N] [--flow-mb N] [--file-mb N] [--seed N]\n  vigil-bench run --dir DIR --vigil PATH [--rounds N] [--rules DIR]"
     );
     std::process::exit(2)
 }
@@ -53,10 +53,12 @@ fn main() -> Result<()> {
             let (Some(dir), Some(vigil)) = (get("--dir"), get("--vigil")) else {
                 usage()
             };
+            let rules = get("--rules").map(PathBuf::from);
             measure::run(
                 &PathBuf::from(dir),
                 &PathBuf::from(vigil),
                 num("--rounds", 3)? as usize,
+                rules.as_deref(),
             )
         }
         other => bail!("unknown command {other:?}"),

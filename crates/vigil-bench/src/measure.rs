@@ -218,10 +218,15 @@ fn plain_flow(files: &[PathBuf]) -> Result<Sample> {
 }
 
 fn vigil_scan(vigil: &Path, paths: &[PathBuf]) -> Result<Sample> {
+    vigil_scan_with(vigil, paths, &[])
+}
+
+fn vigil_scan_with(vigil: &Path, paths: &[PathBuf], extra: &[String]) -> Result<Sample> {
     let out = Command::new(vigil)
         .arg("scan")
         .arg("--output")
         .arg("json")
+        .args(extra)
         .args(paths)
         .output()
         .with_context(|| format!("running {}", vigil.display()))?;
@@ -247,7 +252,7 @@ fn median(mut v: Vec<Sample>) -> Sample {
     v.swap_remove(v.len() / 2)
 }
 
-pub fn run(dir: &Path, vigil: &Path, rounds: usize) -> Result<()> {
+pub fn run(dir: &Path, vigil: &Path, rounds: usize, rules: Option<&Path>) -> Result<()> {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json"))?)?;
     println!(
@@ -268,7 +273,11 @@ pub fn run(dir: &Path, vigil: &Path, rounds: usize) -> Result<()> {
     ] {
         let files = files_under(&dir.join(sub))?;
         let known_records = manifest[records_key]["records"].as_u64().unwrap_or(0);
-        let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut a, mut b, mut c, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let rule_args: Vec<String> = match rules {
+            Some(r) if sub == "cloudtrail" => vec!["--rules".into(), r.display().to_string()],
+            _ => Vec::new(),
+        };
         for _ in 0..rounds {
             a.push(gunzip_only(&files)?);
             b.push(if sub == "cloudtrail" {
@@ -277,8 +286,12 @@ pub fn run(dir: &Path, vigil: &Path, rounds: usize) -> Result<()> {
                 plain_flow(&files)?
             });
             c.push(vigil_scan(vigil, &[dir.join(sub)])?);
+            if !rule_args.is_empty() {
+                d.push(vigil_scan_with(vigil, &[dir.join(sub)], &rule_args)?);
+            }
         }
         let (a, b, c) = (median(a), median(b), median(c));
+        let d = if d.is_empty() { None } else { Some(median(d)) };
         if c.records != known_records || b.records != known_records {
             bail!(
                 "{label}: record counts disagree: manifest {known_records}, plain {}, vigil {}",
@@ -302,6 +315,15 @@ pub fn run(dir: &Path, vigil: &Path, rounds: usize) -> Result<()> {
                 s.rss_mb
                     .map(|m| format!("{m:.0} MB"))
                     .unwrap_or_else(|| "-".into())
+            );
+        }
+        if let Some(d) = &d {
+            println!(
+                "| {label} | (d) vigil scan + the 57 SigmaHQ AWS rules | {:.0} | {:.1} | {:.0}% of (c) | {} |",
+                rps(d),
+                mbps(d),
+                100.0 * rps(d) / rps(&c),
+                d.rss_mb.map(|m| format!("{m:.0} MB")).unwrap_or_else(|| "-".into())
             );
         }
         // Peak RSS must not depend on how much is read: scan one eighth of the files.

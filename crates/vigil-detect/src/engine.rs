@@ -6,6 +6,7 @@
 //! indexed) are evaluated, and the record's JSON is parsed at most once, only when
 //! some rule is a candidate.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde_json::Value;
@@ -35,10 +36,49 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    /// The JSON of the last evaluated event, when a rule needed it (always the case
-    /// when a rule matched).
-    pub fn doc(&self) -> Option<&Value> {
+    /// The JSON of the last evaluated event: parsed already if a rule needed it, else
+    /// now (correlations read group-by fields from it).
+    pub fn doc_of(&mut self, event: &Event) -> Option<&Value> {
+        if self.doc.is_none() {
+            self.doc = document(event);
+        }
         self.doc.as_ref()
+    }
+}
+
+/// A field of a CloudTrail event from the typed model (see `TYPED_CLOUDTRAIL_FIELDS`).
+fn typed_field<'e>(e: &'e Event, name: &str) -> Option<Cow<'e, str>> {
+    let b = |s: Option<&'e str>| s.map(Cow::Borrowed);
+    let actor = e.actor.as_ref();
+    let issuer = actor.and_then(|a| a.session_issuer.as_ref());
+    match name {
+        "eventName" => b(e.action.as_ref().map(|a| a.operation.as_str())),
+        "eventSource" => b(e.action.as_ref().and_then(|a| a.event_source.as_deref())),
+        "awsRegion" => b(e.region.as_deref()),
+        "userAgent" => b(e.user_agent.as_deref()),
+        "errorCode" => b(e.outcome.error_code()),
+        "errorMessage" => match &e.outcome {
+            vigil_model::Outcome::Failure { message, .. } => b(message.as_deref()),
+            _ => None,
+        },
+        "eventType" => b(e.event_type.as_deref()),
+        "readOnly" => e
+            .read_only
+            .map(|r| Cow::Borrowed(if r { "true" } else { "false" })),
+        "userIdentity.type" => b(actor.map(|a| a.identity_type.as_str())),
+        "userIdentity.arn" => b(actor.and_then(|a| a.arn.as_deref())),
+        "userIdentity.principalId" => b(actor.and_then(|a| a.principal_id.as_deref())),
+        "userIdentity.accountId" => b(actor.and_then(|a| a.account_id.as_deref())),
+        "userIdentity.accessKeyId" => b(actor.and_then(|a| a.access_key_id.as_deref())),
+        "userIdentity.invokedBy" => b(actor.and_then(|a| a.invoked_by.as_deref())),
+        "userIdentity.sessionContext.sessionIssuer.type" => {
+            b(issuer.and_then(|i| i.issuer_type.as_deref()))
+        }
+        "userIdentity.sessionContext.sessionIssuer.arn" => b(issuer.and_then(|i| i.arn.as_deref())),
+        "userIdentity.sessionContext.sessionIssuer.userName" => {
+            b(issuer.and_then(|i| i.user_name.as_deref()))
+        }
+        _ => None,
     }
 }
 
@@ -130,6 +170,16 @@ impl RuleSet {
 
     /// Pushes the index of every rule `event` matches onto `out`.
     pub fn evaluate(&self, event: &Event, scratch: &mut Scratch, out: &mut Vec<u32>) {
+        self.evaluate_inner(event, scratch, out, true)
+    }
+
+    /// The same, always reading fields from the record's JSON: the reference the
+    /// typed fast path is tested against.
+    pub fn evaluate_on_json(&self, event: &Event, scratch: &mut Scratch, out: &mut Vec<u32>) {
+        self.evaluate_inner(event, scratch, out, false)
+    }
+
+    fn evaluate_inner(&self, event: &Event, scratch: &mut Scratch, out: &mut Vec<u32>, fast: bool) {
         let slot = &self.index[source_slot(event.source)];
         scratch.candidates.clear();
         if !slot.by_event_name.is_empty() {
@@ -144,20 +194,32 @@ impl RuleSet {
         }
         scratch.candidates.extend_from_slice(&slot.always);
         scratch.doc = None;
-        if scratch.candidates.is_empty() {
-            return;
-        }
-        let Some(doc) = document(event) else { return };
-        let subject = Subject {
-            doc: &doc,
-            raw: event.raw.as_str(),
-        };
-        for &i in &scratch.candidates {
-            if self.rules[i as usize].matches(&subject, &mut scratch.memo) {
+        let typed_ok =
+            fast && event.source == SourceKind::CloudTrail && matches!(event.raw, Raw::Json(_));
+        for k in 0..scratch.candidates.len() {
+            let i = scratch.candidates[k];
+            let rule = &self.rules[i as usize];
+            let hit = if typed_ok && rule.typed {
+                rule.matches_typed(&|name| typed_field(event, name), &mut scratch.memo)
+            } else {
+                if scratch.doc.is_none() {
+                    scratch.doc = document(event);
+                }
+                let Some(doc) = scratch.doc.as_ref() else {
+                    return;
+                };
+                rule.matches(
+                    &Subject {
+                        doc,
+                        raw: event.raw.as_str(),
+                    },
+                    &mut scratch.memo,
+                )
+            };
+            if hit {
                 out.push(i);
             }
         }
-        scratch.doc = Some(doc);
     }
 }
 

@@ -93,3 +93,45 @@ fn rules_fire_on_the_samples_that_show_them() {
         .iter()
         .all(Vec::is_empty));
 }
+
+/// The typed fast path (rules reading only fields the event model carries) gives the
+/// same matches as reading the record's JSON, on every CloudTrail record we hold.
+#[test]
+fn typed_fast_path_agrees_with_json() {
+    let set = sigma_aws();
+    let mut files = Vec::new();
+    let roots = [
+        shared().join("elastic-aws/cloudtrail"),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../vigil-ingest/tests/fixtures/elastic/cloudtrail"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples/cloudtrail"),
+    ];
+    for r in &roots {
+        vigil_ingest::walk(r, &mut |p| files.push(p), &mut |e| panic!("{e}"));
+    }
+    let (mut s1, mut s2) = (Scratch::default(), Scratch::default());
+    let (mut fast, mut slow) = (Vec::new(), Vec::new());
+    let (mut events, mut matches) = (0, 0);
+    for f in files
+        .iter()
+        .filter(|f| !f.to_string_lossy().ends_with("-golden.json"))
+    {
+        let Ok(d) = vigil_ingest::open(f, &DecodeOptions::default()) else {
+            continue;
+        };
+        for item in d {
+            let Item::Event(e) = item else { continue };
+            fast.clear();
+            slow.clear();
+            set.evaluate(&e, &mut s1, &mut fast);
+            set.evaluate_on_json(&e, &mut s2, &mut slow);
+            assert_eq!(fast, slow, "{} in {}", e.id, f.display());
+            events += 1;
+            matches += fast.len();
+        }
+    }
+    assert!(
+        events > 800 && matches > 20,
+        "{events} events, {matches} matches"
+    );
+}

@@ -93,7 +93,7 @@ impl Detection {
         self.hits.clear();
         self.set.evaluate(event, &mut self.scratch, &mut self.hits);
         if !self.correlator.is_empty() && !self.hits.is_empty() {
-            if let Some(doc) = self.scratch.doc() {
+            if let Some(doc) = self.scratch.doc_of(event) {
                 self.corr_hits.clear();
                 self.correlator.observe(
                     event.time.as_millis(),

@@ -116,11 +116,36 @@ enum Node {
     Or(Vec<Node>),
 }
 
+/// CloudTrail fields the normalized event carries exactly as the record writes them,
+/// so rules that read only these need not parse the record.
+pub const TYPED_CLOUDTRAIL_FIELDS: [&str; 17] = [
+    "eventName",
+    "eventSource",
+    "awsRegion",
+    "userAgent",
+    "errorCode",
+    "errorMessage",
+    "eventType",
+    "readOnly",
+    "userIdentity.type",
+    "userIdentity.arn",
+    "userIdentity.principalId",
+    "userIdentity.accountId",
+    "userIdentity.accessKeyId",
+    "userIdentity.invokedBy",
+    "userIdentity.sessionContext.sessionIssuer.type",
+    "userIdentity.sessionContext.sessionIssuer.arn",
+    "userIdentity.sessionContext.sessionIssuer.userName",
+];
+
 /// A rule compiled for matching.
 pub struct CompiledRule {
     pub meta: RuleMeta,
     selections: Vec<(String, Selection)>,
     condition: Node,
+    /// Every field the rule reads is one of [`TYPED_CLOUDTRAIL_FIELDS`] and every
+    /// value can be tested on text: CloudTrail events need no JSON for it.
+    pub(crate) typed: bool,
     /// When set, the rule can only match events whose `eventName` is one of these
     /// (lowercase): the engine indexes it under them.
     pub(crate) event_names: Option<Vec<String>>,
@@ -136,27 +161,45 @@ impl CompiledRule {
     pub fn matches(&self, subject: &Subject<'_>, memo: &mut Vec<Option<bool>>) -> bool {
         memo.clear();
         memo.resize(self.selections.len(), None);
-        self.eval(&self.condition, subject, memo)
+        let field = |f: &FieldMatcher| f.matches(subject.doc);
+        self.eval(&self.condition, &field, subject.raw, memo)
     }
 
-    fn eval(&self, n: &Node, s: &Subject<'_>, memo: &mut [Option<bool>]) -> bool {
+    /// Matches with fields read by `get` (a field's text, `None` when absent) instead
+    /// of from JSON; only for rules where `typed` holds.
+    pub fn matches_typed<'e>(
+        &self,
+        get: &dyn Fn(&str) -> Option<std::borrow::Cow<'e, str>>,
+        memo: &mut Vec<Option<bool>>,
+    ) -> bool {
+        memo.clear();
+        memo.resize(self.selections.len(), None);
+        let field = |f: &FieldMatcher| f.matches_text(get(&f.path.name).as_deref());
+        self.eval(&self.condition, &field, "", memo)
+    }
+
+    fn eval(
+        &self,
+        n: &Node,
+        field: &dyn Fn(&FieldMatcher) -> bool,
+        raw: &str,
+        memo: &mut [Option<bool>],
+    ) -> bool {
         match n {
             Node::Sel(i) => {
                 if let Some(v) = memo[*i] {
                     return v;
                 }
                 let v = match &self.selections[*i].1 {
-                    Selection::Maps(maps) => maps
-                        .iter()
-                        .any(|fields| fields.iter().all(|f| f.matches(s.doc))),
-                    Selection::Keywords(k) => k.iter().any(|p| value::keyword_matches(p, s.raw)),
+                    Selection::Maps(maps) => maps.iter().any(|fields| fields.iter().all(field)),
+                    Selection::Keywords(k) => k.iter().any(|p| value::keyword_matches(p, raw)),
                 };
                 memo[*i] = Some(v);
                 v
             }
-            Node::Not(x) => !self.eval(x, s, memo),
-            Node::And(xs) => xs.iter().all(|x| self.eval(x, s, memo)),
-            Node::Or(xs) => xs.iter().any(|x| self.eval(x, s, memo)),
+            Node::Not(x) => !self.eval(x, field, raw, memo),
+            Node::And(xs) => xs.iter().all(|x| self.eval(x, field, raw, memo)),
+            Node::Or(xs) => xs.iter().any(|x| self.eval(x, field, raw, memo)),
         }
     }
 }
@@ -345,6 +388,13 @@ fn compile_doc(
         Node::Or(alternatives)
     };
     let event_names = required_names(&condition, &selections);
+    let typed = selections.iter().all(|(_, sel)| match sel {
+        Selection::Maps(maps) => maps
+            .iter()
+            .flatten()
+            .all(|f| f.text_only() && TYPED_CLOUDTRAIL_FIELDS.contains(&f.path.name.as_str())),
+        Selection::Keywords(_) => false,
+    });
     Ok(CompiledRule {
         meta: RuleMeta {
             id,
@@ -362,6 +412,7 @@ fn compile_doc(
         },
         selections,
         condition,
+        typed,
         event_names,
     })
 }

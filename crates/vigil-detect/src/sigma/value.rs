@@ -857,7 +857,62 @@ impl Pattern {
     }
 }
 
+impl Pattern {
+    /// Whether the pattern can be tested on a field's text alone (the typed fast
+    /// path), giving the same answer as on the JSON.
+    fn text_only(&self) -> bool {
+        match self {
+            // An empty value is "" in JSON but no value in the typed event.
+            Pattern::Str {
+                m: StrMatch::Exact(s),
+                ..
+            } => !s.is_empty(),
+            Pattern::Str { .. } | Pattern::Regex(_) | Pattern::Cidr(_) | Pattern::Cmp { .. } => {
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn test_text(&self, t: &str) -> bool {
+        match self {
+            Pattern::Str { m, cased } => m.test(t, *cased),
+            Pattern::Regex(re) => re.is_match(t),
+            Pattern::Cidr(c) => t
+                .trim()
+                .parse::<IpAddr>()
+                .ok()
+                .is_some_and(|ip| c.contains(ip)),
+            Pattern::Cmp { op, value } => t
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .is_some_and(|n| op.test(n, *value)),
+            _ => false,
+        }
+    }
+}
+
 impl FieldMatcher {
+    /// Whether every value can be tested on the field's text alone.
+    pub fn text_only(&self) -> bool {
+        self.patterns.iter().all(Pattern::text_only)
+    }
+
+    /// Matches a field given as text (`None`: the event has no value), for matchers
+    /// that are [`text_only`](Self::text_only).
+    pub fn matches_text(&self, v: Option<&str>) -> bool {
+        let one = |p: &Pattern| v.is_some_and(|t| p.test_text(t));
+        if self.neq {
+            return v.is_some() && !self.patterns.iter().any(one);
+        }
+        if self.all {
+            self.patterns.iter().all(one)
+        } else {
+            self.patterns.iter().any(one)
+        }
+    }
+
     /// Matches against the event's JSON.
     pub fn matches(&self, root: &Value) -> bool {
         let v = self.path.lookup(root);
