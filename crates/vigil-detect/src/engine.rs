@@ -196,12 +196,28 @@ impl RuleSet {
         scratch.doc = None;
         let typed_ok =
             fast && event.source == SourceKind::CloudTrail && matches!(event.raw, Raw::Json(_));
+        if typed_ok {
+            // Typed fields first; the JSON is parsed at most once, and only if a rule
+            // reaches a field the event model does not carry.
+            let lazy: std::cell::OnceCell<Option<Value>> = std::cell::OnceCell::new();
+            let doc = || lazy.get_or_init(|| document(event)).as_ref();
+            for &i in &scratch.candidates {
+                if self.rules[i as usize].matches_hybrid(
+                    &|name| typed_field(event, name),
+                    &doc,
+                    event.raw.as_str(),
+                    &mut scratch.memo,
+                ) {
+                    out.push(i);
+                }
+            }
+            scratch.doc = lazy.into_inner().flatten();
+            return;
+        }
         for k in 0..scratch.candidates.len() {
             let i = scratch.candidates[k];
             let rule = &self.rules[i as usize];
-            let hit = if typed_ok && rule.typed {
-                rule.matches_typed(&|name| typed_field(event, name), &mut scratch.memo)
-            } else {
+            let hit = {
                 if scratch.doc.is_none() {
                     scratch.doc = document(event);
                 }

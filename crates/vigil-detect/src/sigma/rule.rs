@@ -143,9 +143,6 @@ pub struct CompiledRule {
     pub meta: RuleMeta,
     selections: Vec<(String, Selection)>,
     condition: Node,
-    /// Every field the rule reads is one of [`TYPED_CLOUDTRAIL_FIELDS`] and every
-    /// value can be tested on text: CloudTrail events need no JSON for it.
-    pub(crate) typed: bool,
     /// When set, the rule can only match events whose `eventName` is one of these
     /// (lowercase): the engine indexes it under them.
     pub(crate) event_names: Option<Vec<String>>,
@@ -165,17 +162,26 @@ impl CompiledRule {
         self.eval(&self.condition, &field, subject.raw, memo)
     }
 
-    /// Matches with fields read by `get` (a field's text, `None` when absent) instead
-    /// of from JSON; only for rules where `typed` holds.
-    pub fn matches_typed<'e>(
+    /// Matches reading typed fields with `get` (a field's text, `None` when absent)
+    /// and the others from the JSON `doc` gives, which is only asked for (and so only
+    /// parsed) when such a field is actually reached.
+    pub fn matches_hybrid<'e>(
         &self,
         get: &dyn Fn(&str) -> Option<std::borrow::Cow<'e, str>>,
+        doc: &dyn Fn() -> Option<&'e Value>,
+        raw: &str,
         memo: &mut Vec<Option<bool>>,
     ) -> bool {
         memo.clear();
         memo.resize(self.selections.len(), None);
-        let field = |f: &FieldMatcher| f.matches_text(get(&f.path.name).as_deref());
-        self.eval(&self.condition, &field, "", memo)
+        let field = |f: &FieldMatcher| {
+            if f.typed {
+                f.matches_text(get(&f.path.name).as_deref())
+            } else {
+                doc().is_some_and(|d| f.matches(d))
+            }
+        };
+        self.eval(&self.condition, &field, raw, memo)
     }
 
     fn eval(
@@ -388,13 +394,6 @@ fn compile_doc(
         Node::Or(alternatives)
     };
     let event_names = required_names(&condition, &selections);
-    let typed = selections.iter().all(|(_, sel)| match sel {
-        Selection::Maps(maps) => maps
-            .iter()
-            .flatten()
-            .all(|f| f.text_only() && TYPED_CLOUDTRAIL_FIELDS.contains(&f.path.name.as_str())),
-        Selection::Keywords(_) => false,
-    });
     Ok(CompiledRule {
         meta: RuleMeta {
             id,
@@ -412,7 +411,6 @@ fn compile_doc(
         },
         selections,
         condition,
-        typed,
         event_names,
     })
 }
@@ -456,14 +454,15 @@ fn compile_map(v: &Yaml, opts: &CompileOptions) -> Result<Vec<FieldMatcher>, Val
             Yaml::Array(a) => a.clone(),
             other => vec![other.clone()],
         };
-        fields.push(
+        let mut f =
             value::compile_field(&key, &values, &opts.placeholders).map_err(|e| match e {
                 ValueError::Unsupported(m) => {
                     ValueError::Unsupported(format!("field `{key}`: {m}"))
                 }
                 ValueError::Invalid(m) => ValueError::Invalid(format!("field `{key}`: {m}")),
-            })?,
-        );
+            })?;
+        f.typed = f.text_only() && TYPED_CLOUDTRAIL_FIELDS.contains(&f.path.name.as_str());
+        fields.push(f);
     }
     Ok(fields)
 }

@@ -175,6 +175,9 @@ pub enum Pattern {
 #[derive(Clone, Debug)]
 pub struct FieldMatcher {
     pub path: FieldPath,
+    /// Set when the rule is compiled: the field is one the typed event carries and
+    /// every value can be tested on its text, so no JSON is needed for it.
+    pub typed: bool,
     pub patterns: Vec<Pattern>,
     /// `all`: every value must match (default: any).
     pub all: bool,
@@ -624,6 +627,7 @@ pub fn compile_field(
     }
     Ok(FieldMatcher {
         path: FieldPath::new(field),
+        typed: false,
         patterns,
         all: m.all,
         neq: m.neq,
