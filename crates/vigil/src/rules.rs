@@ -41,6 +41,9 @@ pub fn load_with_lateness(
     for p in paths {
         load_path(p, &CompileOptions::default(), &mut loaded);
     }
+    // Filters may sit in other files than the rules they tune: apply them once all
+    // files are read.
+    loaded.apply_filters();
     let (set, mut more) = RuleSet::new(loaded.rules);
     let mut issues = loaded.issues;
     issues.append(&mut more);

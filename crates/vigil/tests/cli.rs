@@ -236,3 +236,38 @@ fn correlation_rules_in_scan() {
         stdout(&o)
     );
 }
+
+#[test]
+fn sigma_filters_tune_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        shared().join("sigma-aws/cloudtrail/aws_cloudtrail_vpc_flow_logs_deleted.yml"),
+        dir.path().join("rule.yml"),
+    )
+    .unwrap();
+    let id = std::fs::read_to_string(dir.path().join("rule.yml"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("id: ").map(str::to_owned))
+        .unwrap();
+    let samples = shared().join("elastic-aws/cloudtrail/test-delete-flow-log-json.log");
+    let run = || {
+        let o = vigil(&[
+            "scan",
+            "--output",
+            "json",
+            "--rules",
+            dir.path().to_str().unwrap(),
+            samples.to_str().unwrap(),
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["detections"].as_array().unwrap().len()
+    };
+    assert_eq!(run(), 1);
+    std::fs::write(
+        dir.path().join("mf_test_user.yml"),
+        format!("title: Test account\nlogsource: {{product: aws, service: cloudtrail}}\nfilter:\n  rules: [{id}]\n  selection:\n    userIdentity.userName: test@elastic.co\n  condition: selection\n"),
+    )
+    .unwrap();
+    assert_eq!(run(), 0, "the filter suppresses the match");
+}

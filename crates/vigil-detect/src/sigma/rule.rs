@@ -101,6 +101,7 @@ impl std::fmt::Display for RuleIssue {
     }
 }
 
+#[derive(Clone)]
 enum Selection {
     /// A list of maps: any map whose fields all match.
     Maps(Vec<Vec<FieldMatcher>>),
@@ -108,7 +109,7 @@ enum Selection {
     Keywords(Vec<Pattern>),
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Node {
     Sel(usize),
     Not(Box<Node>),
@@ -215,7 +216,78 @@ impl CompiledRule {
 pub struct Loaded {
     pub rules: Vec<CompiledRule>,
     pub correlations: Vec<super::correlation::Correlation>,
+    pub filters: Vec<Filter>,
     pub issues: Vec<RuleIssue>,
+}
+
+/// A Sigma filter: selections and a condition that suppress matches of the rules it
+/// names (`filter.rules`), for tuning without editing those rules.
+pub struct Filter {
+    pub title: String,
+    pub id: Option<String>,
+    pub rules: Vec<String>,
+    pub logsource: LogSource,
+    pub origin: PathBuf,
+    selections: Vec<(String, Selection)>,
+    condition: Node,
+}
+
+fn shift(n: &Node, by: usize) -> Node {
+    match n {
+        Node::Sel(i) => Node::Sel(i + by),
+        Node::Not(x) => Node::Not(Box::new(shift(x, by))),
+        Node::And(xs) => Node::And(xs.iter().map(|x| shift(x, by)).collect()),
+        Node::Or(xs) => Node::Or(xs.iter().map(|x| shift(x, by)).collect()),
+    }
+}
+
+impl Loaded {
+    /// Applies every filter to the rules it names: a rule then matches only when its
+    /// own condition holds and the filter's does not. A filter naming a rule that is
+    /// not loaded, or whose logsource differs, is reported.
+    pub fn apply_filters(&mut self) {
+        let filters = std::mem::take(&mut self.filters);
+        for f in &filters {
+            for r in &f.rules {
+                let Some(rule) = self.rules.iter_mut().find(|x| {
+                    x.meta.id.as_deref() == Some(r.as_str())
+                        || x.meta.rule_name.as_deref() == Some(r.as_str())
+                }) else {
+                    self.issues.push(RuleIssue {
+                        origin: f.origin.clone(),
+                        rule: Some(f.title.clone()),
+                        unsupported: false,
+                        message: format!("filter names rule `{r}`, which is not loaded"),
+                    });
+                    continue;
+                };
+                let ls = &rule.meta.logsource;
+                let clash = |a: &Option<String>, b: &Option<String>| matches!((a, b), (Some(x), Some(y)) if x != y);
+                if clash(&f.logsource.product, &ls.product)
+                    || clash(&f.logsource.service, &ls.service)
+                    || clash(&f.logsource.category, &ls.category)
+                {
+                    self.issues.push(RuleIssue {
+                        origin: f.origin.clone(),
+                        rule: Some(f.title.clone()),
+                        unsupported: false,
+                        message: format!("filter's logsource does not match rule `{r}`'s"),
+                    });
+                    continue;
+                }
+                let offset = rule.selections.len();
+                for (name, sel) in &f.selections {
+                    rule.selections.push((
+                        format!("{}:{name}", f.id.as_deref().unwrap_or(&f.title)),
+                        sel.clone(),
+                    ));
+                }
+                let own = std::mem::replace(&mut rule.condition, Node::And(vec![]));
+                rule.condition =
+                    Node::And(vec![own, Node::Not(Box::new(shift(&f.condition, offset)))]);
+            }
+        }
+    }
 }
 
 pub(crate) fn str_of(y: &Yaml) -> Option<String> {
@@ -258,6 +330,13 @@ pub fn load_str(text: &str, origin: &Path, opts: &CompileOptions, out: &mut Load
     };
     for doc in docs {
         if doc.is_null() {
+            continue;
+        }
+        if !doc["filter"].is_badvalue() && doc["detection"].is_badvalue() {
+            match compile_filter(&doc, origin, opts) {
+                Ok(f) => out.filters.push(f),
+                Err(issue) => out.issues.push(issue),
+            }
             continue;
         }
         if !doc["correlation"].is_badvalue() {
@@ -334,9 +413,6 @@ fn compile_doc(
         unsupported,
         message,
     };
-    if !get("filter").is_badvalue() && get("detection").is_badvalue() {
-        return Err(issue(true, "Sigma filters are not applied yet".into()));
-    }
     let title = title.ok_or_else(|| issue(false, "missing `title`".into()))?;
     let detection = get("detection");
     let Yaml::Hash(det) = detection else {
@@ -412,6 +488,68 @@ fn compile_doc(
         selections,
         condition,
         event_names,
+    })
+}
+
+fn compile_filter(doc: &Yaml, origin: &Path, opts: &CompileOptions) -> Result<Filter, RuleIssue> {
+    let title = str_of(&doc["title"]);
+    let issue = |unsupported: bool, message: String| RuleIssue {
+        origin: origin.to_owned(),
+        rule: title.clone(),
+        unsupported,
+        message,
+    };
+    let Yaml::Hash(body) = &doc["filter"] else {
+        return Err(issue(false, "`filter` must be a map".into()));
+    };
+    let mut selections = Vec::new();
+    let mut condition_src = Vec::new();
+    let mut rules = Vec::new();
+    for (k, v) in body {
+        let Some(name) = str_of(k) else { continue };
+        match name.as_str() {
+            "rules" => rules = strings(v),
+            "condition" => condition_src = strings(v),
+            _ => selections.push((
+                name.clone(),
+                compile_selection(v, opts).map_err(|e| match e {
+                    ValueError::Unsupported(m) => issue(true, format!("selection `{name}`: {m}")),
+                    ValueError::Invalid(m) => issue(false, format!("selection `{name}`: {m}")),
+                })?,
+            )),
+        }
+    }
+    if rules.is_empty() {
+        return Err(issue(false, "`filter.rules` names no rule".into()));
+    }
+    if condition_src.is_empty() {
+        return Err(issue(false, "missing `filter.condition`".into()));
+    }
+    let mut alternatives = Vec::new();
+    for c in &condition_src {
+        let parsed = condition::parse(c).map_err(|e| issue(false, e.to_string()))?;
+        alternatives.push(resolve(&parsed, &selections).map_err(|m| issue(false, m))?);
+    }
+    let condition = if alternatives.len() == 1 {
+        alternatives.remove(0)
+    } else {
+        Node::Or(alternatives)
+    };
+    let ls = &doc["logsource"];
+    Ok(Filter {
+        title: title
+            .clone()
+            .ok_or_else(|| issue(false, "missing `title`".into()))?,
+        id: str_of(&doc["id"]),
+        rules,
+        logsource: LogSource {
+            product: str_of(&ls["product"]).map(|s| s.to_ascii_lowercase()),
+            service: str_of(&ls["service"]).map(|s| s.to_ascii_lowercase()),
+            category: str_of(&ls["category"]).map(|s| s.to_ascii_lowercase()),
+        },
+        origin: origin.to_owned(),
+        selections,
+        condition,
     })
 }
 
@@ -616,6 +754,38 @@ mod tests {
         );
         let l = load("title: [oops\n");
         assert!(l.issues[0].message.starts_with("YAML:"));
+    }
+
+    #[test]
+    fn filters_suppress_matches_of_named_rules() {
+        let mut l = load(
+            "title: Bucket deleted\nid: r1\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n  sel: {eventName: DeleteBucket}\n  condition: sel\n---\ntitle: Our cleanup job\nlogsource: {product: aws, service: cloudtrail}\nfilter:\n  rules: [r1]\n  selection:\n    userIdentity.arn|endswith: ':role/cleanup'\n  condition: selection\n---\ntitle: Stale\nlogsource: {product: aws}\nfilter:\n  rules: [nope]\n  s: {a: 1}\n  condition: s\n",
+        );
+        l.apply_filters();
+        assert_eq!(l.issues.len(), 1);
+        assert!(l.issues[0].message.contains("`nope`"));
+        let mut memo = Vec::new();
+        let by_cleanup = json!({"eventName": "DeleteBucket", "userIdentity": {"arn": "arn:aws:iam::1:role/cleanup"}});
+        let by_alice = json!({"eventName": "DeleteBucket", "userIdentity": {"arn": "arn:aws:iam::1:user/alice"}});
+        assert!(!l.rules[0].matches(
+            &Subject {
+                doc: &by_cleanup,
+                raw: ""
+            },
+            &mut memo
+        ));
+        assert!(l.rules[0].matches(
+            &Subject {
+                doc: &by_alice,
+                raw: ""
+            },
+            &mut memo
+        ));
+        assert_eq!(
+            l.rules[0].event_names.as_deref(),
+            Some(&["deletebucket".to_string()][..]),
+            "the index still holds"
+        );
     }
 
     #[test]
