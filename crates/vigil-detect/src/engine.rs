@@ -239,11 +239,14 @@ impl RuleSet {
     }
 }
 
-/// The record as JSON: the original record for JSON sources, the normalized event
-/// for flow records (whose fields are then `network.dst_port`, `action`, …).
+/// The record as rules see it: for CloudTrail the original record (rules use
+/// CloudTrail's own field names); for flow records and GuardDuty and Security Hub
+/// findings the normalized event (`network.dst_port`, `finding.finding_type`,
+/// `finding.severity`, …, the original finding under `raw`), so one rule covers every
+/// layout those sources arrive in.
 fn document(event: &Event) -> Option<Value> {
-    match &event.raw {
-        Raw::Json(text) => serde_json::from_str(text).ok(),
-        Raw::Text(_) => serde_json::to_value(event).ok(),
+    match (&event.raw, event.source) {
+        (Raw::Json(text), SourceKind::CloudTrail) => serde_json::from_str(text).ok(),
+        _ => serde_json::to_value(event).ok(),
     }
 }

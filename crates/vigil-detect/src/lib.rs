@@ -7,7 +7,14 @@
 //!
 //! This crate does no IO beyond reading rule files; events come from `vigil-ingest`.
 
+pub mod builtin;
+pub mod detector;
 pub mod engine;
+pub mod finding;
+pub mod native;
 pub mod sigma;
+pub mod testcases;
 
+pub use detector::{Detector, DetectorConfig};
 pub use engine::{RuleSet, Scratch};
+pub use finding::{Alert, Finding, Findings};

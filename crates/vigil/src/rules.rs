@@ -1,116 +1,276 @@
-//! `vigil rules list | validate`.
+//! `vigil rules list | validate | test`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use vigil_detect::sigma::correlation::{BaseRef, Correlator};
-use vigil_detect::sigma::{load_path, CompileOptions, Loaded};
-use vigil_detect::RuleSet;
+use vigil_detect::sigma::{is_test_file, RuleIssue};
+use vigil_detect::testcases::{self, Case, RuleTexts, TestFile};
+use vigil_detect::{Detector, DetectorConfig};
+use vigil_ingest::{DecodeOptions, FlowFormat, Format, Item};
+use vigil_model::Event;
 
 #[derive(Subcommand)]
 pub enum RulesCommand {
-    /// List the rules in files or directories of Sigma YAML.
+    /// List rules: the built-in ones, or those in the given files and directories.
     List(RulePaths),
-    /// Load every rule and report, by rule, any feature that is not supported and
-    /// any mistake; exit 3 when there is one.
+    /// Load rules and report, by rule, any feature that is not supported and any
+    /// mistake; exit 3 when there is one.
     Validate(RulePaths),
+    /// Run the test cases kept beside rules (`*.tests.yml`): events that must make a
+    /// rule fire and near-misses that must not. Exit 3 when a case fails.
+    Test(TestArgs),
 }
 
 #[derive(Args)]
 pub struct RulePaths {
-    /// Rule files or directories.
-    #[arg(required = true, value_name = "PATH")]
+    /// Rule files or directories; none means the built-in rules.
+    #[arg(value_name = "PATH")]
     paths: Vec<PathBuf>,
+    /// Also load the built-in rules when paths are given.
+    #[arg(long)]
+    with_builtin: bool,
 }
 
-/// How far behind the newest event an event may arrive and still be correlated.
-pub const LATENESS_MS: i64 = 5 * 60 * 1000;
-
-/// Loads and indexes rules from `paths`, and sets up their correlations; problems
-/// come back as issues, not errors.
-pub fn load(paths: &[PathBuf]) -> (RuleSet, Correlator, Vec<vigil_detect::sigma::RuleIssue>) {
-    load_with_lateness(paths, LATENESS_MS)
+#[derive(Args)]
+pub struct TestArgs {
+    #[command(flatten)]
+    rules: RulePaths,
+    /// Also fail when a rule that raises findings lacks a case that must match or a
+    /// near-miss that must not.
+    #[arg(long)]
+    require_coverage: bool,
 }
 
-pub fn load_with_lateness(
-    paths: &[PathBuf],
-    lateness_ms: i64,
-) -> (RuleSet, Correlator, Vec<vigil_detect::sigma::RuleIssue>) {
-    let mut loaded = Loaded::default();
-    for p in paths {
-        load_path(p, &CompileOptions::default(), &mut loaded);
+impl RulePaths {
+    fn builtin(&self) -> bool {
+        self.paths.is_empty() || self.with_builtin
     }
-    // Filters may sit in other files than the rules they tune: apply them once all
-    // files are read.
-    loaded.apply_filters();
-    let (set, mut more) = RuleSet::new(loaded.rules);
-    let mut issues = loaded.issues;
-    issues.append(&mut more);
-    let refs: Vec<BaseRef<'_>> = set
-        .rules()
-        .iter()
-        .map(|r| BaseRef {
-            id: r.meta.id.as_deref(),
-            name: r.meta.rule_name.as_deref(),
-        })
-        .collect();
-    let (correlator, mut more) = Correlator::new(loaded.correlations, &refs, lateness_ms);
-    issues.append(&mut more);
-    (set, correlator, issues)
+}
+
+/// Builds the detector: built-in rules (unless `config.builtin` is off), then the
+/// rules under `paths`, with filters applied across all of them.
+pub fn build_detector(paths: &[PathBuf], config: &DetectorConfig) -> (Detector, Vec<RuleIssue>) {
+    let texts = read_rules(paths, config.builtin);
+    let (det, mut issues) = texts.0.detector(config);
+    let mut all = texts.1;
+    all.append(&mut issues);
+    (det, all)
+}
+
+fn collect(path: &Path, out: &mut Vec<PathBuf>, issues: &mut Vec<RuleIssue>) {
+    match std::fs::read_dir(path) {
+        Ok(entries) => {
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    collect(&p, out, issues);
+                } else if p.extension().is_some_and(|x| x == "yml" || x == "yaml") {
+                    out.push(p);
+                }
+            }
+        }
+        Err(_) if path.is_file() => out.push(path.to_owned()),
+        Err(e) => issues.push(RuleIssue {
+            origin: path.to_owned(),
+            rule: None,
+            unsupported: false,
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// Reads rule files (not test files) under `paths`.
+fn read_rules(paths: &[PathBuf], builtin: bool) -> (RuleTexts, Vec<RuleIssue>) {
+    let (files, issues) = read_files(paths, false);
+    (RuleTexts { files, builtin }, issues)
+}
+
+fn read_files(paths: &[PathBuf], tests: bool) -> (Vec<(PathBuf, String)>, Vec<RuleIssue>) {
+    let mut found = Vec::new();
+    let mut issues = Vec::new();
+    for p in paths {
+        collect(p, &mut found, &mut issues);
+    }
+    found.sort();
+    let mut files = Vec::new();
+    for f in found {
+        if is_test_file(&f) != tests {
+            continue;
+        }
+        match std::fs::read_to_string(&f) {
+            Ok(t) => files.push((f, t)),
+            Err(e) => issues.push(RuleIssue {
+                origin: f,
+                rule: None,
+                unsupported: false,
+                message: e.to_string(),
+            }),
+        }
+    }
+    (files, issues)
+}
+
+fn load(p: &RulePaths) -> (Detector, Vec<RuleIssue>) {
+    build_detector(
+        &p.paths,
+        &DetectorConfig {
+            builtin: p.builtin(),
+            ..Default::default()
+        },
+    )
+}
+
+/// Decodes a test case's events with the same decoders `scan` uses.
+pub fn decode_case(c: &Case) -> Result<Vec<Event>, String> {
+    let format = match c.source.as_deref() {
+        None => None,
+        Some("cloudtrail") => Some(Format::CloudTrail),
+        Some("vpcflow") => Some(Format::VpcFlow),
+        Some("guardduty") => Some(Format::GuardDuty),
+        Some("asff" | "securityhub") => Some(Format::Asff),
+        Some(other) => return Err(format!("unknown source `{other}`")),
+    };
+    let flow_format = c
+        .flow_format
+        .as_deref()
+        .map(FlowFormat::parse)
+        .transpose()
+        .map_err(|e| format!("flow_format: {e}"))?;
+    let opts = DecodeOptions {
+        format,
+        flow_format,
+        max_record_bytes: 16 * 1024 * 1024,
+    };
+    let reader = Box::new(std::io::Cursor::new(c.input.clone()));
+    let dec = vigil_ingest::open_reader(Path::new("test-case"), reader, &opts)
+        .map_err(|e| e.to_string())?;
+    let mut events = Vec::new();
+    for item in dec {
+        match item {
+            Item::Event(e) => events.push(e),
+            Item::Error(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(events)
+}
+
+fn exit_for(problems: bool) -> u8 {
+    if problems {
+        crate::EXIT_COMPLETED_WITH_ERRORS
+    } else {
+        0
+    }
 }
 
 pub fn run(cmd: &RulesCommand) -> Result<u8> {
     match cmd {
         RulesCommand::List(p) => {
-            let (set, correlator, issues) = load(&p.paths);
-            for c in correlator.correlations() {
+            let (det, issues) = load(p);
+            for e in det.entries() {
+                let i = e.info;
                 println!(
-                    "{:<13} {:<38} {} [{} of {}]",
-                    c.meta.level.map(|l| l.as_str()).unwrap_or("-"),
-                    c.meta.id.as_deref().unwrap_or("-"),
-                    c.meta.title,
-                    c.kind.as_str(),
-                    c.rules.join(", ")
-                );
-            }
-            for r in set.rules() {
-                let m = &r.meta;
-                println!(
-                    "{:<13} {:<38} {}",
-                    m.level.map(|l| l.as_str()).unwrap_or("-"),
-                    m.id.as_deref().unwrap_or("-"),
-                    m.title
+                    "{:<13} {:<18} {:<8} {:<11} {:<38} {}{}",
+                    i.severity.as_str(),
+                    i.category.as_str(),
+                    i.playbook.as_deref().unwrap_or("-"),
+                    format!("{:?}", i.kind).to_lowercase(),
+                    i.name.as_deref().unwrap_or(&i.key),
+                    i.title,
+                    if e.silent {
+                        " (feeds a correlation)"
+                    } else {
+                        ""
+                    }
                 );
             }
             for i in &issues {
                 eprintln!("{i}");
             }
-            Ok(if issues.is_empty() {
-                0
-            } else {
-                crate::EXIT_COMPLETED_WITH_ERRORS
-            })
+            Ok(exit_for(!issues.is_empty()))
         }
         RulesCommand::Validate(p) => {
-            let (set, correlator, issues) = load(&p.paths);
+            let (det, issues) = load(p);
             let unsupported = issues.iter().filter(|i| i.unsupported).count();
             for i in &issues {
                 println!("{i}");
             }
-            let (indexed, always) = set.index_stats();
+            let (indexed, always) = det.rule_set().index_stats();
             println!(
-                "{} rules and {} correlations loaded ({indexed} rules indexed by event name, {always} tried on every event of their source); {} unsupported, {} invalid",
-                set.len(),
-                correlator.correlations().count(),
+                "{} rules, {} correlations and {} native detectors loaded ({indexed} rules indexed by event name, {always} tried on every event of their source); {} unsupported, {} invalid",
+                det.rule_set().len(),
+                det.correlator().correlations().count(),
+                det.natives().infos().count(),
                 unsupported,
                 issues.len() - unsupported
             );
-            Ok(if issues.is_empty() {
-                0
+            Ok(exit_for(!issues.is_empty()))
+        }
+        RulesCommand::Test(t) => {
+            let p = &t.rules;
+            let (rules, mut issues) = read_rules(&p.paths, p.builtin());
+            let mut files: Vec<TestFile> = Vec::new();
+            let mut parse_errors = Vec::new();
+            if p.builtin() {
+                for (name, text) in vigil_detect::builtin::TESTS {
+                    match testcases::parse(text, Path::new(name)) {
+                        Ok(mut f) => files.append(&mut f),
+                        Err(e) => parse_errors.push(e),
+                    }
+                }
+            }
+            let (texts, mut more) = read_files(&p.paths, true);
+            issues.append(&mut more);
+            for (path, text) in &texts {
+                match testcases::parse(text, path) {
+                    Ok(mut f) => files.append(&mut f),
+                    Err(e) => parse_errors.push(e),
+                }
+            }
+            let (det, mut more) = rules.detector(&DetectorConfig::default());
+            issues.append(&mut more);
+            for i in &issues {
+                println!("rule problem: {i}");
+            }
+            for e in &parse_errors {
+                println!("test file problem: {e}");
+            }
+            let results = testcases::run(&rules, &files, &decode_case);
+            let mut failed = 0;
+            for r in &results {
+                if !r.passed {
+                    failed += 1;
+                }
+                println!(
+                    "{} {} :: {} — {}",
+                    if r.passed { "ok  " } else { "FAIL" },
+                    r.rule,
+                    r.case,
+                    r.message
+                );
+            }
+            let gaps = if t.require_coverage {
+                testcases::coverage_gaps(&det, &files)
             } else {
-                crate::EXIT_COMPLETED_WITH_ERRORS
-            })
+                Vec::new()
+            };
+            for g in &gaps {
+                println!("missing: {g}");
+            }
+            println!(
+                "{} cases: {} passed, {} failed{}",
+                results.len(),
+                results.len() - failed,
+                failed,
+                if t.require_coverage {
+                    format!("; {} coverage gaps", gaps.len())
+                } else {
+                    String::new()
+                }
+            );
+            Ok(exit_for(
+                failed > 0 || !gaps.is_empty() || !parse_errors.is_empty() || !issues.is_empty(),
+            ))
         }
     }
 }

@@ -12,8 +12,10 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
+use vigil_detect::finding::Update;
+use vigil_detect::{Finding, Findings};
 use vigil_ingest::{DecodeOptions, FileReport, FlowFormat, Format, Item, RecordError};
-use vigil_model::{Event, SourceKind};
+use vigil_model::{Event, SourceKind, Timestamp};
 
 use crate::EXIT_COMPLETED_WITH_ERRORS;
 
@@ -29,8 +31,10 @@ pub struct ScanArgs {
     /// tgw) or the field names (`${version} ${srcaddr} …`).
     #[arg(long, value_name = "FORMAT")]
     flow_format: Option<String>,
-    /// table: summary for people; json: the summary as one JSON document; jsonl: every
-    /// event as a JSON line on stdout, the summary on stderr.
+    /// table: findings and summary for people; json: findings and summary as one JSON
+    /// document; jsonl: every finding as a JSON line on stdout (as it closes), the
+    /// summary on stderr; events: every normalized event as a JSON line on stdout, the
+    /// summary on stderr.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
     /// How many errors to list (all are counted).
@@ -39,9 +43,35 @@ pub struct ScanArgs {
     /// Skip records larger than this many bytes (bounds memory).
     #[arg(long, default_value_t = 16 * 1024 * 1024, value_name = "BYTES")]
     max_record_bytes: usize,
-    /// Sigma rules to run over the events (files or directories; repeatable).
+    /// More Sigma rules to run (files or directories; repeatable), besides the
+    /// built-in ones.
     #[arg(long = "rules", value_name = "PATH")]
     rules: Vec<PathBuf>,
+    /// Do not run the built-in rules and native detectors (only --rules).
+    #[arg(long)]
+    no_builtin: bool,
+    /// Do not run detection at all: only decode.
+    #[arg(long, conflicts_with_all = ["rules", "no_builtin"])]
+    no_detect: bool,
+    /// Repeats of the same rule on the same principal and resource within this span
+    /// (event time) update one finding instead of raising new ones.
+    #[arg(long, default_value = "1h", value_name = "SPAN")]
+    dedup_window: String,
+    /// Baseline state file: read before the scan if it exists, written after it, so
+    /// baselines keep learning across runs.
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
+    /// How long (event time) a principal or account is learned before baselines judge
+    /// it.
+    #[arg(long, default_value = "3d", value_name = "SPAN")]
+    baseline_learning: String,
+    /// IP-to-ASN table (iptoasn.com TSV layout) so baselines compare ASNs and
+    /// countries rather than /24 networks.
+    #[arg(long, value_name = "FILE")]
+    asn_db: Option<PathBuf>,
+    /// How many findings the table lists (all are counted).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    show_findings: usize,
     /// How far (in event time) behind the newest event an event may come and still
     /// count for correlations, e.g. 30m, 1h, 2d.
     #[arg(long, default_value = "1h", value_name = "SPAN")]
@@ -62,6 +92,7 @@ enum Output {
     Table,
     Json,
     Jsonl,
+    Events,
 }
 
 /// A stage that receives every decoded event.
@@ -72,142 +103,84 @@ pub trait EventSink {
     }
 }
 
-/// Runs Sigma rules over every event and keeps, per rule, the count and the first
-/// few matching events.
+/// Runs detection over every event and folds the alerts into findings.
 struct Detection {
-    set: vigil_detect::RuleSet,
-    scratch: vigil_detect::Scratch,
-    hits: Vec<u32>,
-    per_rule: Vec<(u64, Vec<MatchSummary>)>,
-    /// Rules whose matches only feed correlations.
-    silent: Vec<bool>,
-    correlator: vigil_detect::sigma::correlation::Correlator,
-    corr_hits: Vec<vigil_detect::sigma::correlation::Hit>,
-    per_correlation: Vec<(u64, Vec<MatchSummary>)>,
-}
-
-const KEEP_PER_RULE: usize = 5;
-
-impl Detection {
-    fn observe(&mut self, event: &Event) {
-        self.hits.clear();
-        self.set.evaluate(event, &mut self.scratch, &mut self.hits);
-        if !self.correlator.is_empty() && !self.hits.is_empty() {
-            if let Some(doc) = self.scratch.doc_of(event) {
-                self.corr_hits.clear();
-                self.correlator.observe(
-                    event.time.as_millis(),
-                    doc,
-                    &self.hits,
-                    &mut self.corr_hits,
-                );
-                for h in &self.corr_hits {
-                    let (count, first) = &mut self.per_correlation[h.correlation as usize];
-                    *count += 1;
-                    if first.len() < KEEP_PER_RULE {
-                        first.push(MatchSummary {
-                            event_id: event.id.clone(),
-                            time: vigil_model::Timestamp::from_millis(h.last_ms).to_string(),
-                            account: event.account.clone(),
-                            principal: Some(format!(
-                                "group {} ({} events since {})",
-                                h.group.join("/"),
-                                h.events,
-                                vigil_model::Timestamp::from_millis(h.first_ms)
-                            )),
-                            source_ip: None,
-                        });
-                    }
-                }
-            }
-        }
-        for &i in &self.hits {
-            if self.silent[i as usize] {
-                continue;
-            }
-            let (count, first) = &mut self.per_rule[i as usize];
-            *count += 1;
-            if first.len() < KEEP_PER_RULE {
-                first.push(MatchSummary {
-                    event_id: event.id.clone(),
-                    time: event.time.to_string(),
-                    account: event.account.clone(),
-                    principal: event
-                        .actor
-                        .as_ref()
-                        .and_then(|a| a.arn.clone().or_else(|| a.user_name.clone())),
-                    source_ip: event.source_ip.map(|ip| ip.to_string()),
-                });
-            }
-        }
-    }
-
-    fn summary(&self) -> Vec<DetectionSummary> {
-        let mut out: Vec<DetectionSummary> = self
-            .per_rule
-            .iter()
-            .enumerate()
-            .filter(|(_, (n, _))| *n > 0)
-            .map(|(i, (n, first))| {
-                let m = &self.set.rules()[i].meta;
-                DetectionSummary {
-                    rule: m.title.clone(),
-                    rule_id: m.id.clone(),
-                    level: m.level.map(|l| l.as_str()),
-                    count: *n,
-                    first: first.clone(),
-                }
-            })
-            .collect();
-        let corr: Vec<&vigil_detect::sigma::correlation::Correlation> =
-            self.correlator.correlations().collect();
-        for (i, (n, first)) in self.per_correlation.iter().enumerate() {
-            if *n > 0 {
-                let m = &corr[i].meta;
-                out.push(DetectionSummary {
-                    rule: m.title.clone(),
-                    rule_id: m.id.clone(),
-                    level: m.level.map(|l| l.as_str()),
-                    count: *n,
-                    first: first.clone(),
-                });
-            }
-        }
-        let rank = |l: Option<&str>| {
-            ["informational", "low", "medium", "high", "critical"]
-                .iter()
-                .position(|x| Some(*x) == l)
-        };
-        out.sort_by(|a, b| {
-            rank(b.level)
-                .cmp(&rank(a.level))
-                .then(b.count.cmp(&a.count))
-        });
-        out
-    }
+    detector: vigil_detect::Detector,
+    findings: Findings,
+    alerts: Vec<vigil_detect::Alert>,
+    closed: Vec<Finding>,
+    /// Findings are written as they close (jsonl) or kept for the report.
+    stream: Option<BufWriter<io::StdoutLock<'static>>>,
+    kept: Vec<Finding>,
+    per_rule: BTreeMap<String, RuleCount>,
+    now: Timestamp,
+    seen: u64,
 }
 
 #[derive(Serialize, Clone)]
-struct MatchSummary {
-    event_id: String,
-    time: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    account: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    principal: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    source_ip: Option<String>,
+struct RuleCount {
+    rule: String,
+    rule_id: String,
+    alerts: u64,
+    findings: u64,
 }
 
-#[derive(Serialize)]
-struct DetectionSummary {
-    rule: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rule_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    level: Option<&'static str>,
-    count: u64,
-    first: Vec<MatchSummary>,
+impl Detection {
+    fn observe(&mut self, event: &Event) -> Result<()> {
+        self.alerts.clear();
+        self.detector.observe(event, &mut self.alerts);
+        for a in self.alerts.drain(..) {
+            let c = self
+                .per_rule
+                .entry(a.rule.key.clone())
+                .or_insert_with(|| RuleCount {
+                    rule: a.rule.title.clone(),
+                    rule_id: a.rule.key.clone(),
+                    alerts: 0,
+                    findings: 0,
+                });
+            c.alerts += 1;
+            if self.findings.record(a, self.now).0 == Update::New {
+                c.findings += 1;
+            }
+        }
+        self.seen += 1;
+        if self.seen % 4096 == 0 {
+            self.findings.drain_closed(&mut self.closed);
+            self.emit()?;
+        }
+        Ok(())
+    }
+
+    fn emit(&mut self) -> Result<()> {
+        match &mut self.stream {
+            Some(w) => {
+                for f in self.closed.drain(..) {
+                    serde_json::to_writer(&mut *w, &f)?;
+                    w.write_all(b"\n")?;
+                }
+            }
+            None => self.kept.append(&mut self.closed),
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.findings.finish(&mut self.closed);
+        self.emit()?;
+        if let Some(w) = &mut self.stream {
+            w.flush()?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Default)]
+struct FindingTotals {
+    findings: u64,
+    by_severity: BTreeMap<&'static str, u64>,
+    by_category: BTreeMap<&'static str, u64>,
+    rules: Vec<RuleCount>,
 }
 
 struct JsonLines<W: Write>(W);
@@ -274,7 +247,8 @@ struct Summary {
     errors: Vec<ErrorSummary>,
     errors_not_listed: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    detections: Option<Vec<DetectionSummary>>,
+    detection: Option<FindingTotals>,
+    findings: Vec<Finding>,
     /// Matching events that came too late (in event time) to be correlated.
     #[serde(skip_serializing_if = "Option::is_none")]
     correlation_late_events: Option<u64>,
@@ -303,21 +277,32 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
         flow_format,
         max_record_bytes: args.max_record_bytes,
     };
-    let mut detection = if args.rules.is_empty() {
+    let mut detection = if args.no_detect {
         None
     } else {
-        let lateness = vigil_detect::sigma::correlation::parse_timespan(&args.lateness)
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "--lateness: `{}` is not a number followed by s, m, h or d",
-                    args.lateness
-                )
-            })?;
-        let (set, correlator, issues) = crate::rules::load_with_lateness(&args.rules, lateness);
+        let span = |flag: &str, v: &str| {
+            vigil_detect::sigma::correlation::parse_timespan(v).ok_or_else(|| {
+                anyhow::anyhow!("--{flag}: `{v}` is not a number followed by s, m, h or d")
+            })
+        };
+        let mut config = vigil_detect::DetectorConfig {
+            lateness_ms: span("lateness", &args.lateness)?,
+            builtin: !args.no_builtin,
+            ..Default::default()
+        };
+        config.baseline.learning_ms = span("baseline-learning", &args.baseline_learning)?;
+        if let Some(p) = &args.asn_db {
+            config.baseline.asn_db = Some(std::sync::Arc::new(
+                vigil_detect::native::AsnDb::load(p)
+                    .map_err(|e| anyhow::anyhow!("--asn-db: {e}"))?,
+            ));
+        }
+        let dedup_ms = span("dedup-window", &args.dedup_window)?;
+        let (mut detector, issues) = crate::rules::build_detector(&args.rules, &config);
         for i in &issues {
             eprintln!("vigil: rule skipped: {i}");
         }
-        if set.is_empty() {
+        if detector.rule_set().is_empty() && args.no_builtin {
             bail!(
                 "no usable rules in {}",
                 args.rules
@@ -327,25 +312,29 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
                     .join(", ")
             );
         }
-        let n = set.len();
-        let mut silent = vec![false; n];
-        for r in correlator.silent_rules() {
-            silent[r as usize] = true;
+        if let Some(p) = &args.baseline {
+            detector.natives_mut().state = vigil_detect::native::BaselineState::load(p)
+                .map_err(|e| anyhow::anyhow!("--baseline: {e}"))?;
         }
-        let n_corr = correlator.correlations().count();
         Some(Detection {
-            set,
-            scratch: Default::default(),
-            hits: Vec::new(),
-            per_rule: vec![(0, Vec::new()); n],
-            silent,
-            correlator,
-            corr_hits: Vec::new(),
-            per_correlation: vec![(0, Vec::new()); n_corr],
+            detector,
+            findings: Findings::new(dedup_ms),
+            alerts: Vec::new(),
+            closed: Vec::new(),
+            stream: (args.output == Output::Jsonl)
+                .then(|| BufWriter::with_capacity(64 * 1024, io::stdout().lock())),
+            kept: Vec::new(),
+            per_rule: BTreeMap::new(),
+            now: Timestamp::from_millis(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64),
+            ),
+            seen: 0,
         })
     };
     let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
-    if args.output == Output::Jsonl {
+    if args.output == Output::Events {
         sinks.push(Box::new(JsonLines(BufWriter::with_capacity(
             256 * 1024,
             io::stdout().lock(),
@@ -359,7 +348,8 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
         files: Vec::new(),
         errors: Vec::new(),
         errors_not_listed: 0,
-        detections: None,
+        detection: None,
+        findings: Vec::new(),
         correlation_late_events: None,
     };
     let note_error = |summary: &mut Summary, e: ErrorSummary| {
@@ -418,7 +408,7 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
                 Item::Event(event) => {
                     per_source[event.source as usize] += 1;
                     if let Some(d) = &mut detection {
-                        d.observe(&event);
+                        d.observe(&event)?;
                     }
                     for sink in &mut sinks {
                         sink.accept(&event)?;
@@ -438,11 +428,46 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
             .sources
             .insert(kind.as_str(), per_source[kind as usize]);
     }
-    summary.detections = detection.as_ref().map(Detection::summary);
-    summary.correlation_late_events = detection
-        .as_ref()
-        .filter(|d| !d.correlator.is_empty())
-        .map(|d| d.correlator.dropped_late);
+    if let Some(d) = &mut detection {
+        d.finish()?;
+        if let Some(p) = &args.baseline {
+            d.detector
+                .natives()
+                .state
+                .save(p)
+                .map_err(|e| anyhow::anyhow!("--baseline: {e}"))?;
+        }
+        let mut totals = FindingTotals {
+            rules: d.per_rule.values().cloned().collect(),
+            ..Default::default()
+        };
+        totals
+            .rules
+            .sort_by(|a, b| b.findings.cmp(&a.findings).then(b.alerts.cmp(&a.alerts)));
+        totals.findings = totals.rules.iter().map(|r| r.findings).sum();
+        let mut kept = std::mem::take(&mut d.kept);
+        for f in &kept {
+            *totals
+                .by_severity
+                .entry(f.detail.severity.as_str())
+                .or_default() += 1;
+            *totals
+                .by_category
+                .entry(f.detail.category.as_str())
+                .or_default() += 1;
+        }
+        kept.sort_by(|a, b| {
+            b.detail
+                .severity
+                .cmp(&a.detail.severity)
+                .then(a.detail.first_seen.cmp(&b.detail.first_seen))
+        });
+        summary.findings = kept;
+        summary.detection = Some(totals);
+        if !d.detector.correlator().is_empty() {
+            summary.correlation_late_events = Some(d.detector.late_events());
+        }
+    }
     let secs = started.elapsed().as_secs_f64();
     let t = &mut summary.totals;
     t.seconds = secs;
@@ -456,11 +481,11 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
             serde_json::to_writer_pretty(&mut out, &summary)?;
             writeln!(out)?;
         }
-        Output::Table => {
-            print_table(&mut io::stdout().lock(), &summary).context("writing the report")?
-        }
-        Output::Jsonl => {
-            print_table(&mut io::stderr().lock(), &summary).context("writing the report")?
+        Output::Table => print_table(&mut io::stdout().lock(), &summary, args.show_findings)
+            .context("writing the report")?,
+        Output::Jsonl | Output::Events => {
+            print_table(&mut io::stderr().lock(), &summary, args.show_findings)
+                .context("writing the report")?
         }
     }
     Ok(if summary.totals.errors > 0 {
@@ -545,7 +570,7 @@ fn print_rows(out: &mut dyn Write, rows: &[Vec<String>]) -> io::Result<()> {
     Ok(())
 }
 
-fn print_table(out: &mut dyn Write, s: &Summary) -> io::Result<()> {
+fn print_table(out: &mut dyn Write, s: &Summary, show_findings: usize) -> io::Result<()> {
     let mut rows = vec![vec![
         "FILE".into(),
         "LAYOUT".into(),
@@ -578,36 +603,61 @@ fn print_table(out: &mut dyn Write, s: &Summary) -> io::Result<()> {
             .map(|(k, v)| vec![k.to_string(), v.to_string()]),
     );
     print_rows(out, &rows)?;
-    if let Some(d) = &s.detections {
+    if let Some(d) = &s.detection {
         writeln!(out)?;
-        let mut rows = vec![vec![
-            "LEVEL".to_string(),
-            "MATCHES".to_string(),
-            "RULE".to_string(),
-            "FIRST MATCH".to_string(),
-        ]];
-        for r in d {
-            let first = r.first.first().map(|m| {
-                format!(
-                    "{} {} {}",
-                    m.time,
-                    m.principal.as_deref().unwrap_or("-"),
-                    m.source_ip.as_deref().unwrap_or("")
-                )
-            });
-            rows.push(vec![
-                r.level.unwrap_or("-").to_string(),
-                r.count.to_string(),
-                r.rule.clone(),
-                first.unwrap_or_default(),
-            ]);
+        if d.findings == 0 {
+            writeln!(out, "no findings")?;
+        } else if !s.findings.is_empty() {
+            let mut rows = vec![vec![
+                "SEVERITY".to_string(),
+                "CATEGORY".to_string(),
+                "COUNT".to_string(),
+                "FIRST SEEN".to_string(),
+                "TITLE".to_string(),
+                "PRINCIPAL".to_string(),
+                "RESOURCE".to_string(),
+            ]];
+            for f in s.findings.iter().take(show_findings) {
+                let dt = &f.detail;
+                rows.push(vec![
+                    dt.severity.as_str().to_string(),
+                    dt.category.as_str().to_string(),
+                    dt.count.to_string(),
+                    dt.first_seen.to_string(),
+                    dt.title.clone(),
+                    dt.principal.clone().unwrap_or_else(|| "-".into()),
+                    dt.resource_arn.clone().unwrap_or_else(|| "-".into()),
+                ]);
+            }
+            print_rows(out, &rows)?;
+            if s.findings.len() > show_findings {
+                writeln!(
+                    out,
+                    "… and {} more (raise --show-findings, or use --output json)",
+                    s.findings.len() - show_findings
+                )?;
+            }
         }
-        print_rows(out, &rows)?;
-        if d.is_empty() {
-            writeln!(out, "no rule matched")?;
+        let sev: Vec<String> = d
+            .by_severity
+            .iter()
+            .rev()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect();
+        if d.findings > 0 {
+            writeln!(
+                out,
+                "{} findings{}",
+                d.findings,
+                if sev.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", sev.join(", "))
+                }
+            )?;
         }
         if let Some(n) = s.correlation_late_events.filter(|n| *n > 0) {
-            writeln!(out, "note: {n} matching events came more than --lateness behind newer ones and were not correlated")?;
+            writeln!(out, "note: {n} matching events came more than --lateness behind newer ones and were not correlated (scan files in time order, or raise --lateness)")?;
         }
     }
     if !s.errors.is_empty() {

@@ -1,24 +1,9 @@
 //! `vigil scan` as a user runs it: exit codes, the report, the error lines.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn shared() -> PathBuf {
-    std::env::var("VIGIL_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
-}
+mod common;
 
-fn vigil(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use common::{shared, stdout, vigil};
 
 #[test]
 fn clean_scan_exits_zero() {
@@ -106,12 +91,12 @@ fn fatal_and_usage_errors_have_their_own_codes() {
 }
 
 #[test]
-fn jsonl_writes_every_event() {
+fn events_output_writes_every_event() {
     let file = shared().join("elastic-aws/vpcflow/test-v5-all-fields.log");
     let o = vigil(&[
         "scan",
         "--output",
-        "jsonl",
+        "events",
         "--flow-format",
         "v5",
         file.to_str().unwrap(),
@@ -152,7 +137,7 @@ fn rules_validate_and_scan_with_rules() {
     let o = vigil(&["rules", "validate", rules.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(
-        stdout(&o).contains("57 rules and 0 correlations loaded")
+        stdout(&o).contains("57 rules, 0 correlations and 0 native detectors loaded")
             && stdout(&o).contains("0 unsupported, 0 invalid"),
         "{}",
         stdout(&o)
@@ -169,24 +154,26 @@ fn rules_validate_and_scan_with_rules() {
         "scan",
         "--output",
         "json",
+        "--no-builtin",
         "--rules",
         rules.to_str().unwrap(),
         samples.to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let d = v["detections"].as_array().unwrap();
+    let d = v["findings"].as_array().unwrap();
     let flow = d
         .iter()
-        .find(|r| r["rule"] == "AWS VPC Flow Logs Deleted")
+        .find(|f| f["detail"]["rule"]["title"] == "AWS VPC Flow Logs Deleted")
         .unwrap();
-    assert_eq!(flow["level"], "high");
-    assert_eq!(flow["count"], 1);
+    assert_eq!(flow["detail"]["severity"], "HIGH");
+    assert_eq!(flow["detail"]["count"], 1);
+    assert_eq!(flow["detail"]["detection_source"], "CloudTrail");
     assert_eq!(
-        flow["first"][0]["event_id"],
+        flow["detail"]["event_ids"][0],
         "b9203069-9e9f-4521-9d18-91247d5b00c1"
     );
-    assert_eq!(d[0]["level"], "high", "most severe first");
+    assert_eq!(d[0]["detail"]["severity"], "HIGH", "most severe first");
 }
 
 #[test]
@@ -210,6 +197,7 @@ fn correlation_rules_in_scan() {
         "scan",
         "--output",
         "json",
+        "--no-builtin",
         "--rules",
         rules.to_str().unwrap(),
         samples.to_str().unwrap(),
@@ -221,17 +209,18 @@ fn correlation_rules_in_scan() {
         String::from_utf8_lossy(&o.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let d = v["detections"].as_array().unwrap();
-    // The base rule only feeds the correlation (no `generate`), so one detection.
+    let d = v["findings"].as_array().unwrap();
+    // The base rule only feeds the correlation (no `generate`), so one finding.
     assert_eq!(d.len(), 1, "{d:?}");
-    assert_eq!(d[0]["rule"], "Burst of failed console logins");
-    assert!(d[0]["first"][0]["principal"]
-        .as_str()
-        .unwrap()
-        .contains("89.160.20.156 (2 events"));
+    let f = &d[0]["detail"];
+    assert_eq!(f["title"], "Burst of failed console logins");
+    assert_eq!(f["rule"]["kind"], "correlation");
+    assert_eq!(f["principal"], "89.160.20.156");
+    assert_eq!(f["count"], 2);
+    assert_eq!(f["evidence"]["group"]["sourceIPAddress"], "89.160.20.156");
     let o = vigil(&["rules", "validate", rules.to_str().unwrap()]);
     assert!(
-        stdout(&o).contains("1 rules and 1 correlations loaded"),
+        stdout(&o).contains("1 rules, 1 correlations and 0 native detectors loaded"),
         "{}",
         stdout(&o)
     );
@@ -256,12 +245,13 @@ fn sigma_filters_tune_rules() {
             "scan",
             "--output",
             "json",
+            "--no-builtin",
             "--rules",
             dir.path().to_str().unwrap(),
             samples.to_str().unwrap(),
         ]);
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        v["detections"].as_array().unwrap().len()
+        v["findings"].as_array().unwrap().len()
     };
     assert_eq!(run(), 1);
     std::fs::write(

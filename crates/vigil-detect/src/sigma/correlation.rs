@@ -91,6 +91,8 @@ pub struct CorrelationMeta {
     pub tags: Vec<String>,
     pub falsepositives: Vec<String>,
     pub origin: PathBuf,
+    /// Vigil's own attributes (see `RuleMeta::custom`).
+    pub custom: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug)]
@@ -253,6 +255,7 @@ pub(crate) fn compile(doc: &Yaml, origin: &Path) -> Result<Correlation, RuleIssu
             tags: strings(&doc["tags"]),
             falsepositives: strings(&doc["falsepositives"]),
             origin: origin.to_owned(),
+            custom: super::rule::custom_attrs(&doc["vigil"]),
         },
         kind,
         rules,

@@ -7,6 +7,6 @@ pub mod rule;
 pub mod value;
 
 pub use rule::{
-    load_path, load_str, CompileOptions, CompiledRule, Level, Loaded, LogSource, RuleIssue,
-    RuleMeta, Subject,
+    is_test_file, load_path, load_str, CompileOptions, CompiledRule, Level, Loaded, LogSource,
+    RuleIssue, RuleMeta, Subject,
 };

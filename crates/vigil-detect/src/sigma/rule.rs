@@ -67,6 +67,9 @@ pub struct RuleMeta {
     pub logsource: LogSource,
     /// The file the rule came from.
     pub origin: PathBuf,
+    /// Vigil's own attributes (the rule's `vigil:` map: category, playbook,
+    /// confidence, resource, …) as key → text.
+    pub custom: Vec<(String, String)>,
 }
 
 impl RuleMeta {
@@ -371,6 +374,13 @@ pub fn load_path(path: &Path, opts: &CompileOptions, out: &mut Loaded) {
     }
 }
 
+/// Test cases kept beside rules (`*.tests.yml`) are not rules.
+pub fn is_test_file(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".tests.yml") || n.ends_with(".tests.yaml"))
+}
+
 fn collect(path: &Path, files: &mut Vec<PathBuf>, out: &mut Loaded) {
     match std::fs::read_dir(path) {
         Ok(entries) => {
@@ -378,7 +388,9 @@ fn collect(path: &Path, files: &mut Vec<PathBuf>, out: &mut Loaded) {
                 let p = e.path();
                 if p.is_dir() {
                     collect(&p, files, out);
-                } else if p.extension().is_some_and(|x| x == "yml" || x == "yaml") {
+                } else if p.extension().is_some_and(|x| x == "yml" || x == "yaml")
+                    && !is_test_file(&p)
+                {
                     files.push(p);
                 }
             }
@@ -484,11 +496,34 @@ fn compile_doc(
             author: str_of(get("author")),
             logsource,
             origin: origin.to_owned(),
+            custom: custom_attrs(get("vigil")),
         },
         selections,
         condition,
         event_names,
     })
+}
+
+/// The `vigil:` map of a rule or correlation, flattened to key → text (lists are
+/// joined with commas).
+pub(crate) fn custom_attrs(y: &Yaml) -> Vec<(String, String)> {
+    let Yaml::Hash(m) = y else {
+        return Vec::new();
+    };
+    m.iter()
+        .filter_map(|(k, v)| {
+            let key = str_of(k)?;
+            let val = match v {
+                Yaml::Array(items) => items
+                    .iter()
+                    .filter_map(str_of)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => str_of(other)?,
+            };
+            Some((key, val))
+        })
+        .collect()
 }
 
 fn compile_filter(doc: &Yaml, origin: &Path, opts: &CompileOptions) -> Result<Filter, RuleIssue> {

@@ -1,0 +1,580 @@
+//! The whole detection stage: Sigma rules, correlation rules and the native
+//! detectors (behavioural baselines, checks Sigma cannot express) over a stream of
+//! events, producing [`Alert`]s that [`crate::finding::Findings`] folds into findings.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::Value;
+use vigil_model::{Event, IdentityType, Severity, SourceKind};
+
+use crate::engine::{RuleSet, Scratch};
+use crate::finding::{Alert, Evidence, RuleInfo, RuleKind, RuleSource};
+use crate::native::{BaselineConfig, Natives};
+use crate::sigma::correlation::{BaseRef, Correlator, Hit};
+use crate::sigma::value::FieldPath;
+use crate::sigma::{CompileOptions, Loaded, RuleIssue};
+
+/// Settings of a detection run.
+#[derive(Clone, Debug)]
+pub struct DetectorConfig {
+    /// How far (event time) behind the newest event an event may come and still
+    /// count for correlations.
+    pub lateness_ms: i64,
+    pub baseline: BaselineConfig,
+    /// Run the built-in rules of `content/rules` (and the native detectors).
+    pub builtin: bool,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        DetectorConfig {
+            lateness_ms: 5 * 60 * 1000,
+            baseline: BaselineConfig::default(),
+            builtin: true,
+        }
+    }
+}
+
+/// Loads the built-in rules (embedded in the binary) into `loaded`.
+pub fn load_builtin(loaded: &mut Loaded) {
+    for (path, text) in crate::builtin::RULES {
+        crate::sigma::load_str(text, Path::new(path), &CompileOptions::default(), loaded);
+    }
+}
+
+/// A rule's resource/principal fields, compiled once.
+struct Extract {
+    info: Arc<RuleInfo>,
+    resource: Option<FieldPath>,
+    principal: Option<FieldPath>,
+}
+
+impl Extract {
+    fn new(info: RuleInfo) -> Extract {
+        Extract {
+            resource: info.resource_field.as_deref().map(FieldPath::new),
+            principal: info.principal_field.as_deref().map(FieldPath::new),
+            info: Arc::new(info),
+        }
+    }
+}
+
+/// One rule or detector Vigil runs, for listings.
+pub struct RuleEntry<'a> {
+    pub info: &'a RuleInfo,
+    /// Whether its matches only feed a correlation (it raises no findings itself).
+    pub silent: bool,
+    pub origin: String,
+}
+
+pub struct Detector {
+    set: RuleSet,
+    rules: Vec<Extract>,
+    silent: Vec<bool>,
+    correlator: Correlator,
+    corrs: Vec<Extract>,
+    natives: Natives,
+    scratch: Scratch,
+    hits: Vec<u32>,
+    corr_hits: Vec<Hit>,
+}
+
+impl Detector {
+    /// Builds the detector from loaded rules (filters already applied, built-ins
+    /// loaded if wanted). Rules that cannot run come back as issues.
+    pub fn new(loaded: Loaded, config: &DetectorConfig) -> (Detector, Vec<RuleIssue>) {
+        let Loaded {
+            rules,
+            correlations,
+            issues: mut all_issues,
+            ..
+        } = loaded;
+        let (set, mut issues) = RuleSet::new(rules);
+        all_issues.append(&mut issues);
+        let mut extracts = Vec::with_capacity(set.len());
+        for r in set.rules() {
+            let m = &r.meta;
+            let src = RuleSource {
+                id: m.id.as_deref(),
+                name: m.rule_name.as_deref(),
+                title: &m.title,
+                description: m.description.as_deref(),
+                status: m.status.as_deref(),
+                level: m.level,
+                tags: &m.tags,
+                custom: &m.custom,
+                kind: RuleKind::Sigma,
+            };
+            let info = info_or_issue(src, &m.origin, &mut all_issues);
+            extracts.push(Extract::new(info));
+        }
+        let refs: Vec<BaseRef<'_>> = set
+            .rules()
+            .iter()
+            .map(|r| BaseRef {
+                id: r.meta.id.as_deref(),
+                name: r.meta.rule_name.as_deref(),
+            })
+            .collect();
+        let (correlator, mut issues) = Correlator::new(correlations, &refs, config.lateness_ms);
+        all_issues.append(&mut issues);
+        let mut corrs = Vec::new();
+        for c in correlator.correlations() {
+            let m = &c.meta;
+            let src = RuleSource {
+                id: m.id.as_deref(),
+                name: m.rule_name.as_deref(),
+                title: &m.title,
+                description: m.description.as_deref(),
+                status: None,
+                level: m.level,
+                tags: &m.tags,
+                custom: &m.custom,
+                kind: RuleKind::Correlation,
+            };
+            let info = info_or_issue(src, &m.origin, &mut all_issues);
+            corrs.push(Extract::new(info));
+        }
+        let mut silent = vec![false; set.len()];
+        for r in correlator.silent_rules() {
+            silent[r as usize] = true;
+        }
+        let natives = if config.builtin {
+            Natives::new(config.baseline.clone())
+        } else {
+            Natives::none(config.baseline.clone())
+        };
+        (
+            Detector {
+                set,
+                rules: extracts,
+                silent,
+                correlator,
+                corrs,
+                natives,
+                scratch: Scratch::default(),
+                hits: Vec::new(),
+                corr_hits: Vec::new(),
+            },
+            all_issues,
+        )
+    }
+
+    /// Every rule and detector, for listings: native detectors, correlations, rules.
+    pub fn entries(&self) -> Vec<RuleEntry<'_>> {
+        let mut out: Vec<RuleEntry<'_>> = self
+            .natives
+            .infos()
+            .map(|i| RuleEntry {
+                info: i,
+                silent: false,
+                origin: "native".into(),
+            })
+            .collect();
+        for (c, e) in self.correlator.correlations().zip(&self.corrs) {
+            out.push(RuleEntry {
+                info: &e.info,
+                silent: false,
+                origin: c.meta.origin.display().to_string(),
+            });
+        }
+        for (i, (r, e)) in self.set.rules().iter().zip(&self.rules).enumerate() {
+            out.push(RuleEntry {
+                info: &e.info,
+                silent: self.silent[i],
+                origin: r.meta.origin.display().to_string(),
+            });
+        }
+        out
+    }
+
+    pub fn rule_set(&self) -> &RuleSet {
+        &self.set
+    }
+
+    pub fn correlator(&self) -> &Correlator {
+        &self.correlator
+    }
+
+    pub fn natives(&self) -> &Natives {
+        &self.natives
+    }
+
+    pub fn natives_mut(&mut self) -> &mut Natives {
+        &mut self.natives
+    }
+
+    /// Matching events that came too late to be correlated.
+    pub fn late_events(&self) -> u64 {
+        self.correlator.dropped_late
+    }
+
+    /// Runs every detection over `event`, appending what it raises.
+    pub fn observe(&mut self, event: &Event, out: &mut Vec<Alert>) {
+        self.hits.clear();
+        self.set.evaluate(event, &mut self.scratch, &mut self.hits);
+        let needs_doc = self
+            .hits
+            .iter()
+            .any(|&i| !self.silent[i as usize] && self.rules[i as usize].needs_doc())
+            || (!self.correlator.is_empty() && !self.hits.is_empty());
+        let doc = if needs_doc {
+            self.scratch.doc_of(event)
+        } else {
+            None
+        };
+        for &i in &self.hits {
+            if self.silent[i as usize] {
+                continue;
+            }
+            let x = &self.rules[i as usize];
+            out.push(alert_for(x, event, doc));
+        }
+        if !self.correlator.is_empty() && !self.hits.is_empty() {
+            if let Some(doc) = doc {
+                self.corr_hits.clear();
+                self.correlator.observe(
+                    event.time.as_millis(),
+                    doc,
+                    &self.hits,
+                    &mut self.corr_hits,
+                );
+                let defs: Vec<_> = self.correlator.correlations().collect();
+                for h in &self.corr_hits {
+                    let x = &self.corrs[h.correlation as usize];
+                    let def = defs[h.correlation as usize];
+                    let mut a = alert_for(x, event, Some(doc));
+                    a.first = vigil_model::Timestamp::from_millis(h.first_ms);
+                    a.last = vigil_model::Timestamp::from_millis(h.last_ms);
+                    a.events = h.events as u64;
+                    a.detection_source = "Vigil";
+                    if !def.group_by.is_empty() {
+                        let group: serde_json::Map<String, Value> = def
+                            .group_by
+                            .iter()
+                            .zip(&h.group)
+                            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                            .collect();
+                        if x.principal.is_none() {
+                            a.principal = Some(h.group.join("/"));
+                        }
+                        a.evidence
+                            .extra
+                            .insert("group".into(), Value::Object(group));
+                    }
+                    if x.resource.is_none() {
+                        // The group is what the correlation is about; the resource of
+                        // the last event is kept among `resources`.
+                        if let Some(r) = a.resource_arn.take() {
+                            a.resources.push(r);
+                        }
+                        a.resource_type = None;
+                    }
+                    a.evidence.extra.insert(
+                        "correlation".into(),
+                        serde_json::json!({
+                            "type": def.kind.as_str(),
+                            "timespan_seconds": def.timespan_ms / 1000,
+                            "value": h.value,
+                            "events": h.events,
+                        }),
+                    );
+                    a.event_ids = vec![event.id.clone()];
+                    out.push(a);
+                }
+            }
+        }
+        self.natives.observe(event, out);
+    }
+}
+
+impl Extract {
+    fn needs_doc(&self) -> bool {
+        self.resource.is_some() || self.principal.is_some()
+    }
+}
+
+/// A rule's finding attributes; a bad `vigil:` attribute becomes an issue and the
+/// rule runs with the defaults instead.
+fn info_or_issue(src: RuleSource<'_>, origin: &Path, issues: &mut Vec<RuleIssue>) -> RuleInfo {
+    RuleInfo::from_rule(&src).unwrap_or_else(|message| {
+        issues.push(RuleIssue {
+            origin: origin.to_owned(),
+            rule: Some(src.title.to_owned()),
+            unsupported: false,
+            message,
+        });
+        RuleInfo::from_rule(&RuleSource { custom: &[], ..src })
+            .expect("no custom attributes, nothing to reject")
+    })
+}
+
+/// The detection source a finding from `event` names.
+pub fn detection_source(s: SourceKind) -> &'static str {
+    match s {
+        SourceKind::CloudTrail => "CloudTrail",
+        SourceKind::VpcFlow => "VPCFlowLogs",
+        SourceKind::GuardDuty => "GuardDuty",
+        SourceKind::SecurityHub => "SecurityHub",
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// An ARN for a resource a rule names by id, for the types whose ARN can be built
+/// from the id, the region and the account.
+pub fn arn_for(resource_type: &str, id: &str, region: &str, account: &str) -> Option<String> {
+    if id.starts_with("arn:") {
+        return Some(id.to_owned());
+    }
+    Some(match resource_type {
+        "AWS::S3::Bucket" => format!("arn:aws:s3:::{id}"),
+        "AWS::EC2::Instance" => format!("arn:aws:ec2:{region}:{account}:instance/{id}"),
+        "AWS::EC2::SecurityGroup" => format!("arn:aws:ec2:{region}:{account}:security-group/{id}"),
+        "AWS::EC2::NetworkInterface" => {
+            format!("arn:aws:ec2:{region}:{account}:network-interface/{id}")
+        }
+        "AWS::EC2::Snapshot" => format!("arn:aws:ec2:{region}::snapshot/{id}"),
+        "AWS::EC2::Image" => format!("arn:aws:ec2:{region}::image/{id}"),
+        "AWS::EC2::Volume" => format!("arn:aws:ec2:{region}:{account}:volume/{id}"),
+        "AWS::EC2::NetworkAcl" => format!("arn:aws:ec2:{region}:{account}:network-acl/{id}"),
+        "AWS::KMS::Key" => format!("arn:aws:kms:{region}:{account}:key/{id}"),
+        "AWS::IAM::User" => format!("arn:aws:iam::{account}:user/{id}"),
+        "AWS::IAM::Role" => format!("arn:aws:iam::{account}:role/{id}"),
+        "AWS::IAM::Policy" => format!("arn:aws:iam::{account}:policy/{id}"),
+        "AWS::CloudTrail::Trail" => format!("arn:aws:cloudtrail:{region}:{account}:trail/{id}"),
+        "AWS::GuardDuty::Detector" => format!("arn:aws:guardduty:{region}:{account}:detector/{id}"),
+        "AWS::Lambda::Function" => format!("arn:aws:lambda:{region}:{account}:function:{id}"),
+        "AWS::RDS::DBInstance" => format!("arn:aws:rds:{region}:{account}:db:{id}"),
+        "AWS::RDS::DBSnapshot" => format!("arn:aws:rds:{region}:{account}:snapshot:{id}"),
+        _ => return None,
+    })
+}
+
+/// Who acted, as findings name them: the actor's ARN (for an assumed role, the
+/// role session's), else its user name or access key; for flows, the source address.
+pub fn principal_of(e: &Event) -> Option<String> {
+    if let Some(a) = &e.actor {
+        return a
+            .arn
+            .clone()
+            .or_else(|| a.user_name.clone())
+            .or_else(|| a.access_key_id.clone())
+            .or_else(|| a.principal_id.clone());
+    }
+    if let Some(n) = &e.network {
+        return n.src_addr.map(|ip| ip.to_string());
+    }
+    None
+}
+
+/// The alert `rule` raises on `event` (`doc` is the record as rules see it).
+fn alert_for(x: &Extract, e: &Event, doc: Option<&Value>) -> Alert {
+    let mut a = alert_from_event(&x.info, e);
+    if let (Some(p), Some(d)) = (&x.principal, doc) {
+        if let Some(v) = p.lookup(d).and_then(text) {
+            a.principal = Some(v);
+        }
+    }
+    if let (Some(p), Some(d)) = (&x.resource, doc) {
+        if let Some(v) = p.lookup(d).and_then(|v| match v {
+            Value::Array(items) => items.first().and_then(text),
+            other => text(other),
+        }) {
+            let ty = x.info.resource_type.clone();
+            let arn = ty.as_deref().and_then(|t| {
+                arn_for(
+                    t,
+                    &v,
+                    e.region.as_deref().unwrap_or(""),
+                    e.account.as_deref().unwrap_or(""),
+                )
+            });
+            if let Some(old) = a.resource_arn.take() {
+                a.resources.push(old);
+            }
+            a.evidence
+                .extra
+                .insert("resource_id".into(), Value::String(v.clone()));
+            a.resource_arn = arn.or(Some(v));
+            a.resource_type = ty;
+        }
+    }
+    a
+}
+
+/// An alert for `rule` from one event, with everything the event says: principal,
+/// resource, evidence, and for GuardDuty and Security Hub findings their own title,
+/// description, severity and confidence.
+pub fn alert_from_event(rule: &Arc<RuleInfo>, e: &Event) -> Alert {
+    let mut ev = Evidence {
+        source_ip: e.source_ip.map(|ip| ip.to_string()),
+        user_agent: e.user_agent.clone(),
+        api_call: e.action.as_ref().map(|a| a.operation.clone()),
+        aws_region: e.region.clone(),
+        extra: Default::default(),
+    };
+    let put = |ev: &mut Evidence, k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            ev.extra.insert(k.into(), Value::String(v));
+        }
+    };
+    if let Some(act) = &e.action {
+        put(&mut ev, "event_source", act.event_source.clone());
+    }
+    if let Some(code) = e.outcome.error_code() {
+        put(&mut ev, "error_code", Some(code.to_owned()));
+    }
+    let mut resource_arn = None;
+    let mut resource_type = None;
+    let mut resources = Vec::new();
+    for r in &e.resources {
+        let arn = r.arn.clone().or_else(|| {
+            r.resource_type
+                .as_deref()
+                .zip(r.id.as_deref())
+                .and_then(|(t, id)| {
+                    arn_for(
+                        t,
+                        id,
+                        e.region.as_deref().unwrap_or(""),
+                        r.account_id
+                            .as_deref()
+                            .or(e.account.as_deref())
+                            .unwrap_or(""),
+                    )
+                })
+        });
+        if let Some(arn) = arn {
+            if resource_arn.is_none() {
+                resource_arn = Some(arn);
+                resource_type = r.resource_type.clone();
+            } else if !resources.contains(&arn) {
+                resources.push(arn);
+            }
+        } else if resource_type.is_none() {
+            if let Some(id) = &r.id {
+                put(&mut ev, "resource_id", Some(id.clone()));
+            }
+            resource_type = r.resource_type.clone();
+        }
+    }
+    if let Some(actor) = &e.actor {
+        put(&mut ev, "principal_arn", actor.arn.clone());
+        put(
+            &mut ev,
+            "identity_type",
+            Some(actor.identity_type.as_str().to_owned()),
+        );
+        put(&mut ev, "access_key_id", actor.access_key_id.clone());
+        if let Some(m) = actor.mfa_authenticated {
+            ev.extra.insert("mfa_authenticated".into(), Value::Bool(m));
+        }
+        if resource_arn.is_none() {
+            // Nothing else named: the principal is what the finding is about.
+            let (arn, ty) = match actor.identity_type {
+                IdentityType::AssumedRole => (
+                    actor
+                        .session_issuer
+                        .as_ref()
+                        .and_then(|i| i.arn.clone())
+                        .or_else(|| actor.arn.clone()),
+                    "AWS::IAM::Role",
+                ),
+                IdentityType::Root => (actor.arn.clone(), "AWS::IAM::Root"),
+                _ => (actor.arn.clone(), "AWS::IAM::User"),
+            };
+            if arn.is_some() {
+                resource_arn = arn;
+                resource_type = Some(ty.to_owned());
+            }
+        }
+    }
+    if let Some(n) = &e.network {
+        put(&mut ev, "dst_addr", n.dst_addr.map(|ip| ip.to_string()));
+        let num = |ev: &mut Evidence, k: &str, v: Option<u64>| {
+            if let Some(v) = v {
+                ev.extra.insert(k.into(), Value::from(v));
+            }
+        };
+        num(&mut ev, "src_port", n.src_port.map(u64::from));
+        num(&mut ev, "dst_port", n.dst_port.map(u64::from));
+        num(&mut ev, "protocol", n.protocol.map(u64::from));
+        num(&mut ev, "bytes", n.bytes);
+        num(&mut ev, "packets", n.packets);
+        put(
+            &mut ev,
+            "flow_action",
+            n.action.map(|a| format!("{a:?}").to_uppercase()),
+        );
+        put(&mut ev, "interface_id", n.interface_id.clone());
+        if ev.source_ip.is_none() {
+            ev.source_ip = n.src_addr.map(|ip| ip.to_string());
+        }
+        let region = e.region.as_deref().unwrap_or("");
+        let account = e.account.as_deref().unwrap_or("");
+        if let Some(i) = &n.instance_id {
+            resource_arn = arn_for("AWS::EC2::Instance", i, region, account);
+            resource_type = Some("AWS::EC2::Instance".into());
+        } else if let Some(eni) = &n.interface_id {
+            resource_arn = arn_for("AWS::EC2::NetworkInterface", eni, region, account);
+            resource_type = Some("AWS::EC2::NetworkInterface".into());
+        }
+    }
+    let mut title = None;
+    let mut description = None;
+    let mut severity: Option<Severity> = None;
+    let mut confidence = None;
+    if let Some(f) = &e.finding {
+        put(&mut ev, "source_finding_id", Some(f.id.clone()));
+        put(&mut ev, "finding_type", f.finding_type.clone());
+        put(&mut ev, "product", f.product_name.clone());
+        put(&mut ev, "control_id", f.control_id.clone());
+        put(&mut ev, "compliance_status", f.compliance_status.clone());
+        if let Some(s) = f.severity_score {
+            ev.extra.insert("source_severity".into(), Value::from(s));
+        }
+        title = f.title.clone();
+        description = f.description.clone();
+        severity = f.severity;
+        confidence = f.confidence.map(|c| {
+            // GuardDuty scores confidence 0–10, Security Hub 0–100.
+            let pct = if e.source == SourceKind::GuardDuty {
+                c * 10.0
+            } else {
+                c
+            };
+            pct.clamp(0.0, 100.0).round() as u8
+        });
+        if resource_type.is_none() {
+            resource_type = f.resource_type.clone();
+        }
+    }
+    Alert {
+        rule: rule.clone(),
+        first: e.time,
+        last: e.time,
+        account: e.account.clone(),
+        region: e.region.clone(),
+        principal: principal_of(e),
+        resource_arn,
+        resource_type,
+        resources,
+        detection_source: detection_source(e.source),
+        title,
+        description,
+        severity,
+        confidence,
+        evidence: ev,
+        event_ids: vec![e.id.clone()],
+        events: 1,
+    }
+}

@@ -1,0 +1,711 @@
+//! The finding every detection produces, in the schema of `DESIGN.md` (an
+//! EventBridge event whose `detail` is the platform's finding), and the dedup stage
+//! that folds repeats of the same rule on the same principal and resource into one
+//! finding with a count.
+//!
+//! The schema's keys are all always present (absent values are `null`), in its
+//! nesting. `detail` carries a few keys more, which the schema leaves room for and a
+//! responder needs: `count`, `rule`, `mitre_attack`, `principal`, `event_ids`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use vigil_model::{Severity, Timestamp};
+
+/// The threat categories of the schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Category {
+    UnauthorizedAccess,
+    Cryptojacking,
+    PolicyViolation,
+    NetworkAttack,
+    DataExfiltration,
+}
+
+impl Category {
+    pub const ALL: [Category; 5] = [
+        Category::UnauthorizedAccess,
+        Category::Cryptojacking,
+        Category::PolicyViolation,
+        Category::NetworkAttack,
+        Category::DataExfiltration,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::UnauthorizedAccess => "UnauthorizedAccess",
+            Category::Cryptojacking => "Cryptojacking",
+            Category::PolicyViolation => "PolicyViolation",
+            Category::NetworkAttack => "NetworkAttack",
+            Category::DataExfiltration => "DataExfiltration",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Category> {
+        Category::ALL
+            .into_iter()
+            .find(|c| c.as_str().eq_ignore_ascii_case(s))
+    }
+
+    /// The playbook a finding of this category gets when its rule names none.
+    pub fn default_playbook(self) -> Option<&'static str> {
+        match self {
+            Category::UnauthorizedAccess => Some("PB-001"),
+            Category::Cryptojacking => Some("PB-002"),
+            Category::NetworkAttack => Some("PB-005"),
+            Category::DataExfiltration => Some("PB-015"),
+            // Policy violations differ too much for one default (bucket, trail, key…).
+            Category::PolicyViolation => None,
+        }
+    }
+}
+
+/// A response playbook a finding can suggest.
+pub struct PlaybookRef {
+    pub id: &'static str,
+    pub incident: &'static str,
+    /// Runs without a human (`full`) rather than after approval (`semi`).
+    pub automated: bool,
+}
+
+/// The fifteen playbooks, PB-001…PB-005 as `DESIGN.md` sets them out.
+pub const PLAYBOOKS: [PlaybookRef; 15] = [
+    pb("PB-001", "Unauthorized API access", true),
+    pb("PB-002", "Cryptojacking", true),
+    pb("PB-003", "S3 bucket policy violation", false),
+    pb("PB-004", "IAM policy drift", true),
+    pb("PB-005", "Network scanning", false),
+    pb("PB-006", "Root account use", false),
+    pb("PB-007", "CloudTrail logging stopped", true),
+    pb(
+        "PB-008",
+        "Security group open to the world on admin ports",
+        true,
+    ),
+    pb("PB-009", "Exposed or compromised access key", true),
+    pb("PB-010", "GuardDuty disabled", true),
+    pb("PB-011", "KMS key scheduled for deletion", true),
+    pb("PB-012", "Public EBS snapshot or AMI", true),
+    pb("PB-013", "EBS default encryption disabled", true),
+    pb("PB-014", "Console login without MFA", false),
+    pb("PB-015", "Data exfiltration from S3", false),
+];
+
+const fn pb(id: &'static str, incident: &'static str, automated: bool) -> PlaybookRef {
+    PlaybookRef {
+        id,
+        incident,
+        automated,
+    }
+}
+
+pub fn playbook(id: &str) -> Option<&'static PlaybookRef> {
+    PLAYBOOKS.iter().find(|p| p.id == id)
+}
+
+/// What kind of detection raised a finding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleKind {
+    /// A Sigma detection rule (one event).
+    Sigma,
+    /// A Sigma correlation rule (several events).
+    Correlation,
+    /// A behavioural baseline (new for this principal or account).
+    Baseline,
+    /// A check written in code because Sigma cannot express it.
+    Native,
+}
+
+/// What a finding's rule contributes to it, worked out once per rule.
+#[derive(Clone, Debug)]
+pub struct RuleInfo {
+    /// The key findings are deduplicated and referred to by: the rule's id, else its
+    /// title.
+    pub key: String,
+    /// The rule's `name` (what correlations and test cases may call it).
+    pub name: Option<String>,
+    pub title: String,
+    pub description: String,
+    pub kind: RuleKind,
+    pub category: Category,
+    pub severity: Severity,
+    pub confidence: u8,
+    pub playbook: Option<String>,
+    pub mitre: Mitre,
+    /// A field of the record naming the finding's resource, and that resource's
+    /// CloudFormation type (`AWS::S3::Bucket`), when the rule says.
+    pub resource_field: Option<String>,
+    pub resource_type: Option<String>,
+    /// A field naming the principal, when it is not the actor.
+    pub principal_field: Option<String>,
+}
+
+/// MITRE ATT&CK tags of the rule: tactics by name, techniques by id.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mitre {
+    pub tactics: Vec<String>,
+    pub techniques: Vec<String>,
+}
+
+impl Mitre {
+    /// From Sigma tags: `attack.t1078.004` → technique `T1078.004`, `attack.initial-access`
+    /// → tactic `initial-access`; other namespaces are ignored.
+    pub fn from_tags(tags: &[String]) -> Mitre {
+        let mut m = Mitre::default();
+        for t in tags {
+            let Some(rest) = t.strip_prefix("attack.") else {
+                continue;
+            };
+            let is_technique = rest.len() >= 5
+                && rest.as_bytes()[0].eq_ignore_ascii_case(&b't')
+                && rest.as_bytes()[1..5].iter().all(u8::is_ascii_digit);
+            let is_group = rest.len() >= 5
+                && matches!(rest.as_bytes()[0], b'g' | b'G' | b's' | b'S')
+                && rest.as_bytes()[1..5].iter().all(u8::is_ascii_digit);
+            if is_technique {
+                m.techniques.push(rest.to_ascii_uppercase());
+            } else if !is_group {
+                m.tactics.push(rest.to_ascii_lowercase());
+            }
+        }
+        m
+    }
+
+    /// The category tags imply, for rules that do not name one.
+    pub fn category(&self) -> Category {
+        let has_t = |p: &str| self.techniques.iter().any(|t| t.starts_with(p));
+        let has = |p: &str| self.tactics.iter().any(|t| t == p);
+        if has_t("T1496") {
+            Category::Cryptojacking
+        } else if has("exfiltration") || has_t("T1537") || has_t("T1530") {
+            Category::DataExfiltration
+        } else if has("defense-evasion") || has("impact") {
+            Category::PolicyViolation
+        } else if has("reconnaissance") || has("discovery") || has("lateral-movement") {
+            Category::NetworkAttack
+        } else {
+            Category::UnauthorizedAccess
+        }
+    }
+}
+
+/// Where to find the custom attribute `key` in a rule's `vigil:` map.
+fn attr<'a>(custom: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    custom
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Common inputs of a rule's info, from a Sigma rule or correlation.
+pub struct RuleSource<'a> {
+    pub id: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub title: &'a str,
+    pub description: Option<&'a str>,
+    pub status: Option<&'a str>,
+    pub level: Option<crate::sigma::Level>,
+    pub tags: &'a [String],
+    pub custom: &'a [(String, String)],
+    pub kind: RuleKind,
+}
+
+impl RuleInfo {
+    /// A rule's finding attributes: its `vigil:` map where it has one, else worked out
+    /// from its level, status and ATT&CK tags. Bad attribute values are errors.
+    pub fn from_rule(r: &RuleSource<'_>) -> Result<RuleInfo, String> {
+        let mitre = Mitre::from_tags(r.tags);
+        let category = match attr(r.custom, "category") {
+            Some(c) => Category::parse(c).ok_or_else(|| {
+                format!(
+                    "vigil.category `{c}` is not one of {}",
+                    Category::ALL.map(|c| c.as_str()).join(", ")
+                )
+            })?,
+            None => mitre.category(),
+        };
+        let severity = match attr(r.custom, "severity") {
+            Some(s) => s
+                .parse::<Severity>()
+                .map_err(|_| format!("vigil.severity `{s}` is not a severity"))?,
+            None => match r.level {
+                Some(crate::sigma::Level::Informational) => Severity::Informational,
+                Some(crate::sigma::Level::Low) => Severity::Low,
+                Some(crate::sigma::Level::Medium) | None => Severity::Medium,
+                Some(crate::sigma::Level::High) => Severity::High,
+                Some(crate::sigma::Level::Critical) => Severity::Critical,
+            },
+        };
+        let confidence = match attr(r.custom, "confidence") {
+            Some(c) => c
+                .parse::<u8>()
+                .ok()
+                .filter(|c| *c <= 100)
+                .ok_or_else(|| format!("vigil.confidence `{c}` is not 0–100"))?,
+            // How far the rule's authors trust it.
+            None => match r.status {
+                Some("stable") => 90,
+                Some("test") => 75,
+                Some("experimental") => 60,
+                _ => 70,
+            },
+        };
+        let playbook = match attr(r.custom, "playbook") {
+            Some("none") => None,
+            Some(p) => Some(
+                playbook(p)
+                    .ok_or_else(|| format!("vigil.playbook `{p}` is not PB-001…PB-015"))?
+                    .id
+                    .to_owned(),
+            ),
+            None => category.default_playbook().map(str::to_owned),
+        };
+        Ok(RuleInfo {
+            key: r.id.unwrap_or(r.title).to_owned(),
+            name: r.name.map(str::to_owned),
+            title: r.title.to_owned(),
+            description: r.description.unwrap_or(r.title).trim().to_owned(),
+            kind: r.kind,
+            category,
+            severity,
+            confidence,
+            playbook,
+            mitre,
+            resource_field: attr(r.custom, "resource").map(str::to_owned),
+            resource_type: attr(r.custom, "resource_type").map(str::to_owned),
+            principal_field: attr(r.custom, "principal").map(str::to_owned),
+        })
+    }
+}
+
+/// The schema's `remediation`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Remediation {
+    pub playbook: Option<String>,
+    pub automated: bool,
+    pub status: String,
+}
+
+/// The schema's `evidence`: its four keys always, more where the detection has them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub api_call: Option<String>,
+    pub aws_region: Option<String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// The rule that raised a finding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleRef {
+    pub id: String,
+    pub title: String,
+    pub kind: RuleKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FindingDetail {
+    pub finding_id: String,
+    pub severity: Severity,
+    pub confidence: u8,
+    pub title: String,
+    pub description: String,
+    pub category: Category,
+    pub detection_source: String,
+    pub resource_type: Option<String>,
+    pub resource_arn: Option<String>,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    pub remediation: Remediation,
+    pub evidence: Evidence,
+    /// Detections folded into this finding.
+    pub count: u64,
+    pub rule: RuleRef,
+    pub mitre_attack: Mitre,
+    pub principal: Option<String>,
+    /// Ids of the first events behind the finding (at most `MAX_EVENT_IDS`).
+    pub event_ids: Vec<String>,
+}
+
+/// A finding, as emitted to EventBridge.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub version: String,
+    pub id: String,
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    pub source: String,
+    pub account: Option<String>,
+    pub time: Timestamp,
+    pub region: Option<String>,
+    pub resources: Vec<String>,
+    pub detail: FindingDetail,
+}
+
+/// The EventBridge `source` findings are published under.
+pub const FINDING_SOURCE: &str = "com.security.platform";
+pub const MAX_EVENT_IDS: usize = 10;
+const MAX_RESOURCES: usize = 20;
+
+/// One detection, before dedup.
+#[derive(Clone, Debug)]
+pub struct Alert {
+    pub rule: Arc<RuleInfo>,
+    /// Event time of the first and the last event behind the detection.
+    pub first: Timestamp,
+    pub last: Timestamp,
+    pub account: Option<String>,
+    pub region: Option<String>,
+    pub principal: Option<String>,
+    pub resource_arn: Option<String>,
+    pub resource_type: Option<String>,
+    pub resources: Vec<String>,
+    pub detection_source: &'static str,
+    /// When the source says better than the rule (GuardDuty's own title, severity…).
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub severity: Option<Severity>,
+    pub confidence: Option<u8>,
+    pub evidence: Evidence,
+    pub event_ids: Vec<String>,
+    /// How many events the detection covers (1, or a correlation's window).
+    pub events: u64,
+}
+
+/// Whether a recorded alert opened a finding or updated one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Update {
+    New,
+    Updated,
+}
+
+type DedupKey = (String, Option<String>, Option<String>);
+
+/// Folds alerts into findings: the same rule on the same principal and resource
+/// within `window` (event time) of the finding's last event updates it (`last_seen`,
+/// `count`, worst severity); otherwise a new finding opens. Findings whose window has
+/// passed the newest event are closed and handed out, so state stays bounded.
+pub struct Findings {
+    window_ms: i64,
+    open: HashMap<DedupKey, Finding>,
+    per_day: HashMap<(i64, u32, u32), u32>,
+    watermark: i64,
+    closed: Vec<Finding>,
+}
+
+impl Findings {
+    pub fn new(window_ms: i64) -> Findings {
+        Findings {
+            window_ms,
+            open: HashMap::new(),
+            per_day: HashMap::new(),
+            watermark: i64::MIN,
+            closed: Vec::new(),
+        }
+    }
+
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Records `alert` (detected at wall-clock `now`) and returns the finding it
+    /// opened or updated.
+    pub fn record(&mut self, alert: Alert, now: Timestamp) -> (Update, &Finding) {
+        self.watermark = self.watermark.max(alert.last.as_millis());
+        let key: DedupKey = (
+            alert.rule.key.clone(),
+            alert.principal.clone(),
+            alert.resource_arn.clone(),
+        );
+        let within = |f: &Finding| {
+            let (a, b) = (
+                f.detail.first_seen.as_millis() - self.window_ms,
+                f.detail.last_seen.as_millis() + self.window_ms,
+            );
+            alert.first.as_millis() <= b && alert.last.as_millis() >= a
+        };
+        let update = match self.open.get(&key) {
+            Some(f) if within(f) => Update::Updated,
+            Some(_) => {
+                if let Some(old) = self.open.remove(&key) {
+                    self.closed.push(old);
+                }
+                Update::New
+            }
+            None => Update::New,
+        };
+        if update == Update::Updated {
+            let f = self.open.get_mut(&key).expect("checked above");
+            let d = &mut f.detail;
+            d.first_seen = d.first_seen.min(alert.first);
+            d.last_seen = d.last_seen.max(alert.last);
+            d.count += alert.events;
+            d.severity = d
+                .severity
+                .max(alert.severity.unwrap_or(alert.rule.severity));
+            for id in alert.event_ids {
+                if d.event_ids.len() >= MAX_EVENT_IDS {
+                    break;
+                }
+                if !d.event_ids.contains(&id) {
+                    d.event_ids.push(id);
+                }
+            }
+            for r in alert.resources {
+                if f.resources.len() < MAX_RESOURCES && !f.resources.contains(&r) {
+                    f.resources.push(r);
+                }
+            }
+            return (Update::Updated, f);
+        }
+        let finding = self.build(alert, now);
+        let slot = self.open.entry(key).or_insert(finding);
+        (Update::New, slot)
+    }
+
+    fn build(&mut self, a: Alert, now: Timestamp) -> Finding {
+        let (y, m, d, ..) = a.first.to_parts();
+        let seq = self.per_day.entry((y, m, d)).or_insert(0);
+        *seq += 1;
+        let finding_id = format!("sec-{y:04}-{m:02}-{d:02}-{seq:03}");
+        // Deterministic: the same detection re-delivered gets the same id.
+        let name = format!(
+            "{}|{}|{}|{}|{}",
+            a.rule.key,
+            a.principal.as_deref().unwrap_or(""),
+            a.resource_arn.as_deref().unwrap_or(""),
+            a.first.as_millis(),
+            a.event_ids.first().map(String::as_str).unwrap_or("")
+        );
+        let id = uuid::Uuid::new_v5(&FINDING_NAMESPACE, name.as_bytes()).to_string();
+        let automated = a
+            .rule
+            .playbook
+            .as_deref()
+            .and_then(playbook)
+            .is_some_and(|p| p.automated);
+        let mut resources: Vec<String> = Vec::new();
+        for r in a.resource_arn.iter().chain(a.resources.iter()) {
+            if resources.len() < MAX_RESOURCES && !resources.contains(r) {
+                resources.push(r.clone());
+            }
+        }
+        let mut event_ids = a.event_ids;
+        event_ids.truncate(MAX_EVENT_IDS);
+        Finding {
+            version: "1.0".into(),
+            id,
+            detail_type: "Security Finding".into(),
+            source: FINDING_SOURCE.into(),
+            account: a.account,
+            time: now,
+            region: a.region.clone(),
+            resources,
+            detail: FindingDetail {
+                finding_id,
+                severity: a.severity.unwrap_or(a.rule.severity),
+                confidence: a.confidence.unwrap_or(a.rule.confidence),
+                title: a.title.unwrap_or_else(|| a.rule.title.clone()),
+                description: a.description.unwrap_or_else(|| a.rule.description.clone()),
+                category: a.rule.category,
+                detection_source: a.detection_source.to_owned(),
+                resource_type: a.resource_type,
+                resource_arn: a.resource_arn,
+                first_seen: a.first,
+                last_seen: a.last,
+                remediation: Remediation {
+                    playbook: a.rule.playbook.clone(),
+                    automated,
+                    status: "PENDING".into(),
+                },
+                evidence: a.evidence,
+                count: a.events,
+                rule: RuleRef {
+                    id: a.rule.key.clone(),
+                    title: a.rule.title.clone(),
+                    kind: a.rule.kind,
+                },
+                mitre_attack: a.rule.mitre.clone(),
+                principal: a.principal,
+                event_ids,
+            },
+        }
+    }
+
+    /// Closes findings whose dedup window ended before the newest event seen, and
+    /// hands out every closed finding.
+    pub fn drain_closed(&mut self, out: &mut Vec<Finding>) {
+        let horizon = self.watermark.saturating_sub(self.window_ms);
+        let expired: Vec<DedupKey> = self
+            .open
+            .iter()
+            .filter(|(_, f)| f.detail.last_seen.as_millis() < horizon)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in expired {
+            if let Some(f) = self.open.remove(&k) {
+                self.closed.push(f);
+            }
+        }
+        out.append(&mut self.closed);
+    }
+
+    /// Closes and hands out everything, oldest first.
+    pub fn finish(&mut self, out: &mut Vec<Finding>) {
+        let start = out.len();
+        out.append(&mut self.closed);
+        out.extend(self.open.drain().map(|(_, f)| f));
+        out[start..].sort_by(|a, b| {
+            (a.detail.first_seen, &a.detail.finding_id)
+                .cmp(&(b.detail.first_seen, &b.detail.finding_id))
+        });
+    }
+}
+
+/// UUID namespace for finding ids (a fixed random UUID).
+const FINDING_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x5f1c_9a0e_3d2b_4c71_9e84_b6a2_d0f3_7c15);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> Arc<RuleInfo> {
+        Arc::new(
+            RuleInfo::from_rule(&RuleSource {
+                id: Some("r1"),
+                name: None,
+                title: "Test rule",
+                description: None,
+                status: Some("stable"),
+                level: Some(crate::sigma::Level::High),
+                tags: &["attack.initial-access".into(), "attack.t1078.004".into()],
+                custom: &[],
+                kind: RuleKind::Sigma,
+            })
+            .unwrap(),
+        )
+    }
+
+    fn alert(ms: i64, principal: &str) -> Alert {
+        Alert {
+            rule: info(),
+            first: Timestamp::from_millis(ms),
+            last: Timestamp::from_millis(ms),
+            account: Some("123456789012".into()),
+            region: Some("us-east-1".into()),
+            principal: Some(principal.into()),
+            resource_arn: Some("arn:aws:iam::123456789012:user/alice".into()),
+            resource_type: Some("AWS::IAM::User".into()),
+            resources: vec![],
+            detection_source: "CloudTrail",
+            title: None,
+            description: None,
+            severity: None,
+            confidence: None,
+            evidence: Evidence::default(),
+            event_ids: vec![format!("e{ms}")],
+            events: 1,
+        }
+    }
+
+    #[test]
+    fn rule_info_from_tags() {
+        let i = info();
+        assert_eq!(i.category, Category::UnauthorizedAccess);
+        assert_eq!(i.severity, Severity::High);
+        assert_eq!(i.confidence, 90);
+        assert_eq!(i.playbook.as_deref(), Some("PB-001"));
+        assert_eq!(i.mitre.techniques, ["T1078.004"]);
+        assert_eq!(i.mitre.tactics, ["initial-access"]);
+        let bad = RuleInfo::from_rule(&RuleSource {
+            id: None,
+            name: None,
+            title: "x",
+            description: None,
+            status: None,
+            level: None,
+            tags: &[],
+            custom: &[("playbook".into(), "PB-099".into())],
+            kind: RuleKind::Sigma,
+        });
+        assert!(bad.unwrap_err().contains("PB-099"));
+    }
+
+    #[test]
+    fn dedup_window_updates_then_opens_new() {
+        let mut f = Findings::new(3_600_000);
+        let now = Timestamp::from_millis(0);
+        assert_eq!(f.record(alert(1_000, "alice"), now).0, Update::New);
+        let (u, g) = f.record(alert(1_000_000, "alice"), now);
+        assert_eq!(u, Update::Updated);
+        assert_eq!(g.detail.count, 2);
+        assert_eq!(g.detail.last_seen.as_millis(), 1_000_000);
+        assert_eq!(g.detail.event_ids, ["e1000", "e1000000"]);
+        // Another principal: its own finding.
+        assert_eq!(f.record(alert(1_000_500, "bob"), now).0, Update::New);
+        // Same key, but more than the window after the last event: a new finding.
+        assert_eq!(
+            f.record(alert(1_000_000 + 3_700_000, "alice"), now).0,
+            Update::New
+        );
+        let mut out = Vec::new();
+        f.drain_closed(&mut out);
+        // The first alice finding was replaced; bob's window has passed too.
+        assert_eq!(out.len(), 2);
+        assert_eq!(f.open_count(), 1);
+        f.finish(&mut out);
+        assert_eq!(out.len(), 3);
+        let ids: Vec<&str> = out.iter().map(|f| f.detail.finding_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "sec-1970-01-01-001",
+                "sec-1970-01-01-002",
+                "sec-1970-01-01-003"
+            ]
+        );
+    }
+
+    #[test]
+    fn serialized_shape_is_the_schema() {
+        let mut f = Findings::new(1000);
+        let (_, g) = f.record(alert(1_710_498_600_000, "alice"), Timestamp::from_millis(0));
+        let v = serde_json::to_value(g).unwrap();
+        let keys = |v: &Value| -> Vec<String> {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        assert_eq!(
+            keys(&v),
+            [
+                "account",
+                "detail",
+                "detail-type",
+                "id",
+                "region",
+                "resources",
+                "source",
+                "time",
+                "version"
+            ]
+        );
+        assert_eq!(v["time"], "1970-01-01T00:00:00Z");
+        assert_eq!(v["detail"]["first_seen"], "2024-03-15T10:30:00Z");
+        assert_eq!(v["detail"]["severity"], "HIGH");
+        assert_eq!(v["detail"]["remediation"]["status"], "PENDING");
+        assert_eq!(v["detail"]["remediation"]["automated"], true);
+        assert_eq!(
+            keys(&v["detail"]["evidence"]),
+            ["api_call", "aws_region", "source_ip", "user_agent"]
+        );
+        let back: Finding = serde_json::from_value(v).unwrap();
+        assert_eq!(&back, g);
+    }
+}
