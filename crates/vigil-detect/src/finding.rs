@@ -394,6 +394,10 @@ pub struct Findings {
     window_ms: i64,
     open: HashMap<DedupKey, Finding>,
     per_day: HashMap<(i64, u32, u32), u32>,
+    /// This stage's share of the per-day sequence when several run side by side:
+    /// it numbers `offset + 1`, `offset + 1 + stride`, ….
+    offset: u32,
+    stride: u32,
     watermark: i64,
     closed: Vec<Finding>,
 }
@@ -404,8 +408,20 @@ impl Findings {
             window_ms,
             open: HashMap::new(),
             per_day: HashMap::new(),
+            offset: 0,
+            stride: 1,
             watermark: i64::MIN,
             closed: Vec::new(),
+        }
+    }
+
+    /// One of `of` stages working side by side (numbered from 0): their
+    /// `finding_id`s never collide.
+    pub fn shared(window_ms: i64, index: u32, of: u32) -> Findings {
+        Findings {
+            offset: index,
+            stride: of.max(1),
+            ..Findings::new(window_ms)
         }
     }
 
@@ -470,8 +486,9 @@ impl Findings {
 
     fn build(&mut self, a: Alert, now: Timestamp) -> Finding {
         let (y, m, d, ..) = a.first.to_parts();
-        let seq = self.per_day.entry((y, m, d)).or_insert(0);
-        *seq += 1;
+        let n = self.per_day.entry((y, m, d)).or_insert(0);
+        let seq = self.offset + 1 + *n * self.stride;
+        *n += 1;
         let finding_id = format!("sec-{y:04}-{m:02}-{d:02}-{seq:03}");
         // Deterministic: the same detection re-delivered gets the same id.
         let name = format!(

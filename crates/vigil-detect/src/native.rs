@@ -144,7 +144,7 @@ fn network_of(ip: IpAddr, info: &NetInfo) -> String {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
 struct Seen {
     first: i64,
     last: i64,
@@ -200,6 +200,41 @@ impl BaselineState {
         let text = serde_json::to_vec(&copy).map_err(|e| e.to_string())?;
         std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
         std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Folds in the state another worker learned over a disjoint share of the input,
+    /// where both workers started from `base` (the loaded state): what each saw is
+    /// united, and event counts add up without counting `base` twice. A subject's
+    /// networks stay capped at `max_items`, the most recently seen kept.
+    pub fn merge(&mut self, other: BaselineState, base: &BaselineState, max_items: usize) {
+        for (mine, theirs, base) in [
+            (&mut self.principals, other.principals, &base.principals),
+            (&mut self.accounts, other.accounts, &base.accounts),
+        ] {
+            for (k, s) in theirs {
+                let Some(x) = mine.get_mut(&k) else {
+                    mine.insert(k, s);
+                    continue;
+                };
+                let already = base.get(&k).map_or(0, |b| b.events);
+                x.events = (x.events + s.events).saturating_sub(already);
+                x.first = x.first.min(s.first);
+                x.last = x.last.max(s.last);
+                for (into, from) in [(&mut x.items, s.items), (&mut x.countries, s.countries)] {
+                    for (name, seen) in from {
+                        let e = into.entry(name).or_insert(seen);
+                        e.first = e.first.min(seen.first);
+                        e.last = e.last.max(seen.last);
+                    }
+                }
+                if x.items.len() > max_items {
+                    let mut v: Vec<(String, Seen)> = x.items.drain().collect();
+                    v.sort_by_key(|(_, s)| std::cmp::Reverse(s.last));
+                    v.truncate(max_items);
+                    x.items = v.into_iter().collect();
+                }
+            }
+        }
     }
 
     pub fn principals(&self) -> usize {
@@ -722,6 +757,80 @@ fn text(v: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn subject(events: u64, items: &[(&str, i64)]) -> Subject {
+        Subject {
+            first: items.iter().map(|i| i.1).min().unwrap_or(0),
+            last: items.iter().map(|i| i.1).max().unwrap_or(0),
+            events,
+            items: items
+                .iter()
+                .map(|(k, t)| {
+                    (
+                        k.to_string(),
+                        Seen {
+                            first: *t,
+                            last: *t,
+                        },
+                    )
+                })
+                .collect(),
+            countries: HashMap::new(),
+        }
+    }
+
+    fn state(principals: &[(&str, Subject)]) -> BaselineState {
+        BaselineState {
+            version: 1,
+            principals: principals
+                .iter()
+                .map(|(k, s)| (k.to_string(), s.clone()))
+                .collect(),
+            accounts: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn merging_workers_unites_what_they_learned_without_double_counting() {
+        let base = state(&[("k1", subject(10, &[("198.51.100.0/24", 100)]))]);
+        // Worker A saw k1 twice more from a new network; worker B saw k1 three times
+        // from the old one, and a principal of its own.
+        let a = state(&[(
+            "k1",
+            subject(12, &[("198.51.100.0/24", 100), ("192.0.2.0/24", 300)]),
+        )]);
+        let mut b = state(&[("k1", subject(13, &[("198.51.100.0/24", 400)]))]);
+        b.principals
+            .insert("k2".into(), subject(1, &[("203.0.113.0/24", 50)]));
+        let mut m = a.clone();
+        m.merge(b.clone(), &base, 64);
+        let k1 = &m.principals["k1"];
+        assert_eq!(k1.events, 15);
+        assert_eq!((k1.first, k1.last), (100, 400));
+        assert_eq!(k1.items.len(), 2);
+        assert_eq!(
+            k1.items["198.51.100.0/24"],
+            Seen {
+                first: 100,
+                last: 400
+            }
+        );
+        assert_eq!(m.principals["k2"].events, 1);
+        // The other way round gives the same state.
+        let mut m2 = b;
+        m2.merge(a, &base, 64);
+        assert_eq!(m, m2);
+        // The network cap keeps the most recently seen.
+        let mut capped = state(&[("k1", subject(2, &[("n1", 1), ("n2", 5)]))]);
+        capped.merge(
+            state(&[("k1", subject(1, &[("n3", 3)]))]),
+            &BaselineState::default(),
+            2,
+        );
+        let mut kept: Vec<&String> = capped.principals["k1"].items.keys().collect();
+        kept.sort();
+        assert_eq!(kept, ["n2", "n3"]);
+    }
 
     #[test]
     fn asn_db_lookup_and_errors() {

@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -72,6 +73,11 @@ pub struct ScanArgs {
     /// How many findings the table lists (all are counted).
     #[arg(long, default_value_t = 100, value_name = "N")]
     show_findings: usize,
+    /// Worker threads. Files are shared out by account (the `AWSLogs/<account>` part
+    /// of the path, else the directory), so an account's baselines, correlations and
+    /// dedup stay in one worker; correlations across accounts need --jobs 1.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    jobs: usize,
     /// How far (in event time) behind the newest event an event may come and still
     /// count for correlations, e.g. 30m, 1h, 2d.
     #[arg(long, default_value = "1h", value_name = "SPAN")]
@@ -110,7 +116,7 @@ struct Detection {
     alerts: Vec<vigil_detect::Alert>,
     closed: Vec<Finding>,
     /// Findings are written as they close (jsonl) or kept for the report.
-    stream: Option<BufWriter<io::StdoutLock<'static>>>,
+    stream: Option<LineSink>,
     kept: Vec<Finding>,
     per_rule: BTreeMap<String, RuleCount>,
     now: Timestamp,
@@ -156,8 +162,7 @@ impl Detection {
         match &mut self.stream {
             Some(w) => {
                 for f in self.closed.drain(..) {
-                    serde_json::to_writer(&mut *w, &f)?;
-                    w.write_all(b"\n")?;
+                    w.line(&f)?;
                 }
             }
             None => self.kept.append(&mut self.closed),
@@ -183,17 +188,60 @@ struct FindingTotals {
     rules: Vec<RuleCount>,
 }
 
-struct JsonLines<W: Write>(W);
+/// Stdout shared by the workers.
+type SharedOut = Arc<Mutex<BufWriter<io::Stdout>>>;
 
-impl<W: Write> EventSink for JsonLines<W> {
-    fn accept(&mut self, event: &Event) -> Result<()> {
-        serde_json::to_writer(&mut self.0, event)?;
-        self.0.write_all(b"\n")?;
+/// JSON lines for stdout, buffered per worker and written whole under the lock, so
+/// lines from several workers never interleave.
+struct LineSink {
+    buf: Vec<u8>,
+    out: SharedOut,
+}
+
+impl LineSink {
+    fn new(out: &SharedOut) -> LineSink {
+        LineSink {
+            buf: Vec::with_capacity(256 * 1024),
+            out: out.clone(),
+        }
+    }
+
+    fn line<T: Serialize>(&mut self, v: &T) -> Result<()> {
+        serde_json::to_writer(&mut self.buf, v)?;
+        self.buf.push(b'\n');
+        if self.buf.len() >= 240 * 1024 {
+            self.write_out()?;
+        }
         Ok(())
     }
-    fn finish(&mut self) -> Result<()> {
-        self.0.flush()?;
+
+    fn write_out(&mut self) -> Result<()> {
+        let mut o = self
+            .out
+            .lock()
+            .map_err(|_| anyhow::anyhow!("output lock poisoned"))?;
+        o.write_all(&self.buf)?;
+        self.buf.clear();
         Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.write_out()?;
+        let mut o = self
+            .out
+            .lock()
+            .map_err(|_| anyhow::anyhow!("output lock poisoned"))?;
+        o.flush()?;
+        Ok(())
+    }
+}
+
+impl EventSink for LineSink {
+    fn accept(&mut self, event: &Event) -> Result<()> {
+        self.line(event)
+    }
+    fn finish(&mut self) -> Result<()> {
+        self.flush()
     }
 }
 
@@ -254,11 +302,236 @@ struct Summary {
     correlation_late_events: Option<u64>,
 }
 
+fn span(flag: &str, v: &str) -> Result<i64> {
+    vigil_detect::sigma::correlation::parse_timespan(v)
+        .ok_or_else(|| anyhow::anyhow!("--{flag}: `{v}` is not a number followed by s, m, h or d"))
+}
+
+/// What detection needs to start a worker's detector.
+struct DetectSetup {
+    config: vigil_detect::DetectorConfig,
+    dedup_ms: i64,
+    baseline: Option<vigil_detect::native::BaselineState>,
+    now: Timestamp,
+}
+
+impl DetectSetup {
+    fn new(args: &ScanArgs) -> Result<DetectSetup> {
+        let mut config = vigil_detect::DetectorConfig {
+            lateness_ms: span("lateness", &args.lateness)?,
+            builtin: !args.no_builtin,
+            ..Default::default()
+        };
+        config.baseline.learning_ms = span("baseline-learning", &args.baseline_learning)?;
+        if let Some(p) = &args.asn_db {
+            config.baseline.asn_db = Some(Arc::new(
+                vigil_detect::native::AsnDb::load(p)
+                    .map_err(|e| anyhow::anyhow!("--asn-db: {e}"))?,
+            ));
+        }
+        let baseline = match &args.baseline {
+            Some(p) => Some(
+                vigil_detect::native::BaselineState::load(p)
+                    .map_err(|e| anyhow::anyhow!("--baseline: {e}"))?,
+            ),
+            None => None,
+        };
+        Ok(DetectSetup {
+            config,
+            dedup_ms: span("dedup-window", &args.dedup_window)?,
+            baseline,
+            now: Timestamp::from_millis(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64),
+            ),
+        })
+    }
+
+    /// Detection for worker `index` of `of`; rule problems are reported once.
+    fn detection(
+        &self,
+        args: &ScanArgs,
+        index: usize,
+        of: usize,
+        out: Option<&SharedOut>,
+    ) -> Result<Detection> {
+        let (mut detector, issues) = crate::rules::build_detector(&args.rules, &self.config);
+        if index == 0 {
+            for i in &issues {
+                eprintln!("vigil: rule skipped: {i}");
+            }
+        }
+        if detector.rule_set().is_empty() && args.no_builtin {
+            bail!(
+                "no usable rules in {}",
+                args.rules
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        if let Some(b) = &self.baseline {
+            detector.natives_mut().state = b.clone();
+        }
+        Ok(Detection {
+            detector,
+            findings: Findings::shared(self.dedup_ms, index as u32, of as u32),
+            alerts: Vec::new(),
+            closed: Vec::new(),
+            stream: out.map(LineSink::new),
+            kept: Vec::new(),
+            per_rule: BTreeMap::new(),
+            now: self.now,
+            seen: 0,
+        })
+    }
+}
+
+/// The account a file belongs to (`AWSLogs/<account>/…`, or an organization trail's
+/// `AWSLogs/o-…/<account>/…`), else its directory: the unit files are shared out by.
+fn shard_key(p: &Path) -> String {
+    let parts: Vec<&std::ffi::OsStr> = p.iter().collect();
+    if let Some(i) = parts.iter().position(|c| *c == "AWSLogs") {
+        let mut next = parts.get(i + 1);
+        if next.is_some_and(|c| c.to_string_lossy().starts_with("o-")) {
+            next = parts.get(i + 2).or(next);
+        }
+        if let Some(acct) = next {
+            return acct.to_string_lossy().into_owned();
+        }
+    }
+    p.parent()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default()
+}
+
+/// Shares `files` out to `n` workers: whole shards, biggest first, each to the worker
+/// with the fewest bytes so far; each worker keeps the files in walk order.
+fn share_out(files: Vec<PathBuf>, n: usize) -> Vec<Vec<PathBuf>> {
+    if n <= 1 {
+        return vec![files];
+    }
+    let mut shards: BTreeMap<String, (u64, Vec<(usize, PathBuf)>)> = BTreeMap::new();
+    for (i, f) in files.into_iter().enumerate() {
+        let size = std::fs::metadata(&f).map_or(0, |m| m.len());
+        let e = shards.entry(shard_key(&f)).or_default();
+        e.0 += size;
+        e.1.push((i, f));
+    }
+    let mut shards: Vec<(u64, Vec<(usize, PathBuf)>)> = shards.into_values().collect();
+    shards.sort_by_key(|s| std::cmp::Reverse(s.0));
+    let mut load = vec![0u64; n];
+    let mut parts: Vec<Vec<(usize, PathBuf)>> = vec![Vec::new(); n];
+    for (size, fs) in shards {
+        let w = (0..n).min_by_key(|&w| load[w]).unwrap_or(0);
+        load[w] += size;
+        parts[w].extend(fs);
+    }
+    parts
+        .into_iter()
+        .map(|mut p| {
+            p.sort_by_key(|(i, _)| *i);
+            p.into_iter().map(|(_, f)| f).collect()
+        })
+        .collect()
+}
+
+/// What one worker found.
+#[derive(Default)]
+struct Part {
+    totals: Totals,
+    files: Vec<FileSummary>,
+    errors: Vec<ErrorSummary>,
+    errors_not_listed: u64,
+    per_source: [u64; SourceKind::ALL.len()],
+    detection: Option<Detection>,
+}
+
+impl Part {
+    fn note_error(&mut self, e: ErrorSummary, show: usize) {
+        self.totals.errors += 1;
+        if self.errors.len() < show {
+            self.errors.push(e);
+        } else {
+            self.errors_not_listed += 1;
+        }
+    }
+}
+
+fn scan_files(
+    files: Vec<PathBuf>,
+    opts: &DecodeOptions,
+    show_errors: usize,
+    mut detection: Option<Detection>,
+    mut events: Option<LineSink>,
+) -> Result<Part> {
+    let mut part = Part::default();
+    for path in files {
+        part.totals.files += 1;
+        let mut decoder = match vigil_ingest::open(&path, opts) {
+            Ok(d) => d,
+            Err(e) => {
+                part.totals.files_failed += 1;
+                let message = e.to_string();
+                let message = message
+                    .strip_prefix(&format!("{}: ", path.display()))
+                    .unwrap_or(&message)
+                    .to_owned();
+                part.note_error(
+                    ErrorSummary {
+                        file: path.display().to_string(),
+                        record: None,
+                        line: None,
+                        byte: None,
+                        message,
+                    },
+                    show_errors,
+                );
+                continue;
+            }
+        };
+        for item in decoder.by_ref() {
+            match item {
+                Item::Event(event) => {
+                    part.per_source[event.source as usize] += 1;
+                    if let Some(d) = &mut detection {
+                        d.observe(&event)?;
+                    }
+                    if let Some(sink) = &mut events {
+                        sink.accept(&event)?;
+                    }
+                }
+                Item::Error(e) => part.note_error(error_summary(&e), show_errors),
+            }
+        }
+        let r = decoder.report();
+        let t = &mut part.totals;
+        t.records += r.records;
+        t.events += r.events;
+        t.bytes_on_disk += r.file_bytes;
+        t.bytes_decoded += r.decoded_bytes;
+        part.files.push(file_summary(r));
+    }
+    if let Some(sink) = &mut events {
+        sink.finish()?;
+    }
+    if let Some(d) = &mut detection {
+        d.finish()?;
+    }
+    part.detection = detection;
+    Ok(part)
+}
+
 pub fn run(args: &ScanArgs) -> Result<u8> {
     for p in &args.paths {
         if !p.exists() {
             bail!("{}: no such file or directory", p.display());
         }
+    }
+    if args.jobs == 0 {
+        bail!("--jobs: must be at least 1");
     }
     let flow_format = args
         .flow_format
@@ -277,69 +550,15 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
         flow_format,
         max_record_bytes: args.max_record_bytes,
     };
-    let mut detection = if args.no_detect {
+    let setup = if args.no_detect {
         None
     } else {
-        let span = |flag: &str, v: &str| {
-            vigil_detect::sigma::correlation::parse_timespan(v).ok_or_else(|| {
-                anyhow::anyhow!("--{flag}: `{v}` is not a number followed by s, m, h or d")
-            })
-        };
-        let mut config = vigil_detect::DetectorConfig {
-            lateness_ms: span("lateness", &args.lateness)?,
-            builtin: !args.no_builtin,
-            ..Default::default()
-        };
-        config.baseline.learning_ms = span("baseline-learning", &args.baseline_learning)?;
-        if let Some(p) = &args.asn_db {
-            config.baseline.asn_db = Some(std::sync::Arc::new(
-                vigil_detect::native::AsnDb::load(p)
-                    .map_err(|e| anyhow::anyhow!("--asn-db: {e}"))?,
-            ));
-        }
-        let dedup_ms = span("dedup-window", &args.dedup_window)?;
-        let (mut detector, issues) = crate::rules::build_detector(&args.rules, &config);
-        for i in &issues {
-            eprintln!("vigil: rule skipped: {i}");
-        }
-        if detector.rule_set().is_empty() && args.no_builtin {
-            bail!(
-                "no usable rules in {}",
-                args.rules
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-        if let Some(p) = &args.baseline {
-            detector.natives_mut().state = vigil_detect::native::BaselineState::load(p)
-                .map_err(|e| anyhow::anyhow!("--baseline: {e}"))?;
-        }
-        Some(Detection {
-            detector,
-            findings: Findings::new(dedup_ms),
-            alerts: Vec::new(),
-            closed: Vec::new(),
-            stream: (args.output == Output::Jsonl)
-                .then(|| BufWriter::with_capacity(64 * 1024, io::stdout().lock())),
-            kept: Vec::new(),
-            per_rule: BTreeMap::new(),
-            now: Timestamp::from_millis(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as i64),
-            ),
-            seen: 0,
-        })
+        Some(DetectSetup::new(args)?)
     };
-    let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
-    if args.output == Output::Events {
-        sinks.push(Box::new(JsonLines(BufWriter::with_capacity(
-            256 * 1024,
-            io::stdout().lock(),
-        ))));
-    }
+    let out: SharedOut = Arc::new(Mutex::new(BufWriter::with_capacity(
+        256 * 1024,
+        io::stdout(),
+    )));
 
     let started = Instant::now();
     let mut summary = Summary {
@@ -352,21 +571,13 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
         findings: Vec::new(),
         correlation_late_events: None,
     };
-    let note_error = |summary: &mut Summary, e: ErrorSummary| {
-        summary.totals.errors += 1;
-        if summary.errors.len() < args.show_errors {
-            summary.errors.push(e);
-        } else {
-            summary.errors_not_listed += 1;
-        }
-    };
     let mut files = Vec::new();
+    let mut walk_part = Part::default();
     for root in &args.paths {
         let mut walk_errors = Vec::new();
         vigil_ingest::walk(root, &mut |p| files.push(p), &mut |e| walk_errors.push(e));
         for e in walk_errors {
-            note_error(
-                &mut summary,
+            walk_part.note_error(
                 ErrorSummary {
                     file: e.path.display().to_string(),
                     record: None,
@@ -374,78 +585,128 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
                     byte: None,
                     message: e.source.to_string(),
                 },
+                args.show_errors,
             );
         }
     }
-    // Counted in an array in the loop; the map is for the report.
-    let mut per_source = [0u64; SourceKind::ALL.len()];
-    for path in files {
-        summary.totals.files += 1;
-        let mut decoder = match vigil_ingest::open(&path, &opts) {
-            Ok(d) => d,
-            Err(e) => {
-                summary.totals.files_failed += 1;
-                let message = e.to_string();
-                let message = message
-                    .strip_prefix(&format!("{}: ", path.display()))
-                    .unwrap_or(&message)
-                    .to_owned();
-                note_error(
-                    &mut summary,
-                    ErrorSummary {
-                        file: path.display().to_string(),
-                        record: None,
-                        line: None,
-                        byte: None,
-                        message,
-                    },
-                );
-                continue;
+    let shares = share_out(files, args.jobs.min(64));
+    let n = shares.len();
+    let mut workers = Vec::with_capacity(n);
+    for (i, share) in shares.into_iter().enumerate() {
+        let detection = match &setup {
+            Some(s) => {
+                Some(s.detection(args, i, n, (args.output == Output::Jsonl).then_some(&out))?)
             }
+            None => None,
         };
-        for item in decoder.by_ref() {
-            match item {
-                Item::Event(event) => {
-                    per_source[event.source as usize] += 1;
-                    if let Some(d) = &mut detection {
-                        d.observe(&event)?;
-                    }
-                    for sink in &mut sinks {
-                        sink.accept(&event)?;
-                    }
-                }
-                Item::Error(e) => note_error(&mut summary, error_summary(&e)),
+        let events = (args.output == Output::Events).then(|| LineSink::new(&out));
+        workers.push((share, detection, events));
+    }
+    let parts: Vec<Result<Part>> = if n == 1 {
+        let (share, detection, events) = workers.pop().expect("one worker");
+        vec![scan_files(
+            share,
+            &opts,
+            args.show_errors,
+            detection,
+            events,
+        )]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = workers
+                .into_iter()
+                .map(|(share, detection, events)| {
+                    let opts = &opts;
+                    scope
+                        .spawn(move || scan_files(share, opts, args.show_errors, detection, events))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a scan worker panicked")))
+                })
+                .collect()
+        })
+    };
+    let mut per_source = [0u64; SourceKind::ALL.len()];
+    let mut detections = Vec::new();
+    let mut all_parts = vec![walk_part];
+    for p in parts {
+        all_parts.push(p?);
+    }
+    for mut p in all_parts {
+        let t = &mut summary.totals;
+        t.files += p.totals.files;
+        t.files_failed += p.totals.files_failed;
+        t.records += p.totals.records;
+        t.events += p.totals.events;
+        t.errors += p.totals.errors;
+        t.bytes_on_disk += p.totals.bytes_on_disk;
+        t.bytes_decoded += p.totals.bytes_decoded;
+        summary.files.append(&mut p.files);
+        for e in p.errors {
+            if summary.errors.len() < args.show_errors {
+                summary.errors.push(e);
+            } else {
+                summary.errors_not_listed += 1;
             }
         }
-        let report = decoder.report();
-        add_file(&mut summary, report);
-    }
-    for sink in &mut sinks {
-        sink.finish()?;
+        summary.errors_not_listed += p.errors_not_listed;
+        for (a, b) in per_source.iter_mut().zip(p.per_source) {
+            *a += b;
+        }
+        if let Some(d) = p.detection {
+            detections.push(d);
+        }
     }
     for kind in SourceKind::ALL {
         summary
             .sources
             .insert(kind.as_str(), per_source[kind as usize]);
     }
-    if let Some(d) = &mut detection {
-        d.finish()?;
-        if let Some(p) = &args.baseline {
-            d.detector
-                .natives()
-                .state
-                .save(p)
-                .map_err(|e| anyhow::anyhow!("--baseline: {e}"))?;
+    if !detections.is_empty() {
+        let mut per_rule: BTreeMap<String, RuleCount> = BTreeMap::new();
+        let mut kept = Vec::new();
+        let mut late = 0;
+        let mut has_corr = false;
+        let mut state: Option<vigil_detect::native::BaselineState> = None;
+        for mut d in detections {
+            for (k, c) in std::mem::take(&mut d.per_rule) {
+                let e = per_rule.entry(k).or_insert_with(|| RuleCount {
+                    alerts: 0,
+                    findings: 0,
+                    ..c.clone()
+                });
+                e.alerts += c.alerts;
+                e.findings += c.findings;
+            }
+            kept.append(&mut d.kept);
+            late += d.detector.late_events();
+            has_corr |= !d.detector.correlator().is_empty();
+            let s = std::mem::take(&mut d.detector.natives_mut().state);
+            match &mut state {
+                None => state = Some(s),
+                Some(acc) => {
+                    let setup = setup.as_ref().expect("detections come from a setup");
+                    let empty = Default::default();
+                    let base = setup.baseline.as_ref().unwrap_or(&empty);
+                    acc.merge(s, base, setup.config.baseline.max_networks)
+                }
+            }
+        }
+        if let (Some(p), Some(s)) = (&args.baseline, &state) {
+            s.save(p).map_err(|e| anyhow::anyhow!("--baseline: {e}"))?;
         }
         let mut totals = FindingTotals {
-            rules: d.per_rule.values().cloned().collect(),
+            rules: per_rule.into_values().collect(),
             ..Default::default()
         };
         totals
             .rules
             .sort_by(|a, b| b.findings.cmp(&a.findings).then(b.alerts.cmp(&a.alerts)));
         totals.findings = totals.rules.iter().map(|r| r.findings).sum();
-        let mut kept = std::mem::take(&mut d.kept);
         for f in &kept {
             *totals
                 .by_severity
@@ -461,11 +722,12 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
                 .severity
                 .cmp(&a.detail.severity)
                 .then(a.detail.first_seen.cmp(&b.detail.first_seen))
+                .then(a.detail.finding_id.cmp(&b.detail.finding_id))
         });
         summary.findings = kept;
         summary.detection = Some(totals);
-        if !d.detector.correlator().is_empty() {
-            summary.correlation_late_events = Some(d.detector.late_events());
+        if has_corr {
+            summary.correlation_late_events = Some(late);
         }
     }
     let secs = started.elapsed().as_secs_f64();
@@ -505,13 +767,8 @@ fn error_summary(e: &RecordError) -> ErrorSummary {
     }
 }
 
-fn add_file(summary: &mut Summary, r: FileReport) {
-    let t = &mut summary.totals;
-    t.records += r.records;
-    t.events += r.events;
-    t.bytes_on_disk += r.file_bytes;
-    t.bytes_decoded += r.decoded_bytes;
-    summary.files.push(FileSummary {
+fn file_summary(r: FileReport) -> FileSummary {
+    FileSummary {
         path: r.path.display().to_string(),
         layout: if r.layout.is_empty() {
             "-".into()
@@ -525,7 +782,7 @@ fn add_file(summary: &mut Summary, r: FileReport) {
         bytes_on_disk: r.file_bytes,
         bytes_decoded: r.decoded_bytes,
         notes: r.notes,
-    });
+    }
 }
 
 /// Peak resident memory of this process, from Linux's /proc (None elsewhere).

@@ -1,6 +1,5 @@
 //! `vigil scan` as a user runs it: exit codes, the report, the error lines.
 
-
 mod common;
 
 use common::{shared, stdout, vigil};

@@ -365,3 +365,81 @@ fn asn_database_makes_baselines_compare_asns() {
     assert_eq!(d["evidence"]["new_country"], true);
     assert_eq!(d["severity"], "HIGH", "a new country raises the severity");
 }
+
+/// The finding ids, counts and rules of a scan, order-free.
+fn digest(fs: &[Value]) -> BTreeSet<(String, String, u64)> {
+    fs.iter()
+        .map(|f| {
+            let d = &f["detail"];
+            (
+                f["id"].as_str().unwrap().to_owned(),
+                d["rule"]["id"].as_str().unwrap().to_owned(),
+                d["count"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn parallel_scan_finds_what_one_worker_finds() {
+    // Two accounts laid out as CloudTrail delivers them (one as an organization trail),
+    // so each goes to its own worker; the first shares its account with the samples.
+    let dir = tempfile::tempdir().unwrap();
+    for (folder, ip) in [
+        ("111122223333", "198.51.100"),
+        ("o-a1b2c3d4e5/999988887777", "192.0.2"),
+    ] {
+        let acct = folder.rsplit('/').next().unwrap();
+        let d = dir
+            .path()
+            .join(format!("AWSLogs/{folder}/CloudTrail/us-east-1"));
+        std::fs::create_dir_all(&d).unwrap();
+        let lines: Vec<String> = (0..12)
+            .map(|i| {
+                key_event(
+                    1_714_550_400_000 + i * 8 * 3_600_000,
+                    &format!("{ip}.{i}"),
+                    &format!("{acct}-{i}"),
+                )
+                .replace("111122223333", acct)
+            })
+            .chain((0..3).map(|i| {
+                root_event(
+                    &format!("2024-05-01T10:0{i}:00Z"),
+                    &format!("{acct}-root{i}"),
+                )
+                .replace("111122223333", acct)
+            }))
+            .collect();
+        std::fs::write(d.join("a.jsonl"), lines.join("\n")).unwrap();
+    }
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples");
+    let paths = [dir.path(), samples.as_path()];
+    let state1 = dir.path().join("b1.json");
+    let state2 = dir.path().join("b2.json");
+    let one = findings(
+        &paths,
+        &["--jobs", "1", "--baseline", state1.to_str().unwrap()],
+    );
+    let two = findings(
+        &paths,
+        &["--jobs", "2", "--baseline", state2.to_str().unwrap()],
+    );
+    assert!(one.len() > 10, "{}", one.len());
+    let (d1, d2) = (digest(&one), digest(&two));
+    assert!(
+        d1 == d2,
+        "only --jobs 1: {:?}\nonly --jobs 2: {:?}",
+        d1.difference(&d2).collect::<Vec<_>>(),
+        d2.difference(&d1).collect::<Vec<_>>()
+    );
+    // Both workers' baselines end up in the saved state.
+    let b1: Value = serde_json::from_str(&std::fs::read_to_string(&state1).unwrap()).unwrap();
+    let b2: Value = serde_json::from_str(&std::fs::read_to_string(&state2).unwrap()).unwrap();
+    assert_eq!(b1, b2);
+    let text = b2.to_string();
+    assert!(
+        text.contains("999988887777") && text.contains("111122223333"),
+        "{text}"
+    );
+}
