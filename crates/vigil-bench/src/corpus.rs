@@ -316,7 +316,7 @@ fn request(rng: &mut Rng, ctx: &Ctx<'_>, svc: &str, op: &str, out: &mut String) 
     }
 }
 
-fn cloudtrail_record(rng: &mut Rng, now: i64, out: &mut String) {
+fn cloudtrail_record(rng: &mut Rng, now: i64, account: &str, out: &mut String) {
     let total: u64 = OPS.iter().map(|o| o.3).sum();
     let mut roll = rng.below(total);
     let &(svc, op, read_only, _) = OPS
@@ -330,7 +330,6 @@ fn cloudtrail_record(rng: &mut Rng, now: i64, out: &mut String) {
             }
         })
         .unwrap_or(&OPS[0]);
-    let account = *rng.pick::<&str>(&ACCOUNTS);
     let region = *rng.pick::<&str>(&REGIONS);
     let ctx = Ctx { account, region };
     out.push_str(r#"{"eventVersion":"1.09","userIdentity":"#);
@@ -385,25 +384,30 @@ fn cloudtrail_record(rng: &mut Rng, now: i64, out: &mut String) {
     );
 }
 
-fn flow_line(rng: &mut Rng, now: i64, out: &mut String) {
-    let account = rng.pick(&ACCOUNTS);
+/// Network interfaces per account in the flow corpus: a VPC has a bounded set.
+const ENIS_PER_ACCOUNT: u64 = 200;
+
+fn flow_line(rng: &mut Rng, now: i64, account: &str, out: &mut String) {
+    // An interface and its private address, from the account's fixed pool.
+    let k = rng.below(ENIS_PER_ACCOUNT);
+    let acct: u64 = account
+        .bytes()
+        .fold(7, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+    let eni = (k + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ acct;
+    let private = format!("10.{}.{}.{}", k % 4, (k * 37) % 255, k % 250 + 2);
     let inbound = rng.chance(50);
-    let mut private = String::new();
-    let _ = write!(
-        private,
-        "10.{}.{}.{}",
-        rng.below(4),
-        rng.below(255),
-        rng.below(254) + 1
-    );
     let mut public = String::new();
     ip(rng, &mut public);
     let (src, dst) = if inbound {
-        (&public, &private)
+        (public.as_str(), private.as_str())
     } else {
-        (&private, &public)
+        (private.as_str(), public.as_str())
     };
-    let service_port = *rng.pick(&[443u16, 443, 443, 80, 22, 3389, 5432, 53, 123, 3333, 8080]);
+    let mut service_port = *rng.pick(&[443u16, 443, 443, 443, 80, 22, 3389, 5432, 53, 123, 8080]);
+    // One interface in each account talks to a mining pool now and then.
+    if !inbound && k == 7 && rng.below(50) == 0 {
+        service_port = 3333;
+    }
     let eph = 32768 + rng.below(28000) as u16;
     // Either way the client side uses an ephemeral port and the server its service port.
     let (sport, dport) = (eph, service_port);
@@ -423,16 +427,16 @@ fn flow_line(rng: &mut Rng, now: i64, out: &mut String) {
     };
     let start = now - rng.below(60) as i64;
     if rng.chance(1) {
-        let _ = write!(out, "2 {account} eni-0");
-        rng.hex(out, 16);
-        let _ = writeln!(out, " - - - - - - - {start} {} - NODATA", start + 60);
+        let _ = writeln!(
+            out,
+            "2 {account} eni-0{eni:016x} - - - - - - - {start} {} - NODATA",
+            start + 60
+        );
         return;
     }
-    let _ = write!(out, "2 {account} eni-0");
-    rng.hex(out, 16);
     let _ = writeln!(
         out,
-        " {src} {dst} {sport} {dport} {proto} {packets} {bytes} {start} {} {action} OK",
+        "2 {account} eni-0{eni:016x} {src} {dst} {sport} {dport} {proto} {packets} {bytes} {start} {} {action} OK",
         start + 60
     );
 }
@@ -461,13 +465,15 @@ pub fn generate(spec: &Spec) -> Result<()> {
     let mut body = String::with_capacity(spec.file_bytes as usize + 4096);
     let mut rec = String::with_capacity(4096);
     while ct_bytes < spec.cloudtrail_bytes {
+        // A trail delivers an account's events under that account's prefix.
+        let account = ACCOUNTS[(ct_files % ACCOUNTS.len() as u64) as usize];
         body.clear();
         body.push_str("{\"Records\":[");
         let mut first = true;
         while (body.len() as u64) < spec.file_bytes {
             rec.clear();
             now += rng.below(80) as i64 / 40;
-            cloudtrail_record(&mut rng, now, &mut rec);
+            cloudtrail_record(&mut rng, now, account, &mut rec);
             if !first {
                 body.push(',');
             }
@@ -477,7 +483,6 @@ pub fn generate(spec: &Spec) -> Result<()> {
         }
         body.push_str("]}");
         ct_bytes += body.len() as u64;
-        let account = ACCOUNTS[(ct_files % ACCOUNTS.len() as u64) as usize];
         let region = REGIONS[(ct_files / 3 % REGIONS.len() as u64) as usize];
         let mut tag = String::new();
         rng.hex(&mut tag, 16);
@@ -490,15 +495,15 @@ pub fn generate(spec: &Spec) -> Result<()> {
     }
     let (mut fl_records, mut fl_bytes, mut fl_files, mut fl_gz) = (0u64, 0u64, 0u64, 0u64);
     while fl_bytes < spec.flow_bytes {
+        let account = ACCOUNTS[(fl_files % ACCOUNTS.len() as u64) as usize];
         body.clear();
         body.push_str("version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n");
         while (body.len() as u64) < spec.file_bytes {
             now += rng.below(4) as i64 / 3;
-            flow_line(&mut rng, now, &mut body);
+            flow_line(&mut rng, now, account, &mut body);
             fl_records += 1;
         }
         fl_bytes += body.len() as u64;
-        let account = ACCOUNTS[(fl_files % ACCOUNTS.len() as u64) as usize];
         let path = spec.out.join(format!(
             "vpcflow/AWSLogs/{account}/vpcflowlogs/us-east-1/{}/{account}_vpcflowlogs_us-east-1_fl-0a1b2c3d4e5f_{now}_{fl_files}.log.gz",
             date_path(now)

@@ -2,12 +2,17 @@
 //!
 //! `gen` writes a deterministic corpus in the S3 delivery layout (gzip'd CloudTrail
 //! `Records` files with a realistic mix of services, operations, identity types and
-//! errors; gzip'd VPC flow logs with header lines). `run` measures, in one process run
-//! so the ratios hold on a noisy machine: (a) gunzip alone, (b) gunzip plus a plain
-//! typed serde parse, (c) `vigil scan` (decode + normalize), and the peak RSS of (c).
+//! errors, each account's under its own prefix; gzip'd VPC flow logs with header
+//! lines, from a bounded set of interfaces per account). `run` measures, in one process
+//! run so the ratios hold on a noisy machine: (a) gunzip alone, (b) gunzip plus a
+//! plain typed serde parse, (c) `vigil scan` decoding only, (d) with the SigmaHQ rules,
+//! (e) with every built-in detection too, (f) (e) on all cores, (g) the peer Sigma
+//! engine (`peer`, built with `--features peer`), and peak RSS.
 
 mod corpus;
 mod measure;
+#[cfg(feature = "peer")]
+mod peer;
 
 use std::path::PathBuf;
 
@@ -15,7 +20,7 @@ use anyhow::{bail, Result};
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  vigil-bench gen --out DIR [--cloudtrail-mb N] [--flow-mb N] [--file-mb N] [--seed N]\n  vigil-bench run --dir DIR --vigil PATH [--rounds N] [--rules DIR]"
+        "usage:\n  vigil-bench gen --out DIR [--cloudtrail-mb N] [--flow-mb N] [--file-mb N] [--seed N]\n  vigil-bench run --dir DIR --vigil PATH [--rounds N] [--rules DIR]\n  vigil-bench peer --dir DIR --rules DIR   (built with --features peer)"
     );
     std::process::exit(2)
 }
@@ -60,6 +65,13 @@ fn main() -> Result<()> {
                 num("--rounds", 3)? as usize,
                 rules.as_deref(),
             )
+        }
+        #[cfg(feature = "peer")]
+        "peer" => {
+            let (Some(dir), Some(rules)) = (get("--dir"), get("--rules")) else {
+                usage()
+            };
+            peer::run(&PathBuf::from(dir), &PathBuf::from(rules))
         }
         other => bail!("unknown command {other:?}"),
     }

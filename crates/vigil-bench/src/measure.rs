@@ -106,21 +106,36 @@ struct PlainFlow {
     status: String,
 }
 
-fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
+/// Every file under `dir` whose name ends in `.{ext}`, sorted.
+pub fn walk(dir: &Path, out: &mut Vec<PathBuf>, ext: &str) -> Result<()> {
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).with_context(|| d.display().to_string())? {
             let p = e?.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "gz") {
+            } else if p.extension().is_some_and(|x| x == ext) {
                 out.push(p);
             }
         }
     }
     out.sort();
+    Ok(())
+}
+
+fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    walk(dir, &mut out, "gz")?;
     Ok(out)
+}
+
+/// This process's peak resident set (VmHWM), in MB.
+#[cfg(feature = "peer")]
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 struct Sample {
@@ -128,6 +143,8 @@ struct Sample {
     records: u64,
     bytes: u64,
     rss_mb: Option<f64>,
+    /// Rule matches (Vigil: alerts before dedup; the peer: rule × event matches).
+    matches: Option<u64>,
 }
 
 fn gunzip_only(files: &[PathBuf]) -> Result<Sample> {
@@ -149,6 +166,7 @@ fn gunzip_only(files: &[PathBuf]) -> Result<Sample> {
         records: 0,
         bytes,
         rss_mb: None,
+        matches: None,
     })
 }
 
@@ -169,6 +187,7 @@ fn plain_cloudtrail(files: &[PathBuf]) -> Result<Sample> {
         records,
         bytes,
         rss_mb: None,
+        matches: None,
     })
 }
 
@@ -214,18 +233,17 @@ fn plain_flow(files: &[PathBuf]) -> Result<Sample> {
         records,
         bytes,
         rss_mb: None,
+        matches: None,
     })
 }
 
-fn vigil_scan(vigil: &Path, paths: &[PathBuf]) -> Result<Sample> {
-    vigil_scan_with(vigil, paths, &[])
-}
-
-fn vigil_scan_with(vigil: &Path, paths: &[PathBuf], extra: &[String]) -> Result<Sample> {
+fn vigil_scan(vigil: &Path, paths: &[PathBuf], extra: &[String]) -> Result<Sample> {
     let out = Command::new(vigil)
         .arg("scan")
         .arg("--output")
         .arg("json")
+        .arg("--show-errors")
+        .arg("0")
         .args(extra)
         .args(paths)
         .output()
@@ -239,12 +257,50 @@ fn vigil_scan_with(vigil: &Path, paths: &[PathBuf], extra: &[String]) -> Result<
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let t = &v["totals"];
+    let matches = v["detection"]["rules"].as_array().map(|rules| {
+        rules
+            .iter()
+            .map(|r| r["alerts"].as_u64().unwrap_or(0))
+            .sum()
+    });
     Ok(Sample {
         secs: t["seconds"].as_f64().unwrap_or(0.0),
         records: t["records"].as_u64().unwrap_or(0),
         bytes: t["bytes_decoded"].as_u64().unwrap_or(0),
         rss_mb: t["peak_rss_mb"].as_f64(),
+        matches,
     })
+}
+
+/// The peer row, in a process of its own (this binary, built with `--features peer`).
+#[cfg(feature = "peer")]
+fn peer(dir: &Path, rules: &Path, bytes: u64) -> Result<Option<(Sample, serde_json::Value)>> {
+    let out = Command::new(std::env::current_exe()?)
+        .arg("peer")
+        .arg("--dir")
+        .arg(dir)
+        .arg("--rules")
+        .arg(rules)
+        .output()?;
+    if !out.status.success() {
+        bail!("peer failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok(Some((
+        Sample {
+            secs: v["seconds"].as_f64().unwrap_or(0.0),
+            records: v["records"].as_u64().unwrap_or(0),
+            bytes,
+            rss_mb: v["peak_rss_mb"].as_f64(),
+            matches: v["matches"].as_u64(),
+        },
+        v,
+    )))
+}
+
+#[cfg(not(feature = "peer"))]
+fn peer(_: &Path, _: &Path, _: u64) -> Result<Option<(Sample, serde_json::Value)>> {
+    Ok(None)
 }
 
 fn median(mut v: Vec<Sample>) -> Sample {
@@ -252,9 +308,16 @@ fn median(mut v: Vec<Sample>) -> Sample {
     v.swap_remove(v.len() / 2)
 }
 
+fn rss(s: &Sample) -> String {
+    s.rss_mb
+        .map(|m| format!("{m:.0} MB"))
+        .unwrap_or_else(|| "-".into())
+}
+
 pub fn run(dir: &Path, vigil: &Path, rounds: usize, rules: Option<&Path>) -> Result<()> {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json"))?)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "corpus: {} ({} CloudTrail records in {} files, {:.0} MB; {} flow records in {} files, {:.0} MB); median of {rounds} rounds\n",
         dir.display(),
@@ -265,19 +328,43 @@ pub fn run(dir: &Path, vigil: &Path, rounds: usize, rules: Option<&Path>) -> Res
         manifest["vpcflow"]["files"],
         manifest["vpcflow"]["bytes"].as_f64().unwrap_or(0.0) / 1e6,
     );
-    println!("| source | stage | records/s | MB/s | vs (b) | peak RSS |");
+    println!("| source | stage | records/s | MB/s | vs (c) | peak RSS |");
     println!("|---|---|---:|---:|---:|---:|");
-    for (label, sub, records_key) in [
-        ("CloudTrail", "cloudtrail", "cloudtrail"),
-        ("VPC flow", "vpcflow", "vpcflow"),
-    ] {
+    let mut notes = Vec::new();
+    for (label, sub) in [("CloudTrail", "cloudtrail"), ("VPC flow", "vpcflow")] {
         let files = files_under(&dir.join(sub))?;
-        let known_records = manifest[records_key]["records"].as_u64().unwrap_or(0);
-        let (mut a, mut b, mut c, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let rule_args: Vec<String> = match rules {
-            Some(r) if sub == "cloudtrail" => vec!["--rules".into(), r.display().to_string()],
-            _ => Vec::new(),
+        let known_records = manifest[sub]["records"].as_u64().unwrap_or(0);
+        let path = [dir.join(sub)];
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
+        let sigma: Vec<String> = match rules {
+            Some(r) => vec!["--rules".into(), r.display().to_string()],
+            None => Vec::new(),
         };
+        // (c) decode only; (d) the SigmaHQ rules alone; (e) everything one core; (f) all cores.
+        let decode = s(&["--no-detect"]);
+        let sigma_only: Vec<String> = [s(&["--no-builtin"]), sigma.clone()].concat();
+        let full = sigma.clone();
+        let full_par: Vec<String> = [sigma.clone(), s(&["--jobs", &cores.to_string()])].concat();
+        let mut stages: Vec<(String, Vec<String>)> = vec![(
+            "(c) vigil scan: decode + normalize, no detection".into(),
+            decode,
+        )];
+        if rules.is_some() && sub == "cloudtrail" {
+            stages.push((
+                "(d) + the 57 SigmaHQ AWS rules only, 1 core".into(),
+                sigma_only,
+            ));
+        }
+        let what = if rules.is_some() {
+            "57 SigmaHQ + all built-in detections"
+        } else {
+            "all built-in detections"
+        };
+        stages.push((format!("(e) + {what}, 1 core"), full.clone()));
+        stages.push((format!("(f) (e) with --jobs {cores}"), full_par));
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut runs: Vec<Vec<Sample>> = stages.iter().map(|_| Vec::new()).collect();
+        let mut peers = Vec::new();
         for _ in 0..rounds {
             a.push(gunzip_only(&files)?);
             b.push(if sub == "cloudtrail" {
@@ -285,60 +372,89 @@ pub fn run(dir: &Path, vigil: &Path, rounds: usize, rules: Option<&Path>) -> Res
             } else {
                 plain_flow(&files)?
             });
-            c.push(vigil_scan(vigil, &[dir.join(sub)])?);
-            if !rule_args.is_empty() {
-                d.push(vigil_scan_with(vigil, &[dir.join(sub)], &rule_args)?);
+            for ((_, args), out) in stages.iter().zip(runs.iter_mut()) {
+                out.push(vigil_scan(vigil, &path, args)?);
+            }
+            if let (Some(r), "cloudtrail") = (rules, sub) {
+                if let Some(p) = peer(&path[0], r, b.last().map_or(0, |s| s.bytes))? {
+                    peers.push(p);
+                }
             }
         }
-        let (a, b, c) = (median(a), median(b), median(c));
-        let d = if d.is_empty() { None } else { Some(median(d)) };
-        if c.records != known_records || b.records != known_records {
+        let (a, b) = (median(a), median(b));
+        let runs: Vec<Sample> = runs.into_iter().map(median).collect();
+        for (i, r) in runs.iter().enumerate() {
+            if r.records != known_records {
+                bail!(
+                    "{label}: {}: {} records, manifest says {known_records}",
+                    stages[i].0,
+                    r.records
+                );
+            }
+        }
+        if b.records != known_records {
             bail!(
-                "{label}: record counts disagree: manifest {known_records}, plain {}, vigil {}",
-                b.records,
-                c.records
+                "{label}: plain parse read {} records, manifest says {known_records}",
+                b.records
             );
         }
         let rps = |s: &Sample| known_records as f64 / s.secs;
         let mbps = |s: &Sample| s.bytes as f64 / 1e6 / s.secs;
-        let rows = [
-            ("(a) gunzip only", &a),
-            ("(b) gunzip + typed serde parse", &b),
-            ("(c) vigil scan: decode + normalize", &c),
-        ];
-        for (stage, s) in rows {
+        let c = &runs[0];
+        let row = |stage: &str, s: &Sample| {
             println!(
                 "| {label} | {stage} | {:.0} | {:.1} | {:.0}% | {} |",
                 rps(s),
                 mbps(s),
-                100.0 * rps(s) / rps(&b),
-                s.rss_mb
-                    .map(|m| format!("{m:.0} MB"))
-                    .unwrap_or_else(|| "-".into())
+                100.0 * rps(s) / rps(c),
+                rss(s)
             );
+        };
+        row("(a) gunzip only", &a);
+        row("(b) gunzip + typed serde parse", &b);
+        for ((stage, _), r) in stages.iter().zip(&runs) {
+            row(stage, r);
         }
-        if let Some(d) = &d {
-            println!(
-                "| {label} | (d) vigil scan + the 57 SigmaHQ AWS rules | {:.0} | {:.1} | {:.0}% of (c) | {} |",
-                rps(d),
-                mbps(d),
-                100.0 * rps(d) / rps(&c),
-                d.rss_mb.map(|m| format!("{m:.0} MB")).unwrap_or_else(|| "-".into())
-            );
+        if !peers.is_empty() {
+            let mut samples = Vec::new();
+            let mut info = serde_json::Value::Null;
+            for (s, v) in peers {
+                samples.push(s);
+                info = v;
+            }
+            let p = median(samples);
+            let ours = runs.get(1).filter(|_| rules.is_some());
+            row("(g) peer: sigma-rust 0.7, the same 57 rules, 1 core", &p);
+            if let Some(d) = ours {
+                notes.push(format!(
+                    "{label}: (d) is {:.1}x the peer (g); rule matches: Vigil {} alerts, sigma-rust {} (of {} rules it loaded; could not parse: {})",
+                    rps(d) / rps(&p),
+                    d.matches.unwrap_or(0),
+                    p.matches.unwrap_or(0),
+                    info["rules_loaded"],
+                    info["rules_failed"].as_array().map_or(0, |v| v.len()),
+                ));
+                if p.records != known_records {
+                    notes.push(format!(
+                        "{label}: the peer read {} records of {known_records}",
+                        p.records
+                    ));
+                }
+            }
         }
-        // Peak RSS must not depend on how much is read: scan one eighth of the files.
+        // Peak RSS must not depend on how much is read: full detection on one eighth.
         let eighth: Vec<PathBuf> = files.iter().step_by(8).cloned().collect();
-        let small = vigil_scan(vigil, &eighth)?;
+        let small = vigil_scan(vigil, &eighth, &full)?;
         println!(
-            "| {label} | (c) on 1/8 of the files ({} records) | {:.0} | {:.1} | | {} |",
+            "| {label} | (e) on 1/8 of the files ({} records) | {:.0} | {:.1} | | {} |",
             small.records,
             small.records as f64 / small.secs,
             small.bytes as f64 / 1e6 / small.secs,
-            small
-                .rss_mb
-                .map(|m| format!("{m:.0} MB"))
-                .unwrap_or_else(|| "-".into())
+            rss(&small)
         );
+    }
+    for n in notes {
+        println!("\n{n}");
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! detectors (behavioural baselines, checks Sigma cannot express) over a stream of
 //! events, producing [`Alert`]s that [`crate::finding::Findings`] folds into findings.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -48,6 +49,23 @@ struct Extract {
     info: Arc<RuleInfo>,
     resource: Option<FieldPath>,
     principal: Option<FieldPath>,
+}
+
+/// An event's fields for correlations: typed where the model carries them, else
+/// from the record's JSON.
+struct EventFields<'a, D: Fn() -> Option<&'a Value>> {
+    scratch: &'a Scratch,
+    event: &'a Event,
+    doc: &'a D,
+}
+
+impl<'a, D: Fn() -> Option<&'a Value>> crate::sigma::correlation::Fields for EventFields<'a, D> {
+    fn text(&self, path: &crate::sigma::value::FieldPath) -> Option<Cow<'_, str>> {
+        match self.scratch.typed(self.event, &path.name) {
+            Some(v) => v,
+            None => (self.doc)().and_then(|d| d.text(path)),
+        }
+    }
 }
 
 impl Extract {
@@ -214,29 +232,38 @@ impl Detector {
     pub fn observe(&mut self, event: &Event, out: &mut Vec<Alert>) {
         self.hits.clear();
         self.set.evaluate(event, &mut self.scratch, &mut self.hits);
-        let needs_doc = self
-            .hits
-            .iter()
-            .any(|&i| !self.silent[i as usize] && self.rules[i as usize].needs_doc())
-            || (!self.correlator.is_empty() && !self.hits.is_empty());
-        let doc = if needs_doc {
-            self.scratch.doc_of(event)
-        } else {
-            None
-        };
+        if self.hits.is_empty() {
+            self.natives.observe(event, out);
+            return;
+        }
+        // The record's JSON, if evaluating built it, else built on first need.
+        let cell: std::cell::OnceCell<Option<Value>> = std::cell::OnceCell::new();
+        if let Some(d) = self.scratch.take_doc() {
+            let _ = cell.set(Some(d));
+        }
+        let doc = || cell.get_or_init(|| crate::engine::document(event)).as_ref();
         for &i in &self.hits {
             if self.silent[i as usize] {
                 continue;
             }
             let x = &self.rules[i as usize];
-            out.push(alert_for(x, event, doc));
+            out.push(alert_for(
+                x,
+                event,
+                if x.needs_doc() { doc() } else { None },
+            ));
         }
-        if !self.correlator.is_empty() && !self.hits.is_empty() {
-            if let Some(doc) = doc {
+        if !self.correlator.is_empty() {
+            {
                 self.corr_hits.clear();
+                let fields = EventFields {
+                    scratch: &self.scratch,
+                    event,
+                    doc: &doc,
+                };
                 self.correlator.observe(
                     event.time.as_millis(),
-                    doc,
+                    &fields,
                     &self.hits,
                     &mut self.corr_hits,
                 );
@@ -244,7 +271,7 @@ impl Detector {
                 for h in &self.corr_hits {
                     let x = &self.corrs[h.correlation as usize];
                     let def = defs[h.correlation as usize];
-                    let mut a = alert_for(x, event, Some(doc));
+                    let mut a = alert_for(x, event, if x.needs_doc() { doc() } else { None });
                     a.first = vigil_model::Timestamp::from_millis(h.first_ms);
                     a.last = vigil_model::Timestamp::from_millis(h.last_ms);
                     a.events = h.events as u64;
@@ -359,10 +386,20 @@ pub fn arn_for(resource_type: &str, id: &str, region: &str, account: &str) -> Op
     })
 }
 
-/// Who acted, as findings name them: the actor's ARN (for an assumed role, the
-/// role session's), else its user name or access key; for flows, the source address.
+/// Who acted, as findings name them: for a role session the role's ARN, else the
+/// actor's ARN, user name or access key; for flows, the source address.
 pub fn principal_of(e: &Event) -> Option<String> {
     if let Some(a) = &e.actor {
+        // A role session acts for its role: findings (and their dedup) are about the
+        // role, the session ARN stays in the evidence.
+        if let Some(role) = a
+            .session_issuer
+            .as_ref()
+            .filter(|i| i.issuer_type.as_deref() == Some("Role"))
+            .and_then(|i| i.arn.clone())
+        {
+            return Some(role);
+        }
         return a
             .arn
             .clone()

@@ -33,6 +33,7 @@ pub struct Scratch {
     candidates: Vec<u32>,
     memo: Vec<Option<bool>>,
     doc: Option<Value>,
+    flow: FlowText,
 }
 
 impl Scratch {
@@ -44,11 +45,111 @@ impl Scratch {
         }
         self.doc.as_ref()
     }
+
+    /// Takes the last evaluated event's JSON if a rule had it built.
+    pub fn take_doc(&mut self) -> Option<Value> {
+        self.doc.take()
+    }
+
+    /// A field of the last evaluated `event` from the typed model: `Some(text)`,
+    /// `Some(None)` when the event has no value, `None` when the model does not carry
+    /// the field for this source (read it from the JSON then).
+    pub fn typed<'e>(&'e self, event: &'e Event, name: &str) -> Option<Option<Cow<'e, str>>> {
+        typed_value(event, &self.flow, name)
+    }
 }
 
-/// A field of a CloudTrail event from the typed model (see `TYPED_CLOUDTRAIL_FIELDS`).
-fn typed_field<'e>(e: &'e Event, name: &str) -> Option<Cow<'e, str>> {
-    let b = |s: Option<&'e str>| s.map(Cow::Borrowed);
+/// The numeric and address fields of the last flow record, as the text its JSON
+/// would hold, rendered once per record into one buffer.
+#[derive(Default)]
+struct FlowText {
+    buf: String,
+    spans: [(u32, u32); 9],
+}
+
+/// The rendered fields: the first nine of `TYPED_FLOW_FIELDS`, in that order.
+fn flow_numeric() -> &'static [&'static str] {
+    &crate::sigma::rule::TYPED_FLOW_FIELDS[..9]
+}
+
+impl FlowText {
+    fn render(&mut self, n: &vigil_model::FlowFields) {
+        self.buf.clear();
+        let ip = |buf: &mut String, v: Option<std::net::IpAddr>| {
+            let v = v?;
+            let start = buf.len() as u32;
+            match v {
+                std::net::IpAddr::V4(a) => {
+                    for (i, o) in a.octets().iter().enumerate() {
+                        if i > 0 {
+                            buf.push('.');
+                        }
+                        push_u64(buf, u64::from(*o));
+                    }
+                }
+                v6 => {
+                    use std::fmt::Write;
+                    let _ = write!(buf, "{v6}");
+                }
+            }
+            Some((start, buf.len() as u32))
+        };
+        let num = |buf: &mut String, v: Option<u64>| {
+            let v = v?;
+            let start = buf.len() as u32;
+            push_u64(buf, v);
+            Some((start, buf.len() as u32))
+        };
+        const NONE: (u32, u32) = (u32::MAX, 0);
+        self.spans = [
+            ip(&mut self.buf, n.src_addr).unwrap_or(NONE),
+            ip(&mut self.buf, n.dst_addr).unwrap_or(NONE),
+            num(&mut self.buf, n.src_port.map(u64::from)).unwrap_or(NONE),
+            num(&mut self.buf, n.dst_port.map(u64::from)).unwrap_or(NONE),
+            num(&mut self.buf, n.protocol.map(u64::from)).unwrap_or(NONE),
+            num(&mut self.buf, n.packets).unwrap_or(NONE),
+            num(&mut self.buf, n.bytes).unwrap_or(NONE),
+            num(&mut self.buf, n.tcp_flags.map(u64::from)).unwrap_or(NONE),
+            num(&mut self.buf, n.version.map(u64::from)).unwrap_or(NONE),
+        ];
+    }
+
+    fn get(&self, i: usize) -> Option<&str> {
+        let (a, b) = self.spans[i];
+        (a != u32::MAX).then(|| &self.buf[a as usize..b as usize])
+    }
+}
+
+/// Appends `v` in decimal.
+fn push_u64(buf: &mut String, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for d in &digits[i..] {
+        buf.push(*d as char);
+    }
+}
+
+/// A field from the typed model (see [`Scratch::typed`]): CloudTrail fields by their
+/// record names (`TYPED_CLOUDTRAIL_FIELDS`), flow fields by the normalized event's
+/// (`TYPED_FLOW_FIELDS`), with `flow` rendered for this event.
+fn typed_value<'e>(e: &'e Event, flow: &'e FlowText, name: &str) -> Option<Option<Cow<'e, str>>> {
+    match e.source {
+        SourceKind::CloudTrail if matches!(e.raw, Raw::Json(_)) => typed_cloudtrail(e, name),
+        SourceKind::VpcFlow => typed_flow(e, flow, name),
+        _ => None,
+    }
+}
+
+fn typed_cloudtrail<'e>(e: &'e Event, name: &str) -> Option<Option<Cow<'e, str>>> {
+    let b = |s: Option<&'e str>| Some(s.map(Cow::Borrowed));
     let actor = e.actor.as_ref();
     let issuer = actor.and_then(|a| a.session_issuer.as_ref());
     match name {
@@ -59,12 +160,10 @@ fn typed_field<'e>(e: &'e Event, name: &str) -> Option<Cow<'e, str>> {
         "errorCode" => b(e.outcome.error_code()),
         "errorMessage" => match &e.outcome {
             vigil_model::Outcome::Failure { message, .. } => b(message.as_deref()),
-            _ => None,
+            _ => b(None),
         },
         "eventType" => b(e.event_type.as_deref()),
-        "readOnly" => e
-            .read_only
-            .map(|r| Cow::Borrowed(if r { "true" } else { "false" })),
+        "readOnly" => b(e.read_only.map(|r| if r { "true" } else { "false" })),
         "userIdentity.type" => b(actor.map(|a| a.identity_type.as_str())),
         "userIdentity.arn" => b(actor.and_then(|a| a.arn.as_deref())),
         "userIdentity.principalId" => b(actor.and_then(|a| a.principal_id.as_deref())),
@@ -78,6 +177,39 @@ fn typed_field<'e>(e: &'e Event, name: &str) -> Option<Cow<'e, str>> {
         "userIdentity.sessionContext.sessionIssuer.userName" => {
             b(issuer.and_then(|i| i.user_name.as_deref()))
         }
+        _ => None,
+    }
+}
+
+fn typed_flow<'e>(e: &'e Event, flow: &'e FlowText, name: &str) -> Option<Option<Cow<'e, str>>> {
+    let Some(n) = e.network.as_deref() else {
+        // No flow fields at all: the JSON has no `network` either.
+        return name.starts_with("network.").then_some(None);
+    };
+    let b = |s: Option<&'e str>| Some(s.map(Cow::Borrowed));
+    if let Some(i) = flow_numeric().iter().position(|f| *f == name) {
+        return b(flow.get(i));
+    }
+    match name {
+        "network.interface_id" => b(n.interface_id.as_deref()),
+        "network.action" => b(n.action.map(|a| match a {
+            vigil_model::FlowAction::Accept => "ACCEPT",
+            vigil_model::FlowAction::Reject => "REJECT",
+        })),
+        "network.log_status" => b(n.log_status.map(|s| match s {
+            vigil_model::LogStatus::Ok => "OK",
+            vigil_model::LogStatus::NoData => "NODATA",
+            vigil_model::LogStatus::SkipData => "SKIPDATA",
+        })),
+        "network.vpc_id" => b(n.vpc_id.as_deref()),
+        "network.subnet_id" => b(n.subnet_id.as_deref()),
+        "network.instance_id" => b(n.instance_id.as_deref()),
+        "network.flow_direction" => b(n.flow_direction.as_deref()),
+        "network.traffic_type" => b(n.traffic_type.as_deref()),
+        "network.region" => b(n.region.as_deref()),
+        "network.az_id" => b(n.az_id.as_deref()),
+        "network.pkt_src_aws_service" => b(n.pkt_src_aws_service.as_deref()),
+        "network.pkt_dst_aws_service" => b(n.pkt_dst_aws_service.as_deref()),
         _ => None,
     }
 }
@@ -194,16 +326,24 @@ impl RuleSet {
         }
         scratch.candidates.extend_from_slice(&slot.always);
         scratch.doc = None;
-        let typed_ok =
-            fast && event.source == SourceKind::CloudTrail && matches!(event.raw, Raw::Json(_));
+        let typed_ok = fast
+            && match event.source {
+                SourceKind::CloudTrail => matches!(event.raw, Raw::Json(_)),
+                SourceKind::VpcFlow => true,
+                _ => false,
+            };
         if typed_ok {
-            // Typed fields first; the JSON is parsed at most once, and only if a rule
+            if let Some(n) = event.network.as_deref() {
+                scratch.flow.render(n);
+            }
+            // Typed fields first; the JSON is built at most once, and only if a rule
             // reaches a field the event model does not carry.
             let lazy: std::cell::OnceCell<Option<Value>> = std::cell::OnceCell::new();
             let doc = || lazy.get_or_init(|| document(event)).as_ref();
+            let flow = &scratch.flow;
             for &i in &scratch.candidates {
                 if self.rules[i as usize].matches_hybrid(
-                    &|name| typed_field(event, name),
+                    &|name| typed_value(event, flow, name),
                     &doc,
                     event.raw.as_str(),
                     &mut scratch.memo,
@@ -244,7 +384,7 @@ impl RuleSet {
 /// findings the normalized event (`network.dst_port`, `finding.finding_type`,
 /// `finding.severity`, …, the original finding under `raw`), so one rule covers every
 /// layout those sources arrive in.
-fn document(event: &Event) -> Option<Value> {
+pub(crate) fn document(event: &Event) -> Option<Value> {
     match (&event.raw, event.source) {
         (Raw::Json(text), SourceKind::CloudTrail) => serde_json::from_str(text).ok(),
         _ => serde_json::to_value(event).ok(),

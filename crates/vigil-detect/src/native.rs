@@ -128,20 +128,55 @@ impl AsnDb {
 
 /// The network an address is judged by: its ASN when the database knows it, else
 /// its /24 (IPv4) or /48 (IPv6).
-fn network_of(ip: IpAddr, info: &NetInfo) -> String {
-    if let Some(asn) = info.asn {
-        return format!("AS{asn}");
-    }
-    match ip {
-        IpAddr::V4(v4) => {
+/// Writes the network `ip` belongs to, as baselines compare them, into `out`.
+fn network_of(ip: IpAddr, info: &NetInfo, out: &mut String) {
+    use std::fmt::Write;
+    out.clear();
+    let _ = match (info.asn, ip) {
+        (Some(asn), _) => write!(out, "AS{asn}"),
+        (None, IpAddr::V4(v4)) => {
             let o = v4.octets();
-            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+            write!(out, "{}.{}.{}.0/24", o[0], o[1], o[2])
         }
-        IpAddr::V6(v6) => {
+        (None, IpAddr::V6(v6)) => {
             let s = v6.segments();
-            format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+            write!(out, "{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+        }
+    };
+}
+
+/// Records `now` for `name` in `items`, allocating only for a name not seen yet.
+fn see(items: &mut HashMap<String, Seen>, name: &str, now: i64) {
+    match items.get_mut(name) {
+        Some(s) => {
+            s.first = s.first.min(now);
+            s.last = s.last.max(now);
+        }
+        None => {
+            items.insert(
+                name.to_owned(),
+                Seen {
+                    first: now,
+                    last: now,
+                },
+            );
         }
     }
+}
+
+/// The subject `key` names in `map`, created (the only allocation) when new.
+fn subject<'m>(map: &'m mut HashMap<String, Subject>, key: &str, now: i64) -> &'m mut Subject {
+    if !map.contains_key(key) {
+        map.insert(
+            key.to_owned(),
+            Subject {
+                first: now,
+                last: now,
+                ..Default::default()
+            },
+        );
+    }
+    map.get_mut(key).expect("inserted above")
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -252,6 +287,9 @@ pub struct Natives {
     config: BaselineConfig,
     pub state: BaselineState,
     infos: Vec<Arc<RuleInfo>>,
+    /// Reused per event for the principal's key and its network.
+    key_buf: String,
+    net_buf: String,
 }
 
 fn info(
@@ -352,6 +390,8 @@ impl Natives {
             config,
             state: BaselineState::default(),
             infos,
+            key_buf: String::new(),
+            net_buf: String::new(),
         }
     }
 
@@ -412,23 +452,33 @@ impl Natives {
         let (Some(actor), Some(ip)) = (&e.actor, e.source_ip) else {
             return;
         };
-        let key = match actor.identity_type {
+        let mut key = std::mem::take(&mut self.key_buf);
+        key.clear();
+        let arn = actor.arn.as_deref();
+        match actor.identity_type {
             // A long-term key is what gets stolen; a role is judged as the role.
-            IdentityType::IamUser => actor
-                .access_key_id
-                .as_ref()
-                .filter(|k| k.starts_with("AKIA"))
-                .map(|k| format!("key:{k}"))
-                .or_else(|| actor.arn.clone()),
-            IdentityType::AssumedRole => actor
-                .session_issuer
-                .as_ref()
-                .and_then(|i| i.arn.clone())
-                .or_else(|| actor.arn.clone()),
-            IdentityType::Root => actor.arn.clone(),
-            _ => None,
-        };
-        let Some(key) = key else { return };
+            IdentityType::IamUser => match actor.access_key_id.as_deref() {
+                Some(k) if k.starts_with("AKIA") => {
+                    key.push_str("key:");
+                    key.push_str(k);
+                }
+                _ => key.push_str(arn.unwrap_or("")),
+            },
+            IdentityType::AssumedRole => key.push_str(
+                actor
+                    .session_issuer
+                    .as_ref()
+                    .and_then(|i| i.arn.as_deref())
+                    .or(arn)
+                    .unwrap_or(""),
+            ),
+            IdentityType::Root => key.push_str(arn.unwrap_or("")),
+            _ => {}
+        }
+        if key.is_empty() {
+            self.key_buf = key;
+            return;
+        }
         let now = e.time.as_millis();
         let net = self
             .config
@@ -439,16 +489,13 @@ impl Natives {
                 asn: None,
                 country: None,
             });
-        let network = network_of(ip, &net);
+        let mut network = std::mem::take(&mut self.net_buf);
+        network_of(ip, &net, &mut network);
         let max_networks = self.config.max_networks;
-        let subject = self.state.principals.entry(key.clone()).or_insert(Subject {
-            first: now,
-            last: now,
-            ..Default::default()
-        });
+        let subject = subject(&mut self.state.principals, &key, now);
         let mature = subject.events >= self.config.min_events
             && now - subject.first >= self.config.learning_ms;
-        let new_net = !subject.items.contains_key(&network);
+        let new_net = !subject.items.contains_key(network.as_str());
         let new_country = net
             .country
             .as_ref()
@@ -456,18 +503,9 @@ impl Natives {
         subject.events += 1;
         subject.first = subject.first.min(now);
         subject.last = subject.last.max(now);
-        let seen = subject.items.entry(network.clone()).or_insert(Seen {
-            first: now,
-            last: now,
-        });
-        seen.last = seen.last.max(now);
-        seen.first = seen.first.min(now);
+        see(&mut subject.items, &network, now);
         if let Some(c) = &net.country {
-            let s = subject.countries.entry(c.clone()).or_insert(Seen {
-                first: now,
-                last: now,
-            });
-            s.last = s.last.max(now);
+            see(&mut subject.countries, c, now);
         }
         if subject.items.len() > max_networks {
             if let Some(oldest) = subject
@@ -498,7 +536,7 @@ impl Natives {
                 a.severity = Some(Severity::High);
             }
             let x = &mut a.evidence.extra;
-            x.insert("network".into(), Value::String(network));
+            x.insert("network".into(), Value::String(network.clone()));
             if let Some(asn) = net.asn {
                 x.insert("asn".into(), Value::from(asn));
             }
@@ -509,6 +547,8 @@ impl Natives {
             x.insert("usual_networks".into(), Value::from(known));
             out.push(a);
         }
+        self.key_buf = key;
+        self.net_buf = network;
     }
 
     fn new_region(&mut self, e: &Event, out: &mut Vec<Alert>) {
@@ -517,15 +557,7 @@ impl Natives {
         };
         let now = e.time.as_millis();
         let learning = self.config.learning_ms;
-        let subject = self
-            .state
-            .accounts
-            .entry(account.clone())
-            .or_insert(Subject {
-                first: now,
-                last: now,
-                ..Default::default()
-            });
+        let subject = subject(&mut self.state.accounts, account, now);
         let mature = self.config.min_events <= subject.events && now - subject.first >= learning;
         subject.events += 1;
         subject.first = subject.first.min(now);
@@ -539,12 +571,7 @@ impl Natives {
             .unwrap_or(now)
             .min(now);
         let established = now - region_first >= learning;
-        let seen = subject.items.entry(region.clone()).or_insert(Seen {
-            first: now,
-            last: now,
-        });
-        seen.first = seen.first.min(now);
-        seen.last = seen.last.max(now);
+        see(&mut subject.items, region, now);
         let is_launch = e
             .action
             .as_ref()
@@ -868,14 +895,13 @@ mod tests {
             asn: None,
             country: None,
         };
-        assert_eq!(
-            network_of("203.0.113.9".parse().unwrap(), &none),
-            "203.0.113.0/24"
-        );
-        assert_eq!(
-            network_of("2001:db8:7:1::5".parse().unwrap(), &none),
-            "2001:db8:7::/48"
-        );
+        let net = |ip: &str| {
+            let mut out = String::from("stale");
+            network_of(ip.parse().unwrap(), &none, &mut out);
+            out
+        };
+        assert_eq!(net("203.0.113.9"), "203.0.113.0/24");
+        assert_eq!(net("2001:db8:7:1::5"), "2001:db8:7::/48");
     }
 
     #[test]

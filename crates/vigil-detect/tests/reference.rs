@@ -46,7 +46,9 @@ fn field_cond() -> impl Strategy<Value = FieldCond> {
     (
         0..FIELDS.len(),
         0..4usize,
-        prop::collection::vec(value_strategy(), 1..3),
+        // Up to five values, so that long lists (matched as one automaton on the
+        // typed path) come up too.
+        prop::collection::vec(value_strategy(), 1..6),
         any::<bool>(),
     )
         .prop_map(|(field, m, values, all)| {
@@ -206,6 +208,17 @@ proptest! {
             let want = reference(&cond, &sels, doc);
             let got = rule.matches(&Subject { doc, raw: "" }, &mut memo);
             prop_assert_eq!(got, want, "rule:\n{}\nevent: {}", yaml, doc);
+            // The typed fast path: the first two fields come as text, the third from
+            // the JSON.
+            let typed = |name: &str| -> Option<Option<std::borrow::Cow<'_, str>>> {
+                match name {
+                    "eventName" => Some(doc["eventName"].as_str().map(Into::into)),
+                    "userIdentity.type" => Some(doc["userIdentity"]["type"].as_str().map(Into::into)),
+                    _ => None,
+                }
+            };
+            let got = rule.matches_hybrid(&typed, &|| Some(doc), "", &mut memo);
+            prop_assert_eq!(got, want, "typed path, rule:\n{}\nevent: {}", yaml, doc);
         }
     }
 }

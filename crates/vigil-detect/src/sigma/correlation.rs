@@ -10,6 +10,7 @@
 //! the group starts over, so one burst raises one hit. State is bounded: a group
 //! holds one window, and groups whose window has passed are swept away.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
@@ -298,6 +299,10 @@ enum Payload {
 struct Group {
     /// (event time, position of the input rule in `rules`, payload), sorted by time.
     items: VecDeque<(i64, u16, Payload)>,
+    /// Running aggregates over `items`, kept as items come and go so that no event
+    /// costs more than its own insertion (a scanner's thousand probes in a window
+    /// must not make each new one walk the other thousand).
+    agg: Agg,
     /// The newest event time the group has seen (kept after it fires and starts
     /// over): lateness is judged per group, so files read one account or region after
     /// another do not make each other's events late.
@@ -305,6 +310,61 @@ struct Group {
     /// The observation count when the group last got an event.
     touched: u64,
 }
+
+#[derive(Default)]
+struct Agg {
+    /// value_sum / value_avg: the sum of the values held.
+    sum: f64,
+    /// value_count / value_percentile: how many held events have each value.
+    distinct: FastMap<String, u32>,
+    /// temporal: how many held events each input rule has.
+    per_rule: Vec<u32>,
+}
+
+impl Agg {
+    fn add(&mut self, pos: u16, p: &Payload) {
+        self.bump(pos, p, true);
+    }
+
+    fn remove(&mut self, pos: u16, p: &Payload) {
+        self.bump(pos, p, false);
+    }
+
+    fn bump(&mut self, pos: u16, p: &Payload, up: bool) {
+        if let Some(n) = self.per_rule.get_mut(pos as usize) {
+            *n = if up { *n + 1 } else { n.saturating_sub(1) };
+        }
+        match p {
+            Payload::Num(x) if up => self.sum += x,
+            Payload::Num(x) => self.sum -= x,
+            Payload::Text(t) if up => match self.distinct.get_mut(t.as_str()) {
+                Some(c) => *c += 1,
+                None => {
+                    self.distinct.insert(t.clone(), 1);
+                }
+            },
+            Payload::Text(t) => {
+                if let Some(c) = self.distinct.get_mut(t.as_str()) {
+                    *c -= 1;
+                    if *c == 0 {
+                        self.distinct.remove(t.as_str());
+                    }
+                }
+            }
+            Payload::None => {}
+        }
+    }
+
+    fn clear(&mut self) {
+        self.sum = 0.0;
+        self.distinct.clear();
+        self.per_rule.iter_mut().for_each(|n| *n = 0);
+    }
+}
+
+/// Hash maps keyed by what events carry (source addresses, user names): a fast
+/// hasher, seeded per process.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// How the correlation reads one of its inputs: the group-by fields (aliases
 /// resolved for that rule) and the value field.
@@ -316,7 +376,8 @@ struct InputFields {
 struct Compiled {
     def: Correlation,
     inputs: Vec<InputFields>,
-    groups: HashMap<Vec<String>, Group>,
+    /// Groups by their group-by values joined with U+001F.
+    groups: FastMap<String, Group>,
     /// The newest event time any of its groups has seen.
     watermark: i64,
 }
@@ -335,7 +396,16 @@ pub struct Correlator {
     /// Inputs dropped because they came more than the lateness behind their group's
     /// newest event.
     pub dropped_late: u64,
+    /// Reused for each event's group key.
+    key: String,
+    /// Reused for each event's inputs.
+    pending: Vec<Input>,
+    /// The observation count at which groups are next swept.
+    next_sweep: u64,
 }
+
+/// Separates the group-by values (and value fields) in a group's key.
+const SEP: char = '\u{1f}';
 
 /// How the engine names its base rules, for resolving references.
 pub struct BaseRef<'a> {
@@ -433,7 +503,7 @@ impl Correlator {
             corrs.push(Compiled {
                 def: d.clone(),
                 inputs,
-                groups: HashMap::new(),
+                groups: FastMap::default(),
                 watermark: i64::MIN,
             });
         }
@@ -444,6 +514,9 @@ impl Correlator {
                 lateness_ms,
                 observed: 0,
                 dropped_late: 0,
+                key: String::new(),
+                pending: Vec::new(),
+                next_sweep: 1024,
             },
             issues,
         )
@@ -487,56 +560,75 @@ impl Correlator {
 
     /// Feeds the matches of one event (at `time_ms`, as `doc`) and appends the
     /// correlations that fire.
-    pub fn observe(&mut self, time_ms: i64, doc: &Value, matched: &[u32], out: &mut Vec<Hit>) {
+    pub fn observe(&mut self, time_ms: i64, doc: &dyn Fields, matched: &[u32], out: &mut Vec<Hit>) {
         if matched.is_empty() {
             return;
         }
-        let mut pending: Vec<Input> = matched.iter().map(|&r| Input::Rule(r)).collect();
-        let start = out.len();
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.clear();
+        pending.extend(
+            matched
+                .iter()
+                .map(|&r| Input::Rule(r))
+                .filter(|i| self.feeds.contains_key(i)),
+        );
         while let Some(input) = pending.pop() {
-            let Some(users) = self.feeds.get(&input).cloned() else {
-                continue;
-            };
-            for (c, pos) in users {
+            let n = self.feeds.get(&input).map_or(0, Vec::len);
+            for k in 0..n {
+                let (c, pos) = self.feeds[&input][k];
                 if let Some(hit) = self.feed(c, pos, time_ms, doc) {
                     pending.push(Input::Correlation(c));
                     out.push(hit);
                 }
             }
         }
-        let _ = start;
+        self.pending = pending;
         self.observed += 1;
-        if self.observed % 1024 == 0 {
+        if self.observed >= self.next_sweep {
             self.sweep();
+            // Sweeping walks every group: space sweeps out by the number of groups so
+            // each observation pays O(1) on average (the state at most doubles between
+            // sweeps).
+            let groups: usize = self.corrs.iter().map(|c| c.groups.len()).sum();
+            self.next_sweep = self.observed + (groups as u64).max(1024);
         }
     }
 
-    fn feed(&mut self, c: u32, pos: u16, t: i64, doc: &Value) -> Option<Hit> {
+    fn feed(&mut self, c: u32, pos: u16, t: i64, doc: &dyn Fields) -> Option<Hit> {
         let comp = &mut self.corrs[c as usize];
         let fields = &comp.inputs[pos as usize];
-        let key: Vec<String> = fields
-            .group
-            .iter()
-            .map(|p| p.lookup(doc).map(text_of).unwrap_or_default())
-            .collect();
+        let key = &mut self.key;
+        key.clear();
+        for (i, p) in fields.group.iter().enumerate() {
+            if i > 0 {
+                key.push(SEP);
+            }
+            if let Some(v) = doc.text(p) {
+                key.push_str(&v);
+            }
+        }
         let payload = match &comp.def.kind {
             Kind::ValueCount { .. } | Kind::ValuePercentile { .. } => {
-                let parts: Vec<String> = fields
-                    .value
-                    .iter()
-                    .map(|p| p.lookup(doc).map(text_of).unwrap_or_default())
-                    .collect();
-                if parts.iter().all(String::is_empty) {
+                let mut text = String::new();
+                for (i, p) in fields.value.iter().enumerate() {
+                    if i > 0 {
+                        text.push(SEP);
+                    }
+                    if let Some(v) = doc.text(p) {
+                        text.push_str(&v);
+                    }
+                }
+                if text.chars().all(|ch| ch == SEP) {
                     return None; // No value to count.
                 }
-                Payload::Text(parts.join("\u{1f}"))
+                Payload::Text(text)
             }
             Kind::ValueSum { .. } | Kind::ValueAvg { .. } => {
                 match fields
                     .value
                     .first()
-                    .and_then(|p| p.lookup(doc))
-                    .and_then(number_of)
+                    .and_then(|p| doc.text(p))
+                    .and_then(|t| t.trim().parse::<f64>().ok())
                 {
                     Some(n) => Payload::Num(n),
                     None => return None,
@@ -546,11 +638,24 @@ impl Correlator {
         };
         let span = comp.def.timespan_ms;
         comp.watermark = comp.watermark.max(t);
-        let group = comp.groups.entry(key.clone()).or_insert(Group {
-            items: VecDeque::new(),
-            newest: t,
-            touched: 0,
-        });
+        if !comp.groups.contains_key(key.as_str()) {
+            comp.groups.insert(
+                key.clone(),
+                Group {
+                    items: VecDeque::new(),
+                    agg: Agg {
+                        per_rule: match comp.def.kind {
+                            Kind::Temporal => vec![0; comp.def.rules.len()],
+                            _ => Vec::new(),
+                        },
+                        ..Agg::default()
+                    },
+                    newest: t,
+                    touched: 0,
+                },
+            );
+        }
+        let group = comp.groups.get_mut(key.as_str())?;
         if t < group.newest - self.lateness_ms {
             self.dropped_late += 1;
             return None;
@@ -559,65 +664,44 @@ impl Correlator {
         group.touched = self.observed;
         // Insert in time order (out-of-order events land where they belong).
         let at = group.items.partition_point(|(it, _, _)| *it <= t);
-        group.items.insert(at, (t, pos, payload.clone()));
+        group.agg.add(pos, &payload);
+        let mine = match &payload {
+            Payload::Text(s) if matches!(comp.def.kind, Kind::ValuePercentile { .. }) => {
+                Some(s.clone())
+            }
+            _ => None,
+        };
+        group.items.insert(at, (t, pos, payload));
         let newest = group.newest;
         while group
             .items
             .front()
             .is_some_and(|(it, _, _)| *it < newest - span)
         {
-            group.items.pop_front();
+            if let Some((_, p, pl)) = group.items.pop_front() {
+                group.agg.remove(p, &pl);
+            }
         }
         if group.items.is_empty() {
             return None;
         }
         let n_rules = comp.def.rules.len();
         let items = &group.items;
+        let agg = &group.agg;
         let value = match &comp.def.kind {
             Kind::EventCount => items.len() as f64,
-            Kind::ValueCount { .. } => {
-                let mut seen: Vec<&str> = items
-                    .iter()
-                    .filter_map(|(_, _, p)| {
-                        if let Payload::Text(s) = p {
-                            Some(s.as_str())
-                        } else {
-                            None
-                        }
-                    })
-                    .collect();
-                seen.sort_unstable();
-                seen.dedup();
-                seen.len() as f64
-            }
-            Kind::ValueSum { .. } => items
-                .iter()
-                .map(|(_, _, p)| if let Payload::Num(n) = p { *n } else { 0.0 })
-                .sum(),
-            Kind::ValueAvg { .. } => {
-                items
-                    .iter()
-                    .map(|(_, _, p)| if let Payload::Num(n) = p { *n } else { 0.0 })
-                    .sum::<f64>()
-                    / items.len() as f64
-            }
+            Kind::ValueCount { .. } => agg.distinct.len() as f64,
+            Kind::ValueSum { .. } => agg.sum,
+            Kind::ValueAvg { .. } => agg.sum / items.len() as f64,
             Kind::ValuePercentile { .. } => {
-                let Payload::Text(mine) = &payload else {
-                    return None;
-                };
-                let same = items
-                    .iter()
-                    .filter(|(_, _, p)| matches!(p, Payload::Text(s) if s == mine))
-                    .count();
+                let same = mine
+                    .as_deref()
+                    .and_then(|m| agg.distinct.get(m))
+                    .copied()
+                    .unwrap_or(0);
                 100.0 * same as f64 / items.len() as f64
             }
-            Kind::Temporal => {
-                let mut seen = vec![false; n_rules];
-                for (_, p, _) in items {
-                    seen[*p as usize] = true;
-                }
-                seen.iter().filter(|s| **s).count() as f64
-            }
+            Kind::Temporal => agg.per_rule.iter().filter(|n| **n > 0).count() as f64,
             Kind::TemporalOrdered => {
                 // Latest event of the last rule, then going backwards the latest event of
                 // each earlier rule that is not later: the tightest ordered chain.
@@ -652,15 +736,18 @@ impl Correlator {
         }
         let hit = Hit {
             correlation: c,
-            group: key.clone(),
+            group: if fields.group.is_empty() {
+                Vec::new()
+            } else {
+                key.split(SEP).map(str::to_owned).collect()
+            },
             first_ms: items.front().map_or(t, |x| x.0),
             last_ms: newest,
             events: items.len(),
             value,
         };
-        if let Some(g) = comp.groups.get_mut(&key) {
-            g.items.clear();
-        }
+        group.items.clear();
+        group.agg.clear();
         Some(hit)
     }
 
@@ -678,19 +765,21 @@ impl Correlator {
     }
 }
 
-fn text_of(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
+/// Where correlations read an event's group-by and value fields: its JSON, or the
+/// typed event with the JSON behind it.
+pub trait Fields {
+    /// The field's text: a string as it is, a number or object as JSON text, null as
+    /// ""; `None` when the event has no such field.
+    fn text(&self, path: &FieldPath) -> Option<Cow<'_, str>>;
 }
 
-fn number_of(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
+impl Fields for Value {
+    fn text(&self, path: &FieldPath) -> Option<Cow<'_, str>> {
+        path.lookup(self).map(|v| match v {
+            Value::String(s) => Cow::Borrowed(s.as_str()),
+            Value::Null => Cow::Borrowed(""),
+            other => Cow::Owned(other.to_string()),
+        })
     }
 }
 
@@ -877,7 +966,8 @@ mod tests {
         // one would stay. Kept are the groups of the last minute (plus lateness) and
         // those that got an event in the last IDLE_OBSERVATIONS observations.
         // (state_size walks every group, so it is sampled rather than taken per event.)
-        let bound = IDLE_OBSERVATIONS as usize + 60 + 60 + 1024;
+        // Sweeps come every max(1024, groups) observations, so up to twice that.
+        let bound = 2 * (IDLE_OBSERVATIONS as usize + 60 + 60 + 1024);
         let mut max_groups = 0;
         for i in 0..100_000i64 {
             k.observe(i * 1000, &json!({"user": format!("u{i}")}), &[0], &mut hits);

@@ -142,6 +142,33 @@ pub const TYPED_CLOUDTRAIL_FIELDS: [&str; 17] = [
     "userIdentity.sessionContext.sessionIssuer.userName",
 ];
 
+/// The fields of a flow record the typed event model carries (as the normalized
+/// event's JSON names them), read without building that JSON. The first nine are the
+/// numbers and addresses the engine renders as text once per record (keep the order).
+pub const TYPED_FLOW_FIELDS: [&str; 21] = [
+    "network.src_addr",
+    "network.dst_addr",
+    "network.src_port",
+    "network.dst_port",
+    "network.protocol",
+    "network.packets",
+    "network.bytes",
+    "network.tcp_flags",
+    "network.version",
+    "network.interface_id",
+    "network.action",
+    "network.log_status",
+    "network.vpc_id",
+    "network.subnet_id",
+    "network.instance_id",
+    "network.flow_direction",
+    "network.traffic_type",
+    "network.region",
+    "network.az_id",
+    "network.pkt_src_aws_service",
+    "network.pkt_dst_aws_service",
+];
+
 /// A rule compiled for matching.
 pub struct CompiledRule {
     pub meta: RuleMeta,
@@ -166,12 +193,13 @@ impl CompiledRule {
         self.eval(&self.condition, &field, subject.raw, memo)
     }
 
-    /// Matches reading typed fields with `get` (a field's text, `None` when absent)
-    /// and the others from the JSON `doc` gives, which is only asked for (and so only
+    /// Matches reading typed fields with `get` (`Some(text)`, `Some(None)` when the
+    /// event has no value, `None` when the event model does not carry the field) and
+    /// the others from the JSON `doc` gives, which is only asked for (and so only
     /// parsed) when such a field is actually reached.
     pub fn matches_hybrid<'e>(
         &self,
-        get: &dyn Fn(&str) -> Option<std::borrow::Cow<'e, str>>,
+        get: &dyn Fn(&str) -> Option<Option<std::borrow::Cow<'e, str>>>,
         doc: &dyn Fn() -> Option<&'e Value>,
         raw: &str,
         memo: &mut Vec<Option<bool>>,
@@ -180,10 +208,11 @@ impl CompiledRule {
         memo.resize(self.selections.len(), None);
         let field = |f: &FieldMatcher| {
             if f.typed {
-                f.matches_text(get(&f.path.name).as_deref())
-            } else {
-                doc().is_some_and(|d| f.matches(d))
+                if let Some(v) = get(&f.path.name) {
+                    return f.matches_text(v.as_deref());
+                }
             }
+            doc().is_some_and(|d| f.matches(d))
         };
         self.eval(&self.condition, &field, raw, memo)
     }
@@ -634,7 +663,9 @@ fn compile_map(v: &Yaml, opts: &CompileOptions) -> Result<Vec<FieldMatcher>, Val
                 }
                 ValueError::Invalid(m) => ValueError::Invalid(format!("field `{key}`: {m}")),
             })?;
-        f.typed = f.text_only() && TYPED_CLOUDTRAIL_FIELDS.contains(&f.path.name.as_str());
+        let name = f.path.name.as_str();
+        f.typed = f.text_only()
+            && (TYPED_CLOUDTRAIL_FIELDS.contains(&name) || TYPED_FLOW_FIELDS.contains(&name));
         fields.push(f);
     }
     Ok(fields)
