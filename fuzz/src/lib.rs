@@ -11,3 +11,51 @@ pub fn drive(data: &[u8], opts: &DecodeOptions) {
         }
     }
 }
+
+/// A rule file (and the same text as a test-case file) through the detection stack:
+/// load and compile it, then run whatever compiled (rules, correlations, filters) over
+/// a few fixed events.
+pub fn drive_rules(text: &str) {
+    use std::path::Path;
+    use vigil_detect::sigma::{load_str, CompileOptions, Loaded};
+    let _ = vigil_detect::testcases::parse(text, Path::new("fuzz.tests.yml"));
+    let mut loaded = Loaded::default();
+    load_str(text, Path::new("fuzz.yml"), &CompileOptions::default(), &mut loaded);
+    loaded.apply_filters();
+    let config = vigil_detect::DetectorConfig {
+        builtin: false,
+        ..Default::default()
+    };
+    let (mut detector, _) = vigil_detect::Detector::new(loaded, &config);
+    let mut out = Vec::new();
+    for (name, sample) in SAMPLES {
+        let reader = Box::new(std::io::Cursor::new(sample.as_bytes().to_vec()));
+        let Ok(decoder) =
+            vigil_ingest::open_reader(Path::new(name), reader, &DecodeOptions::default())
+        else {
+            continue;
+        };
+        for item in decoder.take(8) {
+            if let vigil_ingest::Item::Event(e) = item {
+                out.clear();
+                // Twice, so correlations see a repeat.
+                detector.observe(&e, &mut out);
+                detector.observe(&e, &mut out);
+                for a in &out {
+                    std::hint::black_box(a);
+                }
+            }
+        }
+    }
+}
+
+const SAMPLES: [(&str, &str); 2] = [
+    (
+        "ct.json",
+        r#"{"eventVersion":"1.08","eventTime":"2024-05-01T10:00:00Z","eventSource":"s3.amazonaws.com","eventName":"PutBucketPolicy","awsRegion":"us-east-1","sourceIPAddress":"198.51.100.7","userAgent":"aws-cli/2.15.0","requestParameters":{"bucketName":"b","bucketPolicy":{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject"}]}},"eventType":"AwsApiCall","recipientAccountId":"111122223333","eventID":"e1","userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::111122223333:assumed-role/r/s","accountId":"111122223333","sessionContext":{"sessionIssuer":{"type":"Role","arn":"arn:aws:iam::111122223333:role/r"}}}}"#,
+    ),
+    (
+        "flows.log",
+        "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n2 111122223333 eni-0a1 10.0.1.25 198.51.100.77 49152 3333 6 120 48000 1714557600 1714557660 ACCEPT OK\n",
+    ),
+];

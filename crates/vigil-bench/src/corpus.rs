@@ -198,6 +198,16 @@ struct Ctx<'a> {
     region: &'a str,
 }
 
+/// `n` upper-case letters and digits derived from `seed` (the same seed, the same text).
+fn upper_from(out: &mut String, mut seed: u64, n: usize) {
+    for _ in 0..n {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        out.push(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"[(seed >> 59) as usize] as char);
+    }
+}
+
 fn identity(rng: &mut Rng, ctx: &Ctx<'_>, now: i64, out: &mut String) {
     let a = ctx.account;
     match rng.below(100) {
@@ -224,14 +234,20 @@ fn identity(rng: &mut Rng, ctx: &Ctx<'_>, now: i64, out: &mut String) {
             let _ = write!(out, r#"","mfaAuthenticated":"{}"}}}}}}"#, rng.chance(20));
         }
         55..=84 => {
+            // A user has one id and one long-term key, as in a real account.
             let user = rng.pick(&USERS);
+            let seed = format!("{a}/{user}")
+                .bytes()
+                .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+                });
             out.push_str(r#"{"type":"IAMUser","principalId":"AIDA"#);
-            rng.upper(out, 17);
+            upper_from(out, seed, 17);
             let _ = write!(
                 out,
                 r#"","arn":"arn:aws:iam::{a}:user/{user}","accountId":"{a}","accessKeyId":"AKIA"#
             );
-            rng.upper(out, 16);
+            upper_from(out, seed ^ 0x5bd1_e995, 16);
             let _ = write!(out, r#"","userName":"{user}"}}"#);
         }
         85..=95 => {

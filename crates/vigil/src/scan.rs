@@ -115,9 +115,14 @@ struct Detection {
     findings: Findings,
     alerts: Vec<vigil_detect::Alert>,
     closed: Vec<Finding>,
-    /// Findings are written as they close (jsonl) or kept for the report.
+    /// Findings are written as they close (to stdout for jsonl, to the spool the
+    /// JSON document is assembled from for json); the table keeps the most severe
+    /// `keep` of them. Memory stays flat however many findings a scan raises.
     stream: Option<LineSink>,
     kept: Vec<Finding>,
+    keep: usize,
+    by_severity: BTreeMap<&'static str, u64>,
+    by_category: BTreeMap<&'static str, u64>,
     per_rule: BTreeMap<String, RuleCount>,
     now: Timestamp,
     seen: u64,
@@ -136,15 +141,20 @@ impl Detection {
         self.alerts.clear();
         self.detector.observe(event, &mut self.alerts);
         for a in self.alerts.drain(..) {
-            let c = self
-                .per_rule
-                .entry(a.rule.key.clone())
-                .or_insert_with(|| RuleCount {
-                    rule: a.rule.title.clone(),
-                    rule_id: a.rule.key.clone(),
-                    alerts: 0,
-                    findings: 0,
-                });
+            if !self.per_rule.contains_key(&a.rule.key) {
+                self.per_rule.insert(
+                    a.rule.key.clone(),
+                    RuleCount {
+                        rule: a.rule.title.clone(),
+                        rule_id: a.rule.key.clone(),
+                        alerts: 0,
+                        findings: 0,
+                    },
+                );
+            }
+            let Some(c) = self.per_rule.get_mut(&a.rule.key) else {
+                continue;
+            };
             c.alerts += 1;
             if self.findings.record(a, self.now).0 == Update::New {
                 c.findings += 1;
@@ -159,13 +169,29 @@ impl Detection {
     }
 
     fn emit(&mut self) -> Result<()> {
+        for f in &self.closed {
+            *self
+                .by_severity
+                .entry(f.detail.severity.as_str())
+                .or_default() += 1;
+            *self
+                .by_category
+                .entry(f.detail.category.as_str())
+                .or_default() += 1;
+        }
         match &mut self.stream {
             Some(w) => {
                 for f in self.closed.drain(..) {
                     w.line(&f)?;
                 }
             }
-            None => self.kept.append(&mut self.closed),
+            None => {
+                self.kept.append(&mut self.closed);
+                if self.kept.len() > 2 * self.keep + 256 {
+                    most_severe_first(&mut self.kept);
+                    self.kept.truncate(self.keep);
+                }
+            }
         }
         Ok(())
     }
@@ -180,6 +206,17 @@ impl Detection {
     }
 }
 
+/// Orders findings for people: most severe first, then oldest.
+fn most_severe_first(v: &mut [Finding]) {
+    v.sort_by(|a, b| {
+        b.detail
+            .severity
+            .cmp(&a.detail.severity)
+            .then(a.detail.first_seen.cmp(&b.detail.first_seen))
+            .then(a.detail.finding_id.cmp(&b.detail.finding_id))
+    });
+}
+
 #[derive(Serialize, Default)]
 struct FindingTotals {
     findings: u64,
@@ -188,8 +225,8 @@ struct FindingTotals {
     rules: Vec<RuleCount>,
 }
 
-/// Stdout shared by the workers.
-type SharedOut = Arc<Mutex<BufWriter<io::Stdout>>>;
+/// Where the workers write lines: stdout, or the findings spool.
+type SharedOut = Arc<Mutex<BufWriter<Box<dyn Write + Send>>>>;
 
 /// JSON lines for stdout, buffered per worker and written whole under the lock, so
 /// lines from several workers never interleave.
@@ -296,6 +333,9 @@ struct Summary {
     errors_not_listed: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     detection: Option<FindingTotals>,
+    /// For the table (the most severe); the JSON document streams every finding
+    /// from the spool instead.
+    #[serde(skip)]
     findings: Vec<Finding>,
     /// Matching events that came too late (in event time) to be correlated.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -382,6 +422,9 @@ impl DetectSetup {
             closed: Vec::new(),
             stream: out.map(LineSink::new),
             kept: Vec::new(),
+            keep: args.show_findings,
+            by_severity: BTreeMap::new(),
+            by_category: BTreeMap::new(),
             per_rule: BTreeMap::new(),
             now: self.now,
             seen: 0,
@@ -557,8 +600,14 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
     };
     let out: SharedOut = Arc::new(Mutex::new(BufWriter::with_capacity(
         256 * 1024,
-        io::stdout(),
+        Box::new(io::stdout()),
     )));
+    // The JSON document lists every finding: they are spooled to a temporary file as
+    // they close and streamed into the document at the end.
+    let spool = match (&setup, args.output) {
+        (Some(_), Output::Json) => Some(Spool::new()?),
+        _ => None,
+    };
 
     let started = Instant::now();
     let mut summary = Summary {
@@ -595,7 +644,12 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
     for (i, share) in shares.into_iter().enumerate() {
         let detection = match &setup {
             Some(s) => {
-                Some(s.detection(args, i, n, (args.output == Output::Jsonl).then_some(&out))?)
+                let sink = match (&spool, args.output) {
+                    (Some(sp), _) => Some(&sp.out),
+                    (None, Output::Jsonl) => Some(&out),
+                    _ => None,
+                };
+                Some(s.detection(args, i, n, sink)?)
             }
             None => None,
         };
@@ -669,6 +723,8 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
     if !detections.is_empty() {
         let mut per_rule: BTreeMap<String, RuleCount> = BTreeMap::new();
         let mut kept = Vec::new();
+        let mut by_severity: BTreeMap<&'static str, u64> = BTreeMap::new();
+        let mut by_category: BTreeMap<&'static str, u64> = BTreeMap::new();
         let mut late = 0;
         let mut has_corr = false;
         let mut state: Option<vigil_detect::native::BaselineState> = None;
@@ -683,6 +739,12 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
                 e.findings += c.findings;
             }
             kept.append(&mut d.kept);
+            for (k, v) in std::mem::take(&mut d.by_severity) {
+                *by_severity.entry(k).or_default() += v;
+            }
+            for (k, v) in std::mem::take(&mut d.by_category) {
+                *by_category.entry(k).or_default() += v;
+            }
             late += d.detector.late_events();
             has_corr |= !d.detector.correlator().is_empty();
             let s = std::mem::take(&mut d.detector.natives_mut().state);
@@ -701,29 +763,16 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
         }
         let mut totals = FindingTotals {
             rules: per_rule.into_values().collect(),
+            by_severity,
+            by_category,
             ..Default::default()
         };
         totals
             .rules
             .sort_by(|a, b| b.findings.cmp(&a.findings).then(b.alerts.cmp(&a.alerts)));
         totals.findings = totals.rules.iter().map(|r| r.findings).sum();
-        for f in &kept {
-            *totals
-                .by_severity
-                .entry(f.detail.severity.as_str())
-                .or_default() += 1;
-            *totals
-                .by_category
-                .entry(f.detail.category.as_str())
-                .or_default() += 1;
-        }
-        kept.sort_by(|a, b| {
-            b.detail
-                .severity
-                .cmp(&a.detail.severity)
-                .then(a.detail.first_seen.cmp(&b.detail.first_seen))
-                .then(a.detail.finding_id.cmp(&b.detail.finding_id))
-        });
+        most_severe_first(&mut kept);
+        kept.truncate(args.show_findings);
         summary.findings = kept;
         summary.detection = Some(totals);
         if has_corr {
@@ -740,8 +789,7 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
     match args.output {
         Output::Json => {
             let mut out = io::stdout().lock();
-            serde_json::to_writer_pretty(&mut out, &summary)?;
-            writeln!(out)?;
+            write_json(&mut out, &summary, spool)?;
         }
         Output::Table => print_table(&mut io::stdout().lock(), &summary, args.show_findings)
             .context("writing the report")?,
@@ -755,6 +803,76 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
     } else {
         0
     })
+}
+
+/// Findings spooled to a temporary file (JSON lines) while the scan runs.
+struct Spool {
+    path: PathBuf,
+    out: SharedOut,
+}
+
+impl Spool {
+    fn new() -> Result<Spool> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = std::env::temp_dir().join(format!(
+            "vigil-findings-{}-{nanos}.jsonl",
+            std::process::id()
+        ));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        Ok(Spool {
+            out: Arc::new(Mutex::new(BufWriter::with_capacity(
+                256 * 1024,
+                Box::new(file),
+            ))),
+            path,
+        })
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The JSON document: `findings` (every one, streamed from the spool) and then the
+/// summary's fields.
+fn write_json(out: &mut dyn Write, summary: &Summary, spool: Option<Spool>) -> Result<()> {
+    let rest = serde_json::to_string_pretty(summary)?;
+    let Some(fields) = rest.strip_prefix("{\n") else {
+        bail!("the summary is not an object");
+    };
+    out.write_all(b"{\n  \"findings\": [")?;
+    if let Some(sp) = &spool {
+        sp.out
+            .lock()
+            .map_err(|_| anyhow::anyhow!("spool lock poisoned"))?
+            .flush()?;
+        let r = io::BufReader::new(std::fs::File::open(&sp.path)?);
+        let mut first = true;
+        for line in io::BufRead::lines(r) {
+            let line = line?;
+            if line.is_empty() {
+                continue;
+            }
+            out.write_all(if first { b"\n    " } else { b",\n    " })?;
+            out.write_all(line.as_bytes())?;
+            first = false;
+        }
+        if !first {
+            out.write_all(b"\n  ")?;
+        }
+    }
+    out.write_all(b"],\n")?;
+    out.write_all(fields.as_bytes())?;
+    out.write_all(b"\n")?;
+    Ok(())
 }
 
 fn error_summary(e: &RecordError) -> ErrorSummary {
