@@ -169,11 +169,22 @@ pub fn run(cmd: &RulesCommand) -> Result<u8> {
             let (det, issues) = load(p);
             for e in det.entries() {
                 let i = e.info;
+                // A rule that only feeds correlations raises no finding of its own:
+                // no severity, category or playbook to show.
+                let (severity, category, playbook) = if e.silent {
+                    ("-", "-", "-")
+                } else {
+                    (
+                        i.severity.as_str(),
+                        i.category.as_str(),
+                        i.playbook.as_deref().unwrap_or("-"),
+                    )
+                };
                 println!(
                     "{:<13} {:<18} {:<8} {:<11} {:<38} {}{}",
-                    i.severity.as_str(),
-                    i.category.as_str(),
-                    i.playbook.as_deref().unwrap_or("-"),
+                    severity,
+                    category,
+                    playbook,
                     format!("{:?}", i.kind).to_lowercase(),
                     i.name.as_deref().unwrap_or(&i.key),
                     i.title,

@@ -62,6 +62,13 @@ fn builtin_rules_validate_clean() {
             "{c}\n{list}"
         );
     }
+    // Rules that only feed correlations raise no finding: no category or playbook.
+    let feeders: Vec<&str> = list
+        .lines()
+        .filter(|l| l.ends_with("(feeds a correlation)"))
+        .collect();
+    assert_eq!(feeders.len(), 8, "{list}");
+    assert!(feeders.iter().all(|l| l.starts_with("- ")), "{list}");
 }
 
 #[test]
