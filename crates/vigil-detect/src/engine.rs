@@ -37,15 +37,6 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    /// The JSON of the last evaluated event: parsed already if a rule needed it, else
-    /// now (correlations read group-by fields from it).
-    pub fn doc_of(&mut self, event: &Event) -> Option<&Value> {
-        if self.doc.is_none() {
-            self.doc = document(event);
-        }
-        self.doc.as_ref()
-    }
-
     /// Takes the last evaluated event's JSON if a rule had it built.
     pub fn take_doc(&mut self) -> Option<Value> {
         self.doc.take()

@@ -720,7 +720,9 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
             .sources
             .insert(kind.as_str(), per_source[kind as usize]);
     }
-    if !detections.is_empty() {
+    if let (Some(setup), false) = (&setup, detections.is_empty()) {
+        let empty = Default::default();
+        let base = setup.baseline.as_ref().unwrap_or(&empty);
         let mut per_rule: BTreeMap<String, RuleCount> = BTreeMap::new();
         let mut kept = Vec::new();
         let mut by_severity: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -750,12 +752,7 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
             let s = std::mem::take(&mut d.detector.natives_mut().state);
             match &mut state {
                 None => state = Some(s),
-                Some(acc) => {
-                    let setup = setup.as_ref().expect("detections come from a setup");
-                    let empty = Default::default();
-                    let base = setup.baseline.as_ref().unwrap_or(&empty);
-                    acc.merge(s, base, setup.config.baseline.max_networks)
-                }
+                Some(acc) => acc.merge(s, base, setup.config.baseline.max_networks),
             }
         }
         if let (Some(p), Some(s)) = (&args.baseline, &state) {

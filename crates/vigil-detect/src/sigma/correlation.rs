@@ -390,7 +390,7 @@ const IDLE_OBSERVATIONS: u64 = 16_384;
 /// Runs correlation rules over the matches of the rules they refer to.
 pub struct Correlator {
     corrs: Vec<Compiled>,
-    feeds: HashMap<Input, Vec<(u32, u16)>>,
+    feeds: FastMap<Input, Vec<(u32, u16)>>,
     lateness_ms: i64,
     observed: u64,
     /// Inputs dropped because they came more than the lateness behind their group's
@@ -458,7 +458,7 @@ impl Correlator {
                 });
             }
         }
-        let mut feeds: HashMap<Input, Vec<(u32, u16)>> = HashMap::new();
+        let mut feeds: FastMap<Input, Vec<(u32, u16)>> = FastMap::default();
         let mut corrs = Vec::new();
         for (ci, d) in kept.iter().enumerate() {
             let mut inputs = Vec::new();
@@ -566,15 +566,13 @@ impl Correlator {
         }
         let mut pending = std::mem::take(&mut self.pending);
         pending.clear();
-        pending.extend(
-            matched
-                .iter()
-                .map(|&r| Input::Rule(r))
-                .filter(|i| self.feeds.contains_key(i)),
-        );
+        pending.extend(matched.iter().map(|&r| Input::Rule(r)));
         while let Some(input) = pending.pop() {
-            let n = self.feeds.get(&input).map_or(0, Vec::len);
+            let Some(n) = self.feeds.get(&input).map(Vec::len) else {
+                continue;
+            };
             for k in 0..n {
+                // Indexed, not iterated: `feed` needs `self` mutably.
                 let (c, pos) = self.feeds[&input][k];
                 if let Some(hit) = self.feed(c, pos, time_ms, doc) {
                     pending.push(Input::Correlation(c));
