@@ -6,5 +6,11 @@ use libfuzzer_sys::fuzz_target;
 use vigil_ingest::DecodeOptions;
 
 fuzz_target!(|data: &[u8]| {
-    vigil_fuzz::drive(data, &DecodeOptions { max_record_bytes: 1 << 16, ..DecodeOptions::default() });
+    vigil_fuzz::drive(
+        data,
+        &DecodeOptions {
+            max_record_bytes: 1 << 16,
+            ..DecodeOptions::default()
+        },
+    );
 });

@@ -5,5 +5,12 @@ use libfuzzer_sys::fuzz_target;
 use vigil_ingest::{DecodeOptions, Format};
 
 fuzz_target!(|data: &[u8]| {
-    vigil_fuzz::drive(data, &DecodeOptions { format: Some(Format::CloudTrail), max_record_bytes: 1 << 16, ..DecodeOptions::default() });
+    vigil_fuzz::drive(
+        data,
+        &DecodeOptions {
+            format: Some(Format::CloudTrail),
+            max_record_bytes: 1 << 16,
+            ..DecodeOptions::default()
+        },
+    );
 });

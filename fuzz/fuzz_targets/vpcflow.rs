@@ -7,6 +7,13 @@ use vigil_ingest::{DecodeOptions, FlowFormat, Format};
 
 fuzz_target!(|data: &[u8]| {
     for flow_format in [None, FlowFormat::preset("v8"), FlowFormat::preset("tgw")] {
-        vigil_fuzz::drive(data, &DecodeOptions { format: Some(Format::VpcFlow), flow_format, max_record_bytes: 1 << 16 });
+        vigil_fuzz::drive(
+            data,
+            &DecodeOptions {
+                format: Some(Format::VpcFlow),
+                flow_format,
+                max_record_bytes: 1 << 16,
+            },
+        );
     }
 });

@@ -5,7 +5,8 @@ use vigil_ingest::DecodeOptions;
 
 pub fn drive(data: &[u8], opts: &DecodeOptions) {
     let reader = Box::new(std::io::Cursor::new(data.to_vec()));
-    if let Ok(decoder) = vigil_ingest::open_reader(std::path::Path::new("fuzz-input"), reader, opts) {
+    if let Ok(decoder) = vigil_ingest::open_reader(std::path::Path::new("fuzz-input"), reader, opts)
+    {
         for item in decoder.take(1_000_000) {
             std::hint::black_box(&item);
         }
@@ -20,7 +21,12 @@ pub fn drive_rules(text: &str) {
     use vigil_detect::sigma::{load_str, CompileOptions, Loaded};
     let _ = vigil_detect::testcases::parse(text, Path::new("fuzz.tests.yml"));
     let mut loaded = Loaded::default();
-    load_str(text, Path::new("fuzz.yml"), &CompileOptions::default(), &mut loaded);
+    load_str(
+        text,
+        Path::new("fuzz.yml"),
+        &CompileOptions::default(),
+        &mut loaded,
+    );
     loaded.apply_filters();
     let config = vigil_detect::DetectorConfig {
         builtin: false,
@@ -59,3 +65,24 @@ const SAMPLES: [(&str, &str); 2] = [
         "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n2 111122223333 eni-0a1 10.0.1.25 198.51.100.77 49152 3333 6 120 48000 1714557600 1714557660 ACCEPT OK\n",
     ),
 ];
+
+/// Any text as a record read member by member, the way rules read CloudTrail
+/// records: never a panic, and for a JSON object every member reads as the full
+/// parse has it.
+pub fn drive_members(text: &str) {
+    use vigil_detect::engine::JsonMembers;
+    use vigil_detect::sigma::value::Members;
+    let walked = JsonMembers::walk(text);
+    if let Some(m) = &walked {
+        for k in ["requestParameters", "a", "a.b", ""] {
+            std::hint::black_box(m.member(k));
+        }
+    }
+    if let Ok(serde_json::Value::Object(full)) = serde_json::from_str::<serde_json::Value>(text) {
+        let m = walked.unwrap_or_else(|| panic!("an object not walked: {text}"));
+        for (k, v) in &full {
+            assert_eq!(m.member(k), Some(v), "{k} in {text}");
+        }
+        assert_eq!(m.member("\u{1}absent"), full.get("\u{1}absent"));
+    }
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use vigil_model::{Event, IdentityType, Severity, SourceKind};
 
-use crate::engine::{RuleSet, Scratch};
+use crate::engine::{LazyDoc, RuleSet, Scratch};
 use crate::finding::{Alert, Evidence, RuleInfo, RuleKind, RuleSource};
 use crate::native::{BaselineConfig, Natives};
 use crate::sigma::correlation::{BaseRef, Correlator, Hit};
@@ -53,17 +53,17 @@ struct Extract {
 
 /// An event's fields for correlations: typed where the model carries them, else
 /// from the record's JSON.
-struct EventFields<'a, D: Fn() -> Option<&'a Value>> {
+struct EventFields<'a> {
     scratch: &'a Scratch,
     event: &'a Event,
-    doc: &'a D,
+    doc: &'a LazyDoc<'a>,
 }
 
-impl<'a, D: Fn() -> Option<&'a Value>> crate::sigma::correlation::Fields for EventFields<'a, D> {
+impl crate::sigma::correlation::Fields for EventFields<'_> {
     fn text(&self, path: &crate::sigma::value::FieldPath) -> Option<Cow<'_, str>> {
         match self.scratch.typed(self.event, &path.name) {
             Some(v) => v,
-            None => (self.doc)().and_then(|d| d.text(path)),
+            None => crate::sigma::correlation::field_text(self.doc, path),
         }
     }
 }
@@ -231,27 +231,31 @@ impl Detector {
     /// Runs every detection over `event`, appending what it raises.
     pub fn observe(&mut self, event: &Event, out: &mut Vec<Alert>) {
         self.hits.clear();
-        self.set.evaluate(event, &mut self.scratch, &mut self.hits);
+        // The record, read no further than rules, correlations and findings reach.
+        let doc = LazyDoc::new(event);
+        self.set
+            .evaluate_with(event, &doc, &mut self.scratch, &mut self.hits);
         if self.hits.is_empty() {
             self.natives.observe(event, out);
             return;
         }
-        // The record's JSON, if evaluating built it, else built on first need.
-        let cell: std::cell::OnceCell<Option<Value>> = std::cell::OnceCell::new();
-        if let Some(d) = self.scratch.take_doc() {
-            let _ = cell.set(Some(d));
-        }
-        let doc = || cell.get_or_init(|| crate::engine::document(event)).as_ref();
+        let scratch = &self.scratch;
+        // A finding field: from the typed event when it carries it, else the record;
+        // `first` takes the first of a list.
+        let read = |p: &FieldPath, first: bool| -> Option<String> {
+            match scratch.typed(event, &p.name) {
+                Some(v) => v.map(Cow::into_owned),
+                None => p.lookup(&doc).and_then(|v| match v {
+                    Value::Array(items) if first => items.first().and_then(text),
+                    other => text(other),
+                }),
+            }
+        };
         for &i in &self.hits {
             if self.silent[i as usize] {
                 continue;
             }
-            let x = &self.rules[i as usize];
-            out.push(alert_for(
-                x,
-                event,
-                if x.needs_doc() { doc() } else { None },
-            ));
+            out.push(alert_for(&self.rules[i as usize], event, &read));
         }
         if !self.correlator.is_empty() {
             {
@@ -267,11 +271,15 @@ impl Detector {
                     &self.hits,
                     &mut self.corr_hits,
                 );
+                if self.corr_hits.is_empty() {
+                    self.natives.observe(event, out);
+                    return;
+                }
                 let defs: Vec<_> = self.correlator.correlations().collect();
                 for h in &self.corr_hits {
                     let x = &self.corrs[h.correlation as usize];
                     let def = defs[h.correlation as usize];
-                    let mut a = alert_for(x, event, if x.needs_doc() { doc() } else { None });
+                    let mut a = alert_for(x, event, &read);
                     a.first = vigil_model::Timestamp::from_millis(h.first_ms);
                     a.last = vigil_model::Timestamp::from_millis(h.last_ms);
                     a.events = h.events as u64;
@@ -313,12 +321,6 @@ impl Detector {
             }
         }
         self.natives.observe(event, out);
-    }
-}
-
-impl Extract {
-    fn needs_doc(&self) -> bool {
-        self.resource.is_some() || self.principal.is_some()
     }
 }
 
@@ -414,18 +416,17 @@ pub fn principal_of(e: &Event) -> Option<String> {
 }
 
 /// The alert `rule` raises on `event` (`doc` is the record as rules see it).
-fn alert_for(x: &Extract, e: &Event, doc: Option<&Value>) -> Alert {
+/// An alert for a rule or correlation match; `read` gives the fields the rule names
+/// for its principal and resource (the first of a list, for the resource).
+fn alert_for(x: &Extract, e: &Event, read: &dyn Fn(&FieldPath, bool) -> Option<String>) -> Alert {
     let mut a = alert_from_event(&x.info, e);
-    if let (Some(p), Some(d)) = (&x.principal, doc) {
-        if let Some(v) = p.lookup(d).and_then(text) {
+    if let Some(p) = &x.principal {
+        if let Some(v) = read(p, false) {
             a.principal = Some(v);
         }
     }
-    if let (Some(p), Some(d)) = (&x.resource, doc) {
-        if let Some(v) = p.lookup(d).and_then(|v| match v {
-            Value::Array(items) => items.first().and_then(text),
-            other => text(other),
-        }) {
+    if let Some(p) = &x.resource {
+        if let Some(v) = read(p, true) {
             let ty = x.info.resource_type.clone();
             let arn = ty.as_deref().and_then(|t| {
                 arn_for(

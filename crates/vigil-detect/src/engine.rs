@@ -12,6 +12,9 @@ use std::collections::HashMap;
 use serde_json::Value;
 use vigil_model::{Event, Raw, SourceKind};
 
+use std::cell::OnceCell;
+
+use crate::sigma::value::{Members, TextCache};
 use crate::sigma::{CompiledRule, RuleIssue, Subject};
 
 #[derive(Default)]
@@ -26,22 +29,220 @@ pub struct RuleSet {
     index: [SourceIndex; 4],
 }
 
+/// An event's record as rules read it, parsed no further than they reach. A
+/// CloudTrail record is walked once (quotes and brackets only) to find where each
+/// top-level member lies, and a member is parsed the first time something reads it:
+/// a rule on `requestParameters.bucketName` parses that small object, never the
+/// 2 kB record around it. Other events are their whole normalized document (see
+/// [`document`]), built on first use.
+pub struct LazyDoc<'e> {
+    event: &'e Event,
+    whole_only: bool,
+    parsed: OnceCell<Parsed<'e>>,
+}
+
+enum Parsed<'e> {
+    Members(JsonMembers<'e>),
+    Whole(Option<Value>),
+}
+
+/// The top-level members of a JSON object text, each parsed on first read.
+pub struct JsonMembers<'t> {
+    /// Each member's key (as written, with its quotes) and value text, and the
+    /// value once parsed.
+    members: Vec<(&'t str, &'t str, OnceCell<Option<Value>>)>,
+}
+
+impl<'t> JsonMembers<'t> {
+    /// Finds the members of `text`, which must be JSON already known to be valid
+    /// (a decoded record): only quotes, escapes and brackets are followed, and a
+    /// text not shaped like one object gives `None`.
+    pub fn walk(text: &'t str) -> Option<JsonMembers<'t>> {
+        let mut members = Vec::with_capacity(32);
+        object_members(text, |k, v| {
+            members.push((k, v, OnceCell::new()));
+            Some(())
+        })?;
+        Some(JsonMembers { members })
+    }
+}
+
+impl Members for JsonMembers<'_> {
+    fn member(&self, key: &str) -> Option<&Value> {
+        // The last of duplicate keys wins, as in a full parse.
+        self.members
+            .iter()
+            .rev()
+            .find(|(k, _, _)| key_is(k, key))
+            .and_then(|(_, v, cell)| cell.get_or_init(|| serde_json::from_str(v).ok()).as_ref())
+    }
+}
+
+impl<'e> LazyDoc<'e> {
+    pub fn new(event: &'e Event) -> LazyDoc<'e> {
+        LazyDoc {
+            event,
+            whole_only: false,
+            parsed: OnceCell::new(),
+        }
+    }
+
+    /// Always the whole document, parsed at once: what the member-by-member reading
+    /// is checked against.
+    pub fn whole_of(event: &'e Event) -> LazyDoc<'e> {
+        LazyDoc {
+            whole_only: true,
+            ..LazyDoc::new(event)
+        }
+    }
+
+    fn parsed(&self) -> &Parsed<'e> {
+        self.parsed.get_or_init(|| {
+            if let (Raw::Json(text), SourceKind::CloudTrail, false) =
+                (&self.event.raw, self.event.source, self.whole_only)
+            {
+                if let Some(members) = JsonMembers::walk(text) {
+                    return Parsed::Members(members);
+                }
+            }
+            Parsed::Whole(document(self.event))
+        })
+    }
+
+    /// The whole document, for events that are not read member by member.
+    pub fn whole(&self) -> Option<&Value> {
+        match self.parsed() {
+            Parsed::Whole(v) => v.as_ref(),
+            Parsed::Members(_) => None,
+        }
+    }
+}
+
+impl Members for LazyDoc<'_> {
+    fn member(&self, key: &str) -> Option<&Value> {
+        match self.parsed() {
+            Parsed::Whole(v) => v.as_ref()?.member(key),
+            Parsed::Members(members) => members.member(key),
+        }
+    }
+}
+
+/// Whether the quoted key `quoted` (as written) reads `key`.
+fn key_is(quoted: &str, key: &str) -> bool {
+    let inner = &quoted[1..quoted.len() - 1];
+    if inner.contains('\\') {
+        serde_json::from_str::<String>(quoted).is_ok_and(|k| k == key)
+    } else {
+        inner == key
+    }
+}
+
+/// Calls `each` with every member of the JSON object `text`: its key with the quotes
+/// and its value, both as written. For text already parsed as JSON (a decoded
+/// record), so it only follows quotes, escapes and brackets; `None` as soon as the
+/// text is not shaped like an object or `each` gives up.
+fn object_members<'t>(
+    text: &'t str,
+    mut each: impl FnMut(&'t str, &'t str) -> Option<()>,
+) -> Option<()> {
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    let end = |i: usize| (skip_ws(b, i + 1) == b.len()).then_some(());
+    i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        return end(i);
+    }
+    loop {
+        if *b.get(i)? != b'"' {
+            return None;
+        }
+        let key_end = string_end(b, i)?;
+        let key = text.get(i..key_end)?;
+        i = skip_ws(b, key_end);
+        if *b.get(i)? != b':' {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        let value_end = value_end(b, i)?;
+        each(key, text.get(i..value_end)?)?;
+        i = skip_ws(b, value_end);
+        match *b.get(i)? {
+            b',' => i = skip_ws(b, i + 1),
+            b'}' => return end(i),
+            _ => return None,
+        }
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && b[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    i
+}
+
+/// The index after the string whose opening quote is at `i`.
+fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
+    i += 1;
+    loop {
+        i += memchr::memchr2(b'"', b'\\', b.get(i..)?)?;
+        if b[i] == b'\\' {
+            i += 2;
+        } else {
+            return Some(i + 1);
+        }
+    }
+}
+
+/// The index after the value that starts at `i`.
+fn value_end(b: &[u8], i: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => string_end(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match *b.get(j)? {
+                    b'"' => {
+                        j = string_end(b, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        _ => {
+            let end = i + b[i..]
+                .iter()
+                .position(|c| matches!(c, b',' | b'}' | b']') || c.is_ascii_whitespace())
+                .unwrap_or(b.len() - i);
+            (end > i).then_some(end)
+        }
+    }
+}
+
 /// Reusable per-thread buffers, so that evaluating allocates nothing per rule.
 #[derive(Default)]
 pub struct Scratch {
     name: String,
     candidates: Vec<u32>,
     memo: Vec<Option<bool>>,
-    doc: Option<Value>,
     flow: FlowText,
+    texts: TextCache,
 }
 
 impl Scratch {
-    /// Takes the last evaluated event's JSON if a rule had it built.
-    pub fn take_doc(&mut self) -> Option<Value> {
-        self.doc.take()
-    }
-
     /// A field of the last evaluated `event` from the typed model: `Some(text)`,
     /// `Some(None)` when the event has no value, `None` when the model does not carry
     /// the field for this source (read it from the JSON then).
@@ -266,6 +467,10 @@ impl RuleSet {
                 }
             }
         }
+        let mut slots = 0;
+        for r in &mut kept {
+            r.number_cached(&mut slots);
+        }
         (RuleSet { rules: kept, index }, issues)
     }
 
@@ -293,16 +498,35 @@ impl RuleSet {
 
     /// Pushes the index of every rule `event` matches onto `out`.
     pub fn evaluate(&self, event: &Event, scratch: &mut Scratch, out: &mut Vec<u32>) {
-        self.evaluate_inner(event, scratch, out, true)
+        self.evaluate_with(event, &LazyDoc::new(event), scratch, out)
     }
 
-    /// The same, always reading fields from the record's JSON: the reference the
-    /// typed fast path is tested against.
+    /// The same, with the record read through `doc` (which keeps what it parsed for
+    /// whatever reads the event after matching).
+    pub fn evaluate_with(
+        &self,
+        event: &Event,
+        doc: &LazyDoc<'_>,
+        scratch: &mut Scratch,
+        out: &mut Vec<u32>,
+    ) {
+        self.evaluate_inner(event, doc, scratch, out, true)
+    }
+
+    /// The same, always reading fields from the whole record's JSON: the reference
+    /// the typed fast path is tested against.
     pub fn evaluate_on_json(&self, event: &Event, scratch: &mut Scratch, out: &mut Vec<u32>) {
-        self.evaluate_inner(event, scratch, out, false)
+        self.evaluate_inner(event, &LazyDoc::whole_of(event), scratch, out, false)
     }
 
-    fn evaluate_inner(&self, event: &Event, scratch: &mut Scratch, out: &mut Vec<u32>, fast: bool) {
+    fn evaluate_inner(
+        &self,
+        event: &Event,
+        doc: &LazyDoc<'_>,
+        scratch: &mut Scratch,
+        out: &mut Vec<u32>,
+        fast: bool,
+    ) {
         let slot = &self.index[source_slot(event.source)];
         scratch.candidates.clear();
         if !slot.by_event_name.is_empty() {
@@ -316,7 +540,6 @@ impl RuleSet {
             }
         }
         scratch.candidates.extend_from_slice(&slot.always);
-        scratch.doc = None;
         let typed_ok = fast
             && match event.source {
                 SourceKind::CloudTrail => matches!(event.raw, Raw::Json(_)),
@@ -327,43 +550,34 @@ impl RuleSet {
             if let Some(n) = event.network.as_deref() {
                 scratch.flow.render(n);
             }
-            // Typed fields first; the JSON is built at most once, and only if a rule
-            // reaches a field the event model does not carry.
-            let lazy: std::cell::OnceCell<Option<Value>> = std::cell::OnceCell::new();
-            let doc = || lazy.get_or_init(|| document(event)).as_ref();
+            // Typed fields first; the record is only read where a rule reaches a
+            // field the event model does not carry.
             let flow = &scratch.flow;
             for &i in &scratch.candidates {
                 if self.rules[i as usize].matches_hybrid(
                     &|name| typed_value(event, flow, name),
-                    &doc,
+                    doc,
                     event.raw.as_str(),
                     &mut scratch.memo,
+                    &mut scratch.texts,
                 ) {
                     out.push(i);
                 }
             }
-            scratch.doc = lazy.into_inner().flatten();
             return;
         }
-        for k in 0..scratch.candidates.len() {
-            let i = scratch.candidates[k];
-            let rule = &self.rules[i as usize];
-            let hit = {
-                if scratch.doc.is_none() {
-                    scratch.doc = document(event);
-                }
-                let Some(doc) = scratch.doc.as_ref() else {
-                    return;
-                };
-                rule.matches(
-                    &Subject {
-                        doc,
-                        raw: event.raw.as_str(),
-                    },
-                    &mut scratch.memo,
-                )
+        if scratch.candidates.is_empty() {
+            return;
+        }
+        let Some(whole) = doc.whole() else {
+            return;
+        };
+        for &i in &scratch.candidates {
+            let subject = Subject {
+                doc: whole,
+                raw: event.raw.as_str(),
             };
-            if hit {
+            if self.rules[i as usize].matches(&subject, &mut scratch.memo) {
                 out.push(i);
             }
         }
@@ -379,5 +593,74 @@ pub(crate) fn document(event: &Event) -> Option<Value> {
     match (&event.raw, event.source) {
         (Raw::Json(text), SourceKind::CloudTrail) => serde_json::from_str(text).ok(),
         _ => serde_json::to_value(event).ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every key of the full parse, and some it lacks, read the same member by
+    /// member; `false` when the text is not walked as an object.
+    fn agrees(text: &str) -> bool {
+        let Some(m) = JsonMembers::walk(text) else {
+            return false;
+        };
+        let full: Value = serde_json::from_str(text).unwrap();
+        let obj = full.as_object().unwrap();
+        for (k, v) in obj {
+            assert_eq!(m.member(k), Some(v), "{k} in {text}");
+        }
+        for k in ["", "missing", "requestParameters", "a.b"] {
+            assert_eq!(m.member(k), obj.get(k), "{k} in {text}");
+        }
+        true
+    }
+
+    #[test]
+    fn members_read_as_the_full_parse_does() {
+        let cases = [
+            // Brackets, quotes and escapes inside strings; nested arrays; numbers.
+            r#"{"eventName":"x{[\"}]","requestParameters":{"bucketName":"b","list":[[1,{"k":"]"}],2.5e3]},"n":-1.5,"t":true,"z":null}"#,
+            // An escaped key that reads as another; whitespace everywhere.
+            " {\n \"request\\u0050arameters\" :\t{\"bucketName\" : \"b\\\\\"} , \"other\":[ ] }\n",
+            // Dotted keys, and a duplicate: the last one wins.
+            r#"{"a.b":{"c":1},"a":{"b.c":2},"a.b.c":3,"responseElements":1,"responseElements":{"x":"y"}}"#,
+            r#"{}"#,
+            r#"{"requestParameters":null}"#,
+            "{\"requestParameters\":\"caf\u{e9} \u{1f600}\"}",
+        ];
+        for text in cases {
+            assert!(agrees(text), "{text}");
+        }
+        let m = JsonMembers::walk(cases[1]).unwrap();
+        assert_eq!(m.member("requestParameters").unwrap()["bucketName"], "b\\");
+        let m = JsonMembers::walk(cases[2]).unwrap();
+        assert_eq!(m.member("responseElements").unwrap()["x"], "y");
+    }
+
+    #[test]
+    fn what_is_not_one_object_is_not_walked() {
+        // Records are parsed before rules see them, so the walk need not validate
+        // what it skips; but what it can tell is not an object it must not take
+        // for one.
+        for text in [
+            "",
+            "[1]",
+            "\"a\"",
+            "{\"a\":1",
+            "{\"a\":1} x",
+            "{\"a\" 1}",
+            "{\"a\":}",
+            "{\"a\":\"unterminated}",
+            "{\"a\":1,,\"b\":2}",
+            "{\"a\":1,}",
+            "{,\"a\":1}",
+            "{\"a\":1 \"b\":2}",
+            "{\"a\":[1,{\"x\":\"\\\"}]}",
+            "{\"a\":[1,2}",
+        ] {
+            assert!(JsonMembers::walk(text).is_none(), "{text:?}");
+        }
     }
 }

@@ -202,9 +202,14 @@ proptest! {
         let mut loaded = Loaded::default();
         load_str(&yaml, Path::new("random.yml"), &CompileOptions::default(), &mut loaded);
         prop_assert!(loaded.issues.is_empty(), "{yaml}\n{:?}", loaded.issues);
+        let mut slots = 0;
+        loaded.rules[0].number_cached(&mut slots);
         let rule = &loaded.rules[0];
         let mut memo = Vec::new();
-        for doc in &events {
+        // Every text remembered, and each event seen twice, so that answers also
+        // come from the cache.
+        let mut cache = vigil_detect::sigma::value::TextCache::keeping_from(0);
+        for doc in events.iter().chain(&events) {
             let want = reference(&cond, &sels, doc);
             let got = rule.matches(&Subject { doc, raw: "" }, &mut memo);
             prop_assert_eq!(got, want, "rule:\n{}\nevent: {}", yaml, doc);
@@ -217,7 +222,7 @@ proptest! {
                     _ => None,
                 }
             };
-            let got = rule.matches_hybrid(&typed, &|| Some(doc), "", &mut memo);
+            let got = rule.matches_hybrid(&typed, doc, "", &mut memo, &mut cache);
             prop_assert_eq!(got, want, "typed path, rule:\n{}\nevent: {}", yaml, doc);
         }
     }

@@ -144,3 +144,47 @@ fn typed_fast_path_agrees_with_json() {
         "{events} events, {matches} matches"
     );
 }
+
+#[test]
+fn records_read_member_by_member_as_the_full_parse_has_them() {
+    // Every CloudTrail record of the samples: each member, read through the walk
+    // rules use, is the full parse's.
+    use serde_json::Value;
+    use vigil_detect::sigma::value::Members;
+    let mut files = Vec::new();
+    for r in [
+        shared().join("elastic-aws"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples"),
+    ] {
+        vigil_ingest::walk(&r, &mut |p| files.push(p), &mut |e| panic!("{e}"));
+    }
+    let (mut records, mut members) = (0, 0);
+    for f in &files {
+        let Ok(d) = vigil_ingest::open(f, &DecodeOptions::default()) else {
+            continue;
+        };
+        for item in d {
+            let Item::Event(e) = item else { continue };
+            let vigil_model::Raw::Json(text) = &e.raw else {
+                continue;
+            };
+            if e.source != vigil_model::SourceKind::CloudTrail {
+                continue;
+            }
+            let Ok(Value::Object(full)) = serde_json::from_str::<Value>(text) else {
+                panic!("{} is not an object", e.id)
+            };
+            let walked = vigil_detect::engine::JsonMembers::walk(text)
+                .unwrap_or_else(|| panic!("{} not walked", e.id));
+            for (k, v) in &full {
+                assert_eq!(walked.member(k), Some(v), "{k} of {}", e.id);
+                members += 1;
+            }
+            records += 1;
+        }
+    }
+    assert!(
+        records > 500 && members > 10_000,
+        "{records} records, {members} members"
+    );
+}

@@ -773,12 +773,20 @@ pub trait Fields {
 
 impl Fields for Value {
     fn text(&self, path: &FieldPath) -> Option<Cow<'_, str>> {
-        path.lookup(self).map(|v| match v {
-            Value::String(s) => Cow::Borrowed(s.as_str()),
-            Value::Null => Cow::Borrowed(""),
-            other => Cow::Owned(other.to_string()),
-        })
+        field_text(self, path)
     }
+}
+
+/// A field of `doc` as [`Fields::text`] gives it.
+pub fn field_text<'d>(
+    doc: &'d dyn super::value::Members,
+    path: &FieldPath,
+) -> Option<Cow<'d, str>> {
+    path.lookup(doc).map(|v| match v {
+        Value::String(s) => Cow::Borrowed(s.as_str()),
+        Value::Null => Cow::Borrowed(""),
+        other => Cow::Owned(other.to_string()),
+    })
 }
 
 #[cfg(test)]

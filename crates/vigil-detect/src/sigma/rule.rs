@@ -189,38 +189,58 @@ impl CompiledRule {
     pub fn matches(&self, subject: &Subject<'_>, memo: &mut Vec<Option<bool>>) -> bool {
         memo.clear();
         memo.resize(self.selections.len(), None);
-        let field = |f: &FieldMatcher| f.matches(subject.doc);
-        self.eval(&self.condition, &field, subject.raw, memo)
+        let mut field = |f: &FieldMatcher| f.matches(subject.doc);
+        self.eval(&self.condition, &mut field, subject.raw, memo)
     }
 
     /// Matches reading typed fields with `get` (`Some(text)`, `Some(None)` when the
     /// event has no value, `None` when the event model does not carry the field) and
-    /// the others from the JSON `doc` gives, which is only asked for (and so only
-    /// parsed) when such a field is actually reached.
+    /// the others from the record's members in `doc`, which may parse each member
+    /// only when a rule first reaches into it.
+    /// Answers of scanning matchers on texts already seen come from `cache`.
     pub fn matches_hybrid<'e>(
         &self,
         get: &dyn Fn(&str) -> Option<Option<std::borrow::Cow<'e, str>>>,
-        doc: &dyn Fn() -> Option<&'e Value>,
+        doc: &dyn value::Members,
         raw: &str,
         memo: &mut Vec<Option<bool>>,
+        cache: &mut value::TextCache,
     ) -> bool {
         memo.clear();
         memo.resize(self.selections.len(), None);
-        let field = |f: &FieldMatcher| {
+        let mut field = |f: &FieldMatcher| {
             if f.typed {
                 if let Some(v) = get(&f.path.name) {
-                    return f.matches_text(v.as_deref());
+                    return match (f.cache_slot, v.as_deref()) {
+                        (Some(slot), Some(text)) => {
+                            cache.get_or(slot, text, || f.matches_text(Some(text)))
+                        }
+                        (_, v) => f.matches_text(v),
+                    };
                 }
             }
-            doc().is_some_and(|d| f.matches(d))
+            f.matches(doc)
         };
-        self.eval(&self.condition, &field, raw, memo)
+        self.eval(&self.condition, &mut field, raw, memo)
+    }
+
+    /// Numbers the typed matchers worth a [`value::TextCache`] slot from `next` on.
+    pub fn number_cached(&mut self, next: &mut u32) {
+        for (_, sel) in &mut self.selections {
+            let Selection::Maps(maps) = sel else { continue };
+            for f in maps.iter_mut().flatten() {
+                if f.typed && f.scans() {
+                    f.cache_slot = Some(*next);
+                    *next += 1;
+                }
+            }
+        }
     }
 
     fn eval(
         &self,
         n: &Node,
-        field: &dyn Fn(&FieldMatcher) -> bool,
+        field: &mut dyn FnMut(&FieldMatcher) -> bool,
         raw: &str,
         memo: &mut [Option<bool>],
     ) -> bool {
@@ -230,7 +250,9 @@ impl CompiledRule {
                     return v;
                 }
                 let v = match &self.selections[*i].1 {
-                    Selection::Maps(maps) => maps.iter().any(|fields| fields.iter().all(field)),
+                    Selection::Maps(maps) => {
+                        maps.iter().any(|fields| fields.iter().all(&mut *field))
+                    }
                     Selection::Keywords(k) => k.iter().any(|p| value::keyword_matches(p, raw)),
                 };
                 memo[*i] = Some(v);

@@ -13,6 +13,18 @@ use std::net::IpAddr;
 use serde_json::Value;
 use vigil_model::Timestamp;
 
+/// A record's top-level members by name: a parsed JSON object, or a record parsed
+/// member by member as rules reach into it.
+pub trait Members {
+    fn member(&self, key: &str) -> Option<&Value>;
+}
+
+impl Members for Value {
+    fn member(&self, key: &str) -> Option<&Value> {
+        self.as_object()?.get(key)
+    }
+}
+
 /// A field path into the event's JSON: `userIdentity.sessionContext.sessionIssuer.arn`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldPath {
@@ -29,7 +41,7 @@ impl FieldPath {
     }
 
     /// Looks the field up: nested keys first, then keys that themselves contain dots.
-    pub fn lookup<'v>(&self, root: &'v Value) -> Option<&'v Value> {
+    pub fn lookup<'v, M: Members + ?Sized>(&self, root: &'v M) -> Option<&'v Value> {
         fn rec<'v>(v: &'v Value, parts: &[String]) -> Option<&'v Value> {
             let Some((first, rest)) = parts.split_first() else {
                 return Some(v);
@@ -51,7 +63,20 @@ impl FieldPath {
             }
             None
         }
-        rec(root, &self.parts)
+        let (first, rest) = self.parts.split_first()?;
+        if let Some(found) = root.member(first).and_then(|child| rec(child, rest)) {
+            return Some(found);
+        }
+        for n in 2..=self.parts.len() {
+            let key = self.parts[..n].join(".");
+            if let Some(found) = root
+                .member(&key)
+                .and_then(|child| rec(child, &self.parts[n..]))
+            {
+                return Some(found);
+            }
+        }
+        None
     }
 }
 
@@ -187,6 +212,64 @@ pub struct FieldMatcher {
     /// into one automaton, for the typed fast path: one pass over the text instead of
     /// one per value.
     pub set: Option<regex::Regex>,
+    /// For a typed matcher that scans its text (regexes, `contains`, wildcards,
+    /// long lists): its slot in the per-thread [`TextCache`], numbered when the
+    /// rule set is built.
+    pub cache_slot: Option<u32>,
+}
+
+/// Hash maps keyed by what events carry: a fast hasher, seeded per process.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// What scanning matchers concluded about field texts seen before. A field such as
+/// `userAgent` holds a few hundred distinct values across millions of records, so a
+/// matcher scanning it with a dozen patterns mostly asks a question already
+/// answered. Per thread; each slot holds at most [`TextCache::MAX`] texts and
+/// starts over when full.
+pub struct TextCache {
+    slots: Vec<FastMap<Box<str>, bool>>,
+    min_len: usize,
+}
+
+impl Default for TextCache {
+    /// Texts shorter than 24 bytes (ports, addresses) cost less to test than to
+    /// look up, so they are not kept.
+    fn default() -> Self {
+        TextCache::keeping_from(24)
+    }
+}
+
+impl TextCache {
+    pub const MAX: usize = 2048;
+
+    /// A cache that keeps texts of at least `min_len` bytes.
+    pub fn keeping_from(min_len: usize) -> TextCache {
+        TextCache {
+            slots: Vec::new(),
+            min_len,
+        }
+    }
+
+    /// `test(text)`, remembered for `slot`.
+    pub fn get_or(&mut self, slot: u32, text: &str, test: impl FnOnce() -> bool) -> bool {
+        if text.len() < self.min_len {
+            return test();
+        }
+        let slot = slot as usize;
+        if slot >= self.slots.len() {
+            self.slots.resize_with(slot + 1, FastMap::default);
+        }
+        let map = &mut self.slots[slot];
+        if let Some(&hit) = map.get(text) {
+            return hit;
+        }
+        let hit = test();
+        if map.len() >= Self::MAX {
+            map.clear();
+        }
+        map.insert(text.into(), hit);
+        hit
+    }
 }
 
 /// Lists at least this long are matched through one automaton.
@@ -677,6 +760,7 @@ pub fn compile_field(
         all: m.all,
         neq: m.neq,
         set,
+        cache_slot: None,
     })
 }
 
@@ -857,7 +941,7 @@ fn time_part(v: &Value, part: TimePart) -> Option<f64> {
 }
 
 impl Pattern {
-    fn test_value(&self, v: &Value, root: &Value) -> bool {
+    fn test_value(&self, v: &Value, root: &dyn Members) -> bool {
         match v {
             // A field holding a list matches when any of its items does; an object
             // (e.g. `requestParameters`) when any string inside it does. Either also
@@ -954,6 +1038,22 @@ impl FieldMatcher {
         self.patterns.iter().all(Pattern::text_only)
     }
 
+    /// Whether testing a text costs a scan of it (so remembering the answer pays).
+    pub fn scans(&self) -> bool {
+        self.set.is_some()
+            || self.patterns.len() > 3
+            || self.patterns.iter().any(|p| {
+                matches!(
+                    p,
+                    Pattern::Regex(_)
+                        | Pattern::Str {
+                            m: StrMatch::Contains(_) | StrMatch::Glob(_),
+                            ..
+                        }
+                )
+            })
+    }
+
     /// Matches a field given as text (`None`: the event has no value), for matchers
     /// that are [`text_only`](Self::text_only).
     pub fn matches_text(&self, v: Option<&str>) -> bool {
@@ -976,7 +1076,7 @@ impl FieldMatcher {
     }
 
     /// Matches against the event's JSON.
-    pub fn matches(&self, root: &Value) -> bool {
+    pub fn matches(&self, root: &dyn Members) -> bool {
         let v = self.path.lookup(root);
         let one = |p: &Pattern| match v {
             None => p.test_missing(),
