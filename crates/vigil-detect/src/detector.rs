@@ -415,7 +415,6 @@ pub fn principal_of(e: &Event) -> Option<String> {
     None
 }
 
-/// The alert `rule` raises on `event` (`doc` is the record as rules see it).
 /// An alert for a rule or correlation match; `read` gives the fields the rule names
 /// for its principal and resource (the first of a list, for the resource).
 fn alert_for(x: &Extract, e: &Event, read: &dyn Fn(&FieldPath, bool) -> Option<String>) -> Alert {
@@ -460,7 +459,7 @@ pub fn alert_from_event(rule: &Arc<RuleInfo>, e: &Event) -> Alert {
         aws_region: e.region.clone(),
         extra: Default::default(),
     };
-    let put = |ev: &mut Evidence, k: &str, v: Option<String>| {
+    let put = |ev: &mut Evidence, k: &'static str, v: Option<String>| {
         if let Some(v) = v {
             ev.extra.insert(k.into(), Value::String(v));
         }
@@ -538,7 +537,7 @@ pub fn alert_from_event(rule: &Arc<RuleInfo>, e: &Event) -> Alert {
     }
     if let Some(n) = &e.network {
         put(&mut ev, "dst_addr", n.dst_addr.map(|ip| ip.to_string()));
-        let num = |ev: &mut Evidence, k: &str, v: Option<u64>| {
+        let num = |ev: &mut Evidence, k: &'static str, v: Option<u64>| {
             if let Some(v) = v {
                 ev.extra.insert(k.into(), Value::from(v));
             }

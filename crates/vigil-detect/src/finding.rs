@@ -297,7 +297,7 @@ pub struct Evidence {
     pub api_call: Option<String>,
     pub aws_region: Option<String>,
     #[serde(flatten)]
-    pub extra: BTreeMap<String, Value>,
+    pub extra: BTreeMap<std::borrow::Cow<'static, str>, Value>,
 }
 
 /// The rule that raised a finding.
@@ -392,7 +392,7 @@ type DedupKey = (String, Option<String>, Option<String>);
 /// passed the newest event are closed and handed out, so state stays bounded.
 pub struct Findings {
     window_ms: i64,
-    open: HashMap<DedupKey, Finding>,
+    open: crate::sigma::value::FastMap<DedupKey, Finding>,
     per_day: HashMap<(i64, u32, u32), u32>,
     /// This stage's share of the per-day sequence when several run side by side:
     /// it numbers `offset + 1`, `offset + 1 + stride`, ….
@@ -406,7 +406,7 @@ impl Findings {
     pub fn new(window_ms: i64) -> Findings {
         Findings {
             window_ms,
-            open: HashMap::new(),
+            open: Default::default(),
             per_day: HashMap::new(),
             offset: 0,
             stride: 1,
@@ -431,12 +431,13 @@ impl Findings {
 
     /// Records `alert` (detected at wall-clock `now`) and returns the finding it
     /// opened or updated.
-    pub fn record(&mut self, alert: Alert, now: Timestamp) -> (Update, &Finding) {
+    pub fn record(&mut self, mut alert: Alert, now: Timestamp) -> (Update, &Finding) {
         self.watermark = self.watermark.max(alert.last.as_millis());
+        // The principal and resource move into the key; a new finding gets copies.
         let key: DedupKey = (
             alert.rule.key.clone(),
-            alert.principal.clone(),
-            alert.resource_arn.clone(),
+            alert.principal.take(),
+            alert.resource_arn.take(),
         );
         let within = |f: &Finding| {
             let (a, b) = (
@@ -479,6 +480,8 @@ impl Findings {
             }
             return (Update::Updated, f);
         }
+        alert.principal.clone_from(&key.1);
+        alert.resource_arn.clone_from(&key.2);
         let finding = self.build(alert, now);
         let slot = self.open.entry(key).or_insert(finding);
         (Update::New, slot)

@@ -3,7 +3,6 @@
 //! checks that must reason about one item of a list at a time (a policy statement, a
 //! security-group permission).
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -15,6 +14,7 @@ use vigil_model::{Event, IdentityType, Outcome, Severity, SourceKind, Timestamp}
 
 use crate::detector::{alert_from_event, arn_for};
 use crate::finding::{Alert, RuleInfo, RuleKind, RuleSource};
+use crate::sigma::value::FastMap;
 
 /// Ids of the native detectors.
 pub const NEW_NETWORK: &str = "vigil-baseline-new-network-for-principal";
@@ -146,7 +146,7 @@ fn network_of(ip: IpAddr, info: &NetInfo, out: &mut String) {
 }
 
 /// Records `now` for `name` in `items`, allocating only for a name not seen yet.
-fn see(items: &mut HashMap<String, Seen>, name: &str, now: i64) {
+fn see(items: &mut FastMap<String, Seen>, name: &str, now: i64) {
     match items.get_mut(name) {
         Some(s) => {
             s.first = s.first.min(now);
@@ -165,7 +165,7 @@ fn see(items: &mut HashMap<String, Seen>, name: &str, now: i64) {
 }
 
 /// The subject `key` names in `map`, created (the only allocation) when new.
-fn subject<'m>(map: &'m mut HashMap<String, Subject>, key: &str, now: i64) -> &'m mut Subject {
+fn subject<'m>(map: &'m mut FastMap<String, Subject>, key: &str, now: i64) -> &'m mut Subject {
     if !map.contains_key(key) {
         map.insert(
             key.to_owned(),
@@ -191,9 +191,9 @@ struct Subject {
     last: i64,
     events: u64,
     /// Network or region → when seen.
-    items: HashMap<String, Seen>,
-    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
-    countries: HashMap<String, Seen>,
+    items: FastMap<String, Seen>,
+    #[serde(default, skip_serializing_if = "FastMap::is_empty")]
+    countries: FastMap<String, Seen>,
 }
 
 /// What the baselines have learned; saved to and loaded from a JSON file.
@@ -202,9 +202,9 @@ struct Subject {
 pub struct BaselineState {
     version: u32,
     /// Per principal: the networks (and countries) it has acted from.
-    principals: HashMap<String, Subject>,
+    principals: FastMap<String, Subject>,
     /// Per account: the regions it has been active in.
-    accounts: HashMap<String, Subject>,
+    accounts: FastMap<String, Subject>,
 }
 
 impl BaselineState {
@@ -437,7 +437,7 @@ impl Natives {
         s.events >= self.config.min_events && now - s.first >= self.config.learning_ms
     }
 
-    fn evict(map: &mut HashMap<String, Subject>, max: usize) {
+    fn evict(map: &mut FastMap<String, Subject>, max: usize) {
         if map.len() <= max {
             return;
         }
@@ -802,7 +802,7 @@ mod tests {
                     )
                 })
                 .collect(),
-            countries: HashMap::new(),
+            countries: FastMap::default(),
         }
     }
 
@@ -813,7 +813,7 @@ mod tests {
                 .iter()
                 .map(|(k, s)| (k.to_string(), s.clone()))
                 .collect(),
-            accounts: HashMap::new(),
+            accounts: FastMap::default(),
         }
     }
 
