@@ -3,8 +3,8 @@
 //! Rules are indexed once: by the telemetry source their logsource names, and, when a
 //! rule can only match certain CloudTrail `eventName`s, by those names. For each event
 //! only the rules filed under its source and event name (plus the few that cannot be
-//! indexed) are evaluated, and the record's JSON is parsed at most once, only when
-//! some rule is a candidate.
+//! indexed) are evaluated. Fields the typed event carries are read from it; the rest
+//! through a [`LazyDoc`], which parses a record's members only as they are reached.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -109,7 +109,8 @@ impl<'e> LazyDoc<'e> {
         })
     }
 
-    /// The whole document, for events that are not read member by member.
+    /// The whole document, for events that are not read member by member (`None`
+    /// for a CloudTrail record, which is: read it through [`Members`]).
     pub fn whole(&self) -> Option<&Value> {
         match self.parsed() {
             Parsed::Whole(v) => v.as_ref(),
