@@ -13,7 +13,7 @@ use crate::engine::{LazyDoc, RuleSet, Scratch};
 use crate::finding::{Alert, Evidence, RuleInfo, RuleKind, RuleSource};
 use crate::native::{BaselineConfig, Natives};
 use crate::sigma::correlation::{BaseRef, Correlator, Hit};
-use crate::sigma::value::FieldPath;
+use crate::sigma::value::{FieldPath, Typed};
 use crate::sigma::{CompileOptions, Loaded, RuleIssue};
 
 /// Settings of a detection run.
@@ -60,10 +60,29 @@ struct EventFields<'a> {
 }
 
 impl crate::sigma::correlation::Fields for EventFields<'_> {
-    fn text(&self, path: &crate::sigma::value::FieldPath) -> Option<Cow<'_, str>> {
-        match self.scratch.typed(self.event, &path.name) {
-            Some(v) => v,
+    fn text(&self, path: &FieldPath) -> Option<Cow<'_, str>> {
+        match self.scratch.typed(self.event, path) {
+            Some(v) => v.map(Typed::into_text),
             None => crate::sigma::correlation::field_text(self.doc, path),
+        }
+    }
+
+    fn push_text(&self, path: &FieldPath, buf: &mut String) -> bool {
+        match self.scratch.typed(self.event, path) {
+            Some(v) => v.map(|v| v.push_to(buf)).is_some(),
+            None => crate::sigma::correlation::field_text(self.doc, path)
+                .map(|t| buf.push_str(&t))
+                .is_some(),
+        }
+    }
+
+    fn number(&self, path: &FieldPath) -> Option<f64> {
+        match self.scratch.typed(self.event, path) {
+            Some(v) => v?.number(),
+            None => crate::sigma::correlation::field_text(self.doc, path)?
+                .trim()
+                .parse()
+                .ok(),
         }
     }
 }
@@ -243,8 +262,8 @@ impl Detector {
         // A finding field: from the typed event when it carries it, else the record;
         // `first` takes the first of a list.
         let read = |p: &FieldPath, first: bool| -> Option<String> {
-            match scratch.typed(event, &p.name) {
-                Some(v) => v.map(Cow::into_owned),
+            match scratch.typed(event, p) {
+                Some(v) => v.map(|v| v.into_text().into_owned()),
                 None => p.lookup(&doc).and_then(|v| match v {
                     Value::Array(items) if first => items.first().and_then(text),
                     other => text(other),

@@ -14,7 +14,8 @@ use vigil_model::{Event, Raw, SourceKind};
 
 use std::cell::OnceCell;
 
-use crate::sigma::value::{Members, TextCache};
+use crate::sigma::rule::TYPED_CLOUDTRAIL_FIELDS;
+use crate::sigma::value::{FieldPath, Members, TextCache, Typed};
 use crate::sigma::{CompiledRule, RuleIssue, Subject};
 
 #[derive(Default)]
@@ -239,170 +240,104 @@ pub struct Scratch {
     name: String,
     candidates: Vec<u32>,
     memo: Vec<Option<bool>>,
-    flow: FlowText,
     texts: TextCache,
 }
 
 impl Scratch {
-    /// A field of the last evaluated `event` from the typed model: `Some(text)`,
-    /// `Some(None)` when the event has no value, `None` when the model does not carry
-    /// the field for this source (read it from the JSON then).
-    pub fn typed<'e>(&'e self, event: &'e Event, name: &str) -> Option<Option<Cow<'e, str>>> {
-        typed_value(event, &self.flow, name)
+    /// A field of `event` from the typed model: `Some(value)`, `Some(None)` when the
+    /// event has no value, `None` when the model does not carry the field for this
+    /// source (read it from the JSON then).
+    pub fn typed<'e>(&self, event: &'e Event, path: &FieldPath) -> Option<Option<Typed<'e>>> {
+        typed_value(event, path.typed?)
     }
 }
 
-/// The numeric and address fields of the last flow record, as the text its JSON
-/// would hold, rendered once per record into one buffer.
-#[derive(Default)]
-struct FlowText {
-    buf: String,
-    spans: [(u32, u32); 9],
-}
-
-/// The rendered fields: the first nine of `TYPED_FLOW_FIELDS`, in that order.
-fn flow_numeric() -> &'static [&'static str] {
-    &crate::sigma::rule::TYPED_FLOW_FIELDS[..9]
-}
-
-impl FlowText {
-    fn render(&mut self, n: &vigil_model::FlowFields) {
-        self.buf.clear();
-        let ip = |buf: &mut String, v: Option<std::net::IpAddr>| {
-            let v = v?;
-            let start = buf.len() as u32;
-            match v {
-                std::net::IpAddr::V4(a) => {
-                    for (i, o) in a.octets().iter().enumerate() {
-                        if i > 0 {
-                            buf.push('.');
-                        }
-                        push_u64(buf, u64::from(*o));
-                    }
-                }
-                v6 => {
-                    use std::fmt::Write;
-                    let _ = write!(buf, "{v6}");
-                }
-            }
-            Some((start, buf.len() as u32))
-        };
-        let num = |buf: &mut String, v: Option<u64>| {
-            let v = v?;
-            let start = buf.len() as u32;
-            push_u64(buf, v);
-            Some((start, buf.len() as u32))
-        };
-        const NONE: (u32, u32) = (u32::MAX, 0);
-        self.spans = [
-            ip(&mut self.buf, n.src_addr).unwrap_or(NONE),
-            ip(&mut self.buf, n.dst_addr).unwrap_or(NONE),
-            num(&mut self.buf, n.src_port.map(u64::from)).unwrap_or(NONE),
-            num(&mut self.buf, n.dst_port.map(u64::from)).unwrap_or(NONE),
-            num(&mut self.buf, n.protocol.map(u64::from)).unwrap_or(NONE),
-            num(&mut self.buf, n.packets).unwrap_or(NONE),
-            num(&mut self.buf, n.bytes).unwrap_or(NONE),
-            num(&mut self.buf, n.tcp_flags.map(u64::from)).unwrap_or(NONE),
-            num(&mut self.buf, n.version.map(u64::from)).unwrap_or(NONE),
-        ];
-    }
-
-    fn get(&self, i: usize) -> Option<&str> {
-        let (a, b) = self.spans[i];
-        (a != u32::MAX).then(|| &self.buf[a as usize..b as usize])
-    }
-}
-
-/// Appends `v` in decimal.
-fn push_u64(buf: &mut String, mut v: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    for d in &digits[i..] {
-        buf.push(*d as char);
-    }
-}
-
-/// A field from the typed model (see [`Scratch::typed`]): CloudTrail fields by their
-/// record names (`TYPED_CLOUDTRAIL_FIELDS`), flow fields by the normalized event's
-/// (`TYPED_FLOW_FIELDS`), with `flow` rendered for this event.
-fn typed_value<'e>(e: &'e Event, flow: &'e FlowText, name: &str) -> Option<Option<Cow<'e, str>>> {
+/// A field from the typed model by its [`typed_field`](crate::sigma::rule::typed_field)
+/// number: CloudTrail fields as the record names them (`TYPED_CLOUDTRAIL_FIELDS`), for
+/// records the model came from whole; flow fields as the normalized event names them
+/// (`TYPED_FLOW_FIELDS`).
+fn typed_value(e: &Event, id: u8) -> Option<Option<Typed<'_>>> {
+    let id = usize::from(id);
+    let flow_from = TYPED_CLOUDTRAIL_FIELDS.len();
     match e.source {
-        SourceKind::CloudTrail if matches!(e.raw, Raw::Json(_)) => typed_cloudtrail(e, name),
-        SourceKind::VpcFlow => typed_flow(e, flow, name),
+        SourceKind::CloudTrail if id < flow_from && matches!(e.raw, Raw::Json(_)) => {
+            typed_cloudtrail(e, id)
+        }
+        SourceKind::VpcFlow if id >= flow_from => typed_flow(e, id - flow_from),
         _ => None,
     }
 }
 
-fn typed_cloudtrail<'e>(e: &'e Event, name: &str) -> Option<Option<Cow<'e, str>>> {
-    let b = |s: Option<&'e str>| Some(s.map(Cow::Borrowed));
+fn text(s: Option<&str>) -> Option<Option<Typed<'_>>> {
+    Some(s.map(|s| Typed::Text(Cow::Borrowed(s))))
+}
+
+/// By position in `TYPED_CLOUDTRAIL_FIELDS`.
+fn typed_cloudtrail(e: &Event, i: usize) -> Option<Option<Typed<'_>>> {
     let actor = e.actor.as_ref();
     let issuer = actor.and_then(|a| a.session_issuer.as_ref());
-    match name {
-        "eventName" => b(e.action.as_ref().map(|a| a.operation.as_str())),
-        "eventSource" => b(e.action.as_ref().and_then(|a| a.event_source.as_deref())),
-        "awsRegion" => b(e.region.as_deref()),
-        "userAgent" => b(e.user_agent.as_deref()),
-        "errorCode" => b(e.outcome.error_code()),
-        "errorMessage" => match &e.outcome {
-            vigil_model::Outcome::Failure { message, .. } => b(message.as_deref()),
-            _ => b(None),
+    match i {
+        0 => text(e.action.as_ref().map(|a| a.operation.as_str())),
+        1 => text(e.action.as_ref().and_then(|a| a.event_source.as_deref())),
+        2 => text(e.region.as_deref()),
+        3 => text(e.user_agent.as_deref()),
+        4 => text(e.outcome.error_code()),
+        5 => match &e.outcome {
+            vigil_model::Outcome::Failure { message, .. } => text(message.as_deref()),
+            _ => text(None),
         },
-        "eventType" => b(e.event_type.as_deref()),
-        "readOnly" => b(e.read_only.map(|r| if r { "true" } else { "false" })),
-        "userIdentity.type" => b(actor.map(|a| a.identity_type.as_str())),
-        "userIdentity.arn" => b(actor.and_then(|a| a.arn.as_deref())),
-        "userIdentity.principalId" => b(actor.and_then(|a| a.principal_id.as_deref())),
-        "userIdentity.accountId" => b(actor.and_then(|a| a.account_id.as_deref())),
-        "userIdentity.accessKeyId" => b(actor.and_then(|a| a.access_key_id.as_deref())),
-        "userIdentity.invokedBy" => b(actor.and_then(|a| a.invoked_by.as_deref())),
-        "userIdentity.sessionContext.sessionIssuer.type" => {
-            b(issuer.and_then(|i| i.issuer_type.as_deref()))
-        }
-        "userIdentity.sessionContext.sessionIssuer.arn" => b(issuer.and_then(|i| i.arn.as_deref())),
-        "userIdentity.sessionContext.sessionIssuer.userName" => {
-            b(issuer.and_then(|i| i.user_name.as_deref()))
-        }
+        6 => text(e.event_type.as_deref()),
+        7 => text(e.read_only.map(|r| if r { "true" } else { "false" })),
+        8 => text(actor.map(|a| a.identity_type.as_str())),
+        9 => text(actor.and_then(|a| a.arn.as_deref())),
+        10 => text(actor.and_then(|a| a.principal_id.as_deref())),
+        11 => text(actor.and_then(|a| a.account_id.as_deref())),
+        12 => text(actor.and_then(|a| a.access_key_id.as_deref())),
+        13 => text(actor.and_then(|a| a.invoked_by.as_deref())),
+        14 => text(issuer.and_then(|i| i.issuer_type.as_deref())),
+        15 => text(issuer.and_then(|i| i.arn.as_deref())),
+        16 => text(issuer.and_then(|i| i.user_name.as_deref())),
         _ => None,
     }
 }
 
-fn typed_flow<'e>(e: &'e Event, flow: &'e FlowText, name: &str) -> Option<Option<Cow<'e, str>>> {
+/// By position in `TYPED_FLOW_FIELDS`.
+fn typed_flow(e: &Event, i: usize) -> Option<Option<Typed<'_>>> {
+    // No flow fields at all: the JSON has no `network` either.
     let Some(n) = e.network.as_deref() else {
-        // No flow fields at all: the JSON has no `network` either.
-        return name.starts_with("network.").then_some(None);
+        return Some(None);
     };
-    let b = |s: Option<&'e str>| Some(s.map(Cow::Borrowed));
-    if let Some(i) = flow_numeric().iter().position(|f| *f == name) {
-        return b(flow.get(i));
-    }
-    match name {
-        "network.interface_id" => b(n.interface_id.as_deref()),
-        "network.action" => b(n.action.map(|a| match a {
+    let num = |v: Option<u64>| Some(v.map(Typed::Num));
+    let ip = |v: Option<std::net::IpAddr>| Some(v.map(Typed::Ip));
+    match i {
+        0 => ip(n.src_addr),
+        1 => ip(n.dst_addr),
+        2 => num(n.src_port.map(u64::from)),
+        3 => num(n.dst_port.map(u64::from)),
+        4 => num(n.protocol.map(u64::from)),
+        5 => num(n.packets),
+        6 => num(n.bytes),
+        7 => num(n.tcp_flags.map(u64::from)),
+        8 => num(n.version.map(u64::from)),
+        9 => text(n.interface_id.as_deref()),
+        10 => text(n.action.map(|a| match a {
             vigil_model::FlowAction::Accept => "ACCEPT",
             vigil_model::FlowAction::Reject => "REJECT",
         })),
-        "network.log_status" => b(n.log_status.map(|s| match s {
+        11 => text(n.log_status.map(|s| match s {
             vigil_model::LogStatus::Ok => "OK",
             vigil_model::LogStatus::NoData => "NODATA",
             vigil_model::LogStatus::SkipData => "SKIPDATA",
         })),
-        "network.vpc_id" => b(n.vpc_id.as_deref()),
-        "network.subnet_id" => b(n.subnet_id.as_deref()),
-        "network.instance_id" => b(n.instance_id.as_deref()),
-        "network.flow_direction" => b(n.flow_direction.as_deref()),
-        "network.traffic_type" => b(n.traffic_type.as_deref()),
-        "network.region" => b(n.region.as_deref()),
-        "network.az_id" => b(n.az_id.as_deref()),
-        "network.pkt_src_aws_service" => b(n.pkt_src_aws_service.as_deref()),
-        "network.pkt_dst_aws_service" => b(n.pkt_dst_aws_service.as_deref()),
+        12 => text(n.vpc_id.as_deref()),
+        13 => text(n.subnet_id.as_deref()),
+        14 => text(n.instance_id.as_deref()),
+        15 => text(n.flow_direction.as_deref()),
+        16 => text(n.traffic_type.as_deref()),
+        17 => text(n.region.as_deref()),
+        18 => text(n.az_id.as_deref()),
+        19 => text(n.pkt_src_aws_service.as_deref()),
+        20 => text(n.pkt_dst_aws_service.as_deref()),
         _ => None,
     }
 }
@@ -548,15 +483,11 @@ impl RuleSet {
                 _ => false,
             };
         if typed_ok {
-            if let Some(n) = event.network.as_deref() {
-                scratch.flow.render(n);
-            }
             // Typed fields first; the record is only read where a rule reaches a
             // field the event model does not carry.
-            let flow = &scratch.flow;
             for &i in &scratch.candidates {
                 if self.rules[i as usize].matches_hybrid(
-                    &|name| typed_value(event, flow, name),
+                    &|id| typed_value(event, id),
                     doc,
                     event.raw.as_str(),
                     &mut scratch.memo,

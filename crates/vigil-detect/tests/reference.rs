@@ -5,6 +5,8 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
+use vigil_detect::sigma::rule::typed_field;
+use vigil_detect::sigma::value::Typed;
 use vigil_detect::sigma::{load_str, CompileOptions, Loaded, Subject};
 
 const FIELDS: [&str; 3] = [
@@ -215,15 +217,127 @@ proptest! {
             prop_assert_eq!(got, want, "rule:\n{}\nevent: {}", yaml, doc);
             // The typed fast path: the first two fields come as text, the third from
             // the JSON.
-            let typed = |name: &str| -> Option<Option<std::borrow::Cow<'_, str>>> {
-                match name {
-                    "eventName" => Some(doc["eventName"].as_str().map(Into::into)),
-                    "userIdentity.type" => Some(doc["userIdentity"]["type"].as_str().map(Into::into)),
-                    _ => None,
-                }
+            let typed = |id: u8| -> Option<Option<Typed<'_>>> {
+                let v = if Some(id) == typed_field("eventName") {
+                    &doc["eventName"]
+                } else if Some(id) == typed_field("userIdentity.type") {
+                    &doc["userIdentity"]["type"]
+                } else {
+                    return None;
+                };
+                Some(v.as_str().map(|s| Typed::Text(s.into())))
             };
             let got = rule.matches_hybrid(&typed, doc, "", &mut memo, &mut cache);
             prop_assert_eq!(got, want, "typed path, rule:\n{}\nevent: {}", yaml, doc);
+        }
+    }
+}
+
+/// A field of a flow rule on a number or address: a modifier and one to three of its
+/// values, as written in YAML.
+fn flow_field() -> impl Strategy<Value = (&'static str, Vec<&'static str>)> {
+    let pools: Vec<(&'static str, Vec<&'static str>)> = vec![
+        // Numbers, plain and not (a typed number only equals its plain text), and
+        // wildcards and addresses as plain values.
+        (
+            "",
+            vec![
+                "22", "3389", "022", "22.0", "0", "65535", "80", "2*", "*9", "10.*.1", "?2",
+                "10.0.0.1", "::1",
+            ],
+        ),
+        ("|contains", vec!["2", "3", "10.", "::", ".1"]),
+        ("|startswith", vec!["1", "2", "fe"]),
+        ("|gt", vec!["22", "1000", "0"]),
+        ("|lte", vec!["22", "1000", "0"]),
+        (
+            "|cidr",
+            vec![
+                "10.0.0.0/8",
+                "10.1.0.0/16",
+                "0.0.0.0/0",
+                "8.8.8.8/32",
+                "::/0",
+                "fe80::/10",
+                "2001:db8::/32",
+            ],
+        ),
+    ];
+    prop::sample::select(pools).prop_flat_map(|(m, pool)| {
+        (
+            Just(m),
+            prop::collection::vec(prop::sample::select(pool), 1..4),
+        )
+    })
+}
+
+fn flow_event() -> impl Strategy<Value = Value> {
+    (
+        prop::option::of(prop::sample::select(vec![
+            22u64, 80, 443, 3389, 0, 65535, 1000, 12,
+        ])),
+        prop::option::of(prop::sample::select(vec![
+            "10.0.0.1",
+            "10.1.3.4",
+            "192.168.1.1",
+            "8.8.8.8",
+            "::1",
+            "fe80::1",
+            "2001:db8::5",
+        ])),
+    )
+        .prop_map(|(port, addr)| {
+            let mut net = serde_json::Map::new();
+            if let Some(p) = port {
+                net.insert("dst_port".into(), json!(p));
+            }
+            if let Some(a) = addr {
+                net.insert("src_addr".into(), json!(a));
+            }
+            json!({ "network": net })
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    /// Numbers and addresses from the typed event (tested as such where the values
+    /// allow, as text otherwise) match exactly as their JSON does.
+    #[test]
+    fn typed_numbers_and_addresses_match_as_their_json(
+        fields in prop::collection::vec((0..2usize, flow_field(), any::<bool>()), 1..3),
+        events in prop::collection::vec(flow_event(), 1..8),
+    ) {
+        let names = ["network.dst_port", "network.src_addr"];
+        let mut yaml = String::from("title: random\nlogsource: {product: aws, service: vpcflow}\ndetection:\n");
+        for (i, (field, (m, values), all)) in fields.iter().enumerate() {
+            // One selection per field, `all` when asked and there are several values.
+            let all = if *all && values.len() > 1 { "|all" } else { "" };
+            let values: Vec<String> = values.iter().map(|v| yaml_quote(v)).collect();
+            yaml.push_str(&format!("  sel{i}:\n    {}{m}{all}: [{}]\n", names[*field], values.join(", ")));
+        }
+        let n = fields.len();
+        yaml.push_str(&format!("  condition: {}\n", if n == 1 { "sel0" } else { "sel0 and not sel1" }));
+        let mut loaded = Loaded::default();
+        load_str(&yaml, Path::new("random.yml"), &CompileOptions::default(), &mut loaded);
+        prop_assert!(loaded.issues.is_empty(), "{yaml}\n{:?}", loaded.issues);
+        let rule = &loaded.rules[0];
+        let mut memo = Vec::new();
+        let mut cache = vigil_detect::sigma::value::TextCache::default();
+        for doc in &events {
+            let want = rule.matches(&Subject { doc, raw: "" }, &mut memo);
+            let typed = |id: u8| -> Option<Option<Typed<'_>>> {
+                let net = &doc["network"];
+                if Some(id) == typed_field("network.dst_port") {
+                    Some(net.get("dst_port").and_then(Value::as_u64).map(Typed::Num))
+                } else if Some(id) == typed_field("network.src_addr") {
+                    Some(net.get("src_addr").and_then(Value::as_str).map(|a| Typed::Ip(a.parse().unwrap())))
+                } else {
+                    None
+                }
+            };
+            let got = rule.matches_hybrid(&typed, doc, "", &mut memo, &mut cache);
+            prop_assert_eq!(got, want, "rule:\n{}\nevent: {}", yaml, doc);
         }
     }
 }

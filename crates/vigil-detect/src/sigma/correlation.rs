@@ -13,6 +13,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::Value;
 use yaml_rust2::Yaml;
@@ -289,10 +290,12 @@ pub struct Hit {
     pub value: f64,
 }
 
+/// What an event adds to its group: a value to count (shared with the group's count
+/// of it, so a value already in the window costs no allocation), or to sum.
 #[derive(Clone, Debug)]
 enum Payload {
     None,
-    Text(String),
+    Text(Arc<str>),
     Num(f64),
 }
 
@@ -316,7 +319,7 @@ struct Agg {
     /// value_sum / value_avg: the sum of the values held.
     sum: f64,
     /// value_count / value_percentile: how many held events have each value.
-    distinct: FastMap<String, u32>,
+    distinct: FastMap<Arc<str>, u32>,
     /// temporal: how many held events each input rule has.
     per_rule: Vec<u32>,
 }
@@ -337,21 +340,29 @@ impl Agg {
         match p {
             Payload::Num(x) if up => self.sum += x,
             Payload::Num(x) => self.sum -= x,
-            Payload::Text(t) if up => match self.distinct.get_mut(t.as_str()) {
+            Payload::Text(t) if up => match self.distinct.get_mut(&**t) {
                 Some(c) => *c += 1,
                 None => {
                     self.distinct.insert(t.clone(), 1);
                 }
             },
             Payload::Text(t) => {
-                if let Some(c) = self.distinct.get_mut(t.as_str()) {
+                if let Some(c) = self.distinct.get_mut(&**t) {
                     *c -= 1;
                     if *c == 0 {
-                        self.distinct.remove(t.as_str());
+                        self.distinct.remove(&**t);
                     }
                 }
             }
             Payload::None => {}
+        }
+    }
+
+    /// `text` as a payload: the window's copy when it holds the value already.
+    fn shared(&self, text: &str) -> Arc<str> {
+        match self.distinct.get_key_value(text) {
+            Some((k, _)) => Arc::clone(k),
+            None => Arc::from(text),
         }
     }
 
@@ -377,7 +388,7 @@ struct Compiled {
     def: Correlation,
     inputs: Vec<InputFields>,
     /// Groups by their group-by values joined with U+001F.
-    groups: FastMap<String, Group>,
+    groups: hashbrown::HashMap<String, Group, foldhash::fast::RandomState>,
     /// The newest event time any of its groups has seen.
     watermark: i64,
 }
@@ -398,6 +409,8 @@ pub struct Correlator {
     pub dropped_late: u64,
     /// Reused for each event's group key.
     key: String,
+    /// Reused for each event's value to count.
+    value: String,
     /// Reused for each event's inputs.
     pending: Vec<Input>,
     /// The observation count at which groups are next swept.
@@ -503,7 +516,7 @@ impl Correlator {
             corrs.push(Compiled {
                 def: d.clone(),
                 inputs,
-                groups: FastMap::default(),
+                groups: hashbrown::HashMap::default(),
                 watermark: i64::MIN,
             });
         }
@@ -515,6 +528,7 @@ impl Correlator {
                 observed: 0,
                 dropped_late: 0,
                 key: String::new(),
+                value: String::new(),
                 pending: Vec::new(),
                 next_sweep: 1024,
             },
@@ -601,59 +615,53 @@ impl Correlator {
             if i > 0 {
                 key.push(SEP);
             }
-            if let Some(v) = doc.text(p) {
-                key.push_str(&v);
-            }
+            doc.push_text(p, key);
         }
-        let payload = match &comp.def.kind {
+        let value = &mut self.value;
+        enum Want {
+            Text,
+            Num(f64),
+            None,
+        }
+        let want = match &comp.def.kind {
             Kind::ValueCount { .. } | Kind::ValuePercentile { .. } => {
-                let mut text = String::new();
+                value.clear();
                 for (i, p) in fields.value.iter().enumerate() {
                     if i > 0 {
-                        text.push(SEP);
+                        value.push(SEP);
                     }
-                    if let Some(v) = doc.text(p) {
-                        text.push_str(&v);
-                    }
+                    doc.push_text(p, value);
                 }
-                if text.chars().all(|ch| ch == SEP) {
+                if value.chars().all(|ch| ch == SEP) {
                     return None; // No value to count.
                 }
-                Payload::Text(text)
+                Want::Text
             }
             Kind::ValueSum { .. } | Kind::ValueAvg { .. } => {
-                match fields
-                    .value
-                    .first()
-                    .and_then(|p| doc.text(p))
-                    .and_then(|t| t.trim().parse::<f64>().ok())
-                {
-                    Some(n) => Payload::Num(n),
+                match fields.value.first().and_then(|p| doc.number(p)) {
+                    Some(n) => Want::Num(n),
                     None => return None,
                 }
             }
-            _ => Payload::None,
+            _ => Want::None,
         };
         let span = comp.def.timespan_ms;
         comp.watermark = comp.watermark.max(t);
-        if !comp.groups.contains_key(key.as_str()) {
-            comp.groups.insert(
-                key.clone(),
-                Group {
-                    items: VecDeque::new(),
-                    agg: Agg {
-                        per_rule: match comp.def.kind {
-                            Kind::Temporal => vec![0; comp.def.rules.len()],
-                            _ => Vec::new(),
-                        },
-                        ..Agg::default()
+        let group = comp
+            .groups
+            .entry_ref(key.as_str())
+            .or_insert_with(|| Group {
+                items: VecDeque::new(),
+                agg: Agg {
+                    per_rule: match comp.def.kind {
+                        Kind::Temporal => vec![0; comp.def.rules.len()],
+                        _ => Vec::new(),
                     },
-                    newest: t,
-                    touched: 0,
+                    ..Agg::default()
                 },
-            );
-        }
-        let group = comp.groups.get_mut(key.as_str())?;
+                newest: t,
+                touched: 0,
+            });
         if t < group.newest - self.lateness_ms {
             self.dropped_late += 1;
             return None;
@@ -662,6 +670,11 @@ impl Correlator {
         group.touched = self.observed;
         // Insert in time order (out-of-order events land where they belong).
         let at = group.items.partition_point(|(it, _, _)| *it <= t);
+        let payload = match want {
+            Want::Text => Payload::Text(group.agg.shared(value)),
+            Want::Num(n) => Payload::Num(n),
+            Want::None => Payload::None,
+        };
         group.agg.add(pos, &payload);
         let mine = match &payload {
             Payload::Text(s) if matches!(comp.def.kind, Kind::ValuePercentile { .. }) => {
@@ -769,6 +782,16 @@ pub trait Fields {
     /// The field's text: a string as it is, a number or object as JSON text, null as
     /// ""; `None` when the event has no such field.
     fn text(&self, path: &FieldPath) -> Option<Cow<'_, str>>;
+
+    /// Appends the field's text to `buf`; `false` when the event has no such field.
+    fn push_text(&self, path: &FieldPath, buf: &mut String) -> bool {
+        self.text(path).map(|t| buf.push_str(&t)).is_some()
+    }
+
+    /// The field as a number (a number, or text that reads as one).
+    fn number(&self, path: &FieldPath) -> Option<f64> {
+        self.text(path).and_then(|t| t.trim().parse().ok())
+    }
 }
 
 impl Fields for Value {

@@ -143,8 +143,8 @@ pub const TYPED_CLOUDTRAIL_FIELDS: [&str; 17] = [
 ];
 
 /// The fields of a flow record the typed event model carries (as the normalized
-/// event's JSON names them), read without building that JSON. The first nine are the
-/// numbers and addresses the engine renders as text once per record (keep the order).
+/// event's JSON names them), read without building that JSON. The first two are
+/// addresses, the next seven numbers.
 pub const TYPED_FLOW_FIELDS: [&str; 21] = [
     "network.src_addr",
     "network.dst_addr",
@@ -168,6 +168,15 @@ pub const TYPED_FLOW_FIELDS: [&str; 21] = [
     "network.pkt_src_aws_service",
     "network.pkt_dst_aws_service",
 ];
+
+/// The number of a field of the typed event model: CloudTrail's from 0, flows' after
+/// them, in the order of the two lists.
+pub fn typed_field(name: &str) -> Option<u8> {
+    let at = |list: &[&str]| list.iter().position(|f| *f == name);
+    at(&TYPED_CLOUDTRAIL_FIELDS)
+        .or_else(|| at(&TYPED_FLOW_FIELDS).map(|i| i + TYPED_CLOUDTRAIL_FIELDS.len()))
+        .map(|i| i as u8)
+}
 
 /// A rule compiled for matching.
 pub struct CompiledRule {
@@ -193,14 +202,15 @@ impl CompiledRule {
         self.eval(&self.condition, &mut field, subject.raw, memo)
     }
 
-    /// Matches reading typed fields with `get` (`Some(text)`, `Some(None)` when the
-    /// event has no value, `None` when the event model does not carry the field) and
+    /// Matches reading typed fields with `get`, by their [`typed_field`] number
+    /// (`Some(value)`, `Some(None)` when the event has no value, `None` when the
+    /// event model does not carry the field for this event) and
     /// the others from the record's members in `doc`, which may parse each member
     /// only when a rule first reaches into it.
     /// Answers of scanning matchers on texts already seen come from `cache`.
     pub fn matches_hybrid<'e>(
         &self,
-        get: &dyn Fn(&str) -> Option<Option<std::borrow::Cow<'e, str>>>,
+        get: &dyn Fn(u8) -> Option<Option<value::Typed<'e>>>,
         doc: &dyn value::Members,
         raw: &str,
         memo: &mut Vec<Option<bool>>,
@@ -209,13 +219,13 @@ impl CompiledRule {
         memo.clear();
         memo.resize(self.selections.len(), None);
         let mut field = |f: &FieldMatcher| {
-            if f.typed {
-                if let Some(v) = get(&f.path.name) {
-                    return match (f.cache_slot, v.as_deref()) {
-                        (Some(slot), Some(text)) => {
+            if let Some(id) = f.typed {
+                if let Some(v) = get(id) {
+                    return match (f.cache_slot, &v) {
+                        (Some(slot), Some(value::Typed::Text(text))) => {
                             cache.get_or(slot, text, || f.matches_text(Some(text)))
                         }
-                        (_, v) => f.matches_text(v),
+                        (_, v) => f.matches_typed(v.as_ref()),
                     };
                 }
             }
@@ -229,7 +239,7 @@ impl CompiledRule {
         for (_, sel) in &mut self.selections {
             let Selection::Maps(maps) = sel else { continue };
             for f in maps.iter_mut().flatten() {
-                if f.typed && f.scans() {
+                if f.typed.is_some() && f.scans() {
                     f.cache_slot = Some(*next);
                     *next += 1;
                 }
@@ -685,9 +695,7 @@ fn compile_map(v: &Yaml, opts: &CompileOptions) -> Result<Vec<FieldMatcher>, Val
                 }
                 ValueError::Invalid(m) => ValueError::Invalid(format!("field `{key}`: {m}")),
             })?;
-        let name = f.path.name.as_str();
-        f.typed = f.text_only()
-            && (TYPED_CLOUDTRAIL_FIELDS.contains(&name) || TYPED_FLOW_FIELDS.contains(&name));
+        f.typed = f.path.typed.filter(|_| f.text_only());
         fields.push(f);
     }
     Ok(fields)

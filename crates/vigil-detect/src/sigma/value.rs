@@ -7,6 +7,7 @@
 //! place (non-ASCII values are folded into a temporary), so matching allocates
 //! nothing for ASCII data.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -30,6 +31,9 @@ impl Members for Value {
 pub struct FieldPath {
     pub name: String,
     parts: Vec<String>,
+    /// Which field of the typed event model this is, if it is one (see
+    /// [`super::rule::typed_field`]).
+    pub typed: Option<u8>,
 }
 
 impl FieldPath {
@@ -37,6 +41,7 @@ impl FieldPath {
         FieldPath {
             name: name.to_owned(),
             parts: name.split('.').map(str::to_owned).collect(),
+            typed: super::rule::typed_field(name),
         }
     }
 
@@ -196,13 +201,103 @@ pub enum Pattern {
     },
 }
 
+/// A field's value as the typed event model holds it: text, an address or a number.
+/// An address or a number is matched without its text where the patterns allow (a
+/// CIDR tests the address, a port list the number); its text, exactly as the record's
+/// JSON writes it, is rendered only where a pattern needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Typed<'e> {
+    Text(Cow<'e, str>),
+    Ip(IpAddr),
+    Num(u64),
+}
+
+impl<'e> Typed<'e> {
+    /// Appends the value's text.
+    pub fn push_to(&self, buf: &mut String) {
+        match self {
+            Typed::Text(t) => buf.push_str(t),
+            Typed::Num(n) => push_u64(buf, *n),
+            Typed::Ip(IpAddr::V4(a)) => {
+                // Dotted decimal, built on the stack and appended at once.
+                let mut out = [0u8; 15];
+                let mut len = 0;
+                for (i, o) in a.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        out[len] = b'.';
+                        len += 1;
+                    }
+                    if o >= 100 {
+                        out[len] = b'0' + o / 100;
+                        len += 1;
+                    }
+                    if o >= 10 {
+                        out[len] = b'0' + o / 10 % 10;
+                        len += 1;
+                    }
+                    out[len] = b'0' + o % 10;
+                    len += 1;
+                }
+                buf.push_str(std::str::from_utf8(&out[..len]).unwrap_or_default());
+            }
+            Typed::Ip(v6) => {
+                use std::fmt::Write;
+                let _ = write!(buf, "{v6}");
+            }
+        }
+    }
+
+    /// The value's text.
+    pub fn into_text(self) -> Cow<'e, str> {
+        match self {
+            Typed::Text(t) => t,
+            other => {
+                let mut s = String::new();
+                other.push_to(&mut s);
+                Cow::Owned(s)
+            }
+        }
+    }
+
+    /// The value as a number, as a rule's comparison reads its text.
+    pub fn number(&self) -> Option<f64> {
+        match self {
+            Typed::Num(n) => Some(*n as f64),
+            Typed::Text(t) => t.trim().parse().ok(),
+            Typed::Ip(_) => None,
+        }
+    }
+}
+
+/// Appends `v` in decimal.
+pub(crate) fn push_u64(buf: &mut String, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    buf.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
+}
+
 /// A field with its values: `userIdentity.type|contains: [Root, AWSAccount]`.
 #[derive(Clone, Debug)]
 pub struct FieldMatcher {
     pub path: FieldPath,
-    /// Set when the rule is compiled: the field is one the typed event carries and
-    /// every value can be tested on its text, so no JSON is needed for it.
-    pub typed: bool,
+    /// Set when the rule is compiled: the field is one the typed event carries (its
+    /// number there, see [`super::rule::typed_field`]) and every value can be tested
+    /// on its text, so no JSON is needed for it.
+    pub typed: Option<u8>,
+    /// When every value is a plain decimal number (`network.dst_port: [22, 3389]`):
+    /// those numbers, so that a typed number is tested without its text.
+    nums: Option<Box<[u64]>>,
+    /// Whether a typed number, and a typed address, can be tested without its text.
+    direct_num: bool,
+    direct_ip: bool,
     pub patterns: Vec<Pattern>,
     /// `all`: every value must match (default: any).
     pub all: bool,
@@ -753,15 +848,58 @@ pub fn compile_field(
         }
     }
     let set = if m.all { None } else { literal_set(&patterns) };
+    let nums = number_literals(&patterns);
+    let direct_num = patterns.iter().all(|p| match p {
+        Pattern::Cmp { .. } | Pattern::Cidr(_) | Pattern::Exists(_) => true,
+        Pattern::Str { .. } => nums.is_some(),
+        _ => false,
+    });
+    let direct_ip = patterns.iter().all(|p| {
+        matches!(
+            p,
+            Pattern::Cmp { .. } | Pattern::Cidr(_) | Pattern::Exists(_)
+        )
+    });
     Ok(FieldMatcher {
         path: FieldPath::new(field),
-        typed: false,
+        typed: None,
+        nums,
+        direct_num,
+        direct_ip,
         patterns,
         all: m.all,
         neq: m.neq,
         set,
         cache_slot: None,
     })
+}
+
+/// The numbers of `patterns` when every one is an exact, plain decimal literal: the
+/// text a number is written as in JSON (no sign, no leading zero, no spaces), which
+/// is the only text a typed number can equal.
+fn number_literals(patterns: &[Pattern]) -> Option<Box<[u64]>> {
+    patterns
+        .iter()
+        .map(|p| match p {
+            Pattern::Str {
+                m: StrMatch::Exact(lit),
+                ..
+            } => lit
+                .parse::<u64>()
+                .ok()
+                .filter(|n| lit.len() == decimal_len(*n)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn decimal_len(mut n: u64) -> usize {
+    let mut len = 1;
+    while n >= 10 {
+        n /= 10;
+        len += 1;
+    }
+    len
 }
 
 /// Compares ASCII case-insensitively against an already folded pattern; a non-ASCII
@@ -1061,17 +1199,52 @@ impl FieldMatcher {
             let hit = v.is_some_and(|t| with_folded(t, *cased, |h, _| set.is_match(h)));
             return if self.neq { v.is_some() && !hit } else { hit };
         }
-        let one = |p: &Pattern| match v {
+        self.decide(v.is_some(), |_, p| match v {
             Some(t) => p.test_text(t),
             None => p.test_missing(),
-        };
+        })
+    }
+
+    /// Matches a value from the typed event model (`None`: the event has no value),
+    /// for matchers that are [`text_only`](Self::text_only): the same answer as
+    /// [`matches_text`](Self::matches_text) on its text. Addresses and numbers are
+    /// tested as such where every pattern allows, otherwise on their text.
+    pub fn matches_typed(&self, v: Option<&Typed<'_>>) -> bool {
+        match v {
+            None => self.matches_text(None),
+            Some(Typed::Text(t)) => self.matches_text(Some(t)),
+            Some(Typed::Num(n)) if self.direct_num => self.decide(true, |i, p| match p {
+                Pattern::Cmp { op, value } => op.test(*n as f64, *value),
+                Pattern::Exists(want) => *want,
+                Pattern::Str { .. } => self.nums.as_ref().is_some_and(|nums| nums[i] == *n),
+                // A number's text is never an address.
+                _ => false,
+            }),
+            Some(Typed::Ip(ip)) if self.direct_ip => self.decide(true, |_, p| match p {
+                Pattern::Cidr(c) => c.contains(*ip),
+                Pattern::Exists(want) => *want,
+                // An address's text is never a number.
+                _ => false,
+            }),
+            Some(other) => {
+                let mut text = String::new();
+                other.push_to(&mut text);
+                self.matches_text(Some(&text))
+            }
+        }
+    }
+
+    /// Combines the answers of the values as `all`, `neq` or the default `any` ask;
+    /// `present`: whether the event has a value.
+    fn decide(&self, present: bool, mut one: impl FnMut(usize, &Pattern) -> bool) -> bool {
+        let mut each = self.patterns.iter().enumerate();
         if self.neq {
-            return v.is_some() && !self.patterns.iter().any(one);
+            return present && !each.any(|(i, p)| one(i, p));
         }
         if self.all {
-            self.patterns.iter().all(one)
+            each.all(|(i, p)| one(i, p))
         } else {
-            self.patterns.iter().any(one)
+            each.any(|(i, p)| one(i, p))
         }
     }
 
@@ -1139,6 +1312,31 @@ mod tests {
     fn field(key: &str, values: &[&str]) -> FieldMatcher {
         let v: Vec<Yaml> = values.iter().map(|s| Yaml::String((*s).into())).collect();
         compile_field(key, &v, &HashMap::new()).unwrap()
+    }
+
+    #[test]
+    fn typed_values_render_as_their_json() {
+        let text = |v: Typed<'_>| v.into_text().into_owned();
+        for a in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.0.1",
+            "100.64.9.99",
+            "192.168.10.200",
+            "::1",
+            "2001:db8::5",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip: IpAddr = a.parse().unwrap();
+            assert_eq!(text(Typed::Ip(ip)), ip.to_string());
+            assert_eq!(text(Typed::Ip(ip)), json!(ip).as_str().unwrap());
+        }
+        for n in [0, 7, 10, 99, 100, 65535, u64::MAX] {
+            assert_eq!(text(Typed::Num(n)), json!(n).to_string());
+        }
+        assert_eq!(Typed::Num(22).number(), Some(22.0));
+        assert_eq!(Typed::Text(" 22 ".into()).number(), Some(22.0));
+        assert_eq!(Typed::Ip("10.0.0.1".parse().unwrap()).number(), None);
     }
 
     #[test]
