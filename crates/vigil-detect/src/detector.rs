@@ -249,6 +249,20 @@ impl Detector {
 
     /// Runs every detection over `event`, appending what it raises.
     pub fn observe(&mut self, event: &Event, out: &mut Vec<Alert>) {
+        self.observe_with(event, out, &mut |_| false);
+    }
+
+    /// [`observe`](Self::observe), offering each rule's alert to `update` first in
+    /// a lighter form (no evidence: see [`Findings::touch`]): when `update` says
+    /// it updated an open finding with it, the full alert is never built.
+    ///
+    /// [`Findings::touch`]: crate::finding::Findings::touch
+    pub fn observe_with(
+        &mut self,
+        event: &Event,
+        out: &mut Vec<Alert>,
+        update: &mut dyn FnMut(&Alert) -> bool,
+    ) {
         self.hits.clear();
         // The record, read no further than rules, correlations and findings reach.
         let doc = LazyDoc::new(event);
@@ -274,7 +288,10 @@ impl Detector {
             if self.silent[i as usize] {
                 continue;
             }
-            out.push(alert_for(&self.rules[i as usize], event, &read));
+            let x = &self.rules[i as usize];
+            if !update(&alert_for(x, event, &read, false)) {
+                out.push(alert_for(x, event, &read, true));
+            }
         }
         if !self.correlator.is_empty() {
             {
@@ -298,7 +315,7 @@ impl Detector {
                 for h in &self.corr_hits {
                     let x = &self.corrs[h.correlation as usize];
                     let def = defs[h.correlation as usize];
-                    let mut a = alert_for(x, event, &read);
+                    let mut a = alert_for(x, event, &read, true);
                     a.first = vigil_model::Timestamp::from_millis(h.first_ms);
                     a.last = vigil_model::Timestamp::from_millis(h.last_ms);
                     a.events = h.events as u64;
@@ -436,8 +453,16 @@ pub fn principal_of(e: &Event) -> Option<String> {
 
 /// An alert for a rule or correlation match; `read` gives the fields the rule names
 /// for its principal and resource (the first of a list, for the resource).
-fn alert_for(x: &Extract, e: &Event, read: &dyn Fn(&FieldPath, bool) -> Option<String>) -> Alert {
-    let mut a = alert_from_event(&x.info, e);
+/// The alert `x` raises on `e`; with `detail` false, without the evidence and
+/// descriptive fields an update of an open finding does not read (see
+/// [`Findings::touch`](crate::finding::Findings::touch)).
+fn alert_for(
+    x: &Extract,
+    e: &Event,
+    read: &dyn Fn(&FieldPath, bool) -> Option<String>,
+    detail: bool,
+) -> Alert {
+    let mut a = alert_from_event_as(&x.info, e, detail);
     if let Some(p) = &x.principal {
         if let Some(v) = read(p, false) {
             a.principal = Some(v);
@@ -457,9 +482,11 @@ fn alert_for(x: &Extract, e: &Event, read: &dyn Fn(&FieldPath, bool) -> Option<S
             if let Some(old) = a.resource_arn.take() {
                 a.resources.push(old);
             }
-            a.evidence
-                .extra
-                .insert("resource_id".into(), Value::String(v.clone()));
+            if detail {
+                a.evidence
+                    .extra
+                    .insert("resource_id".into(), Value::String(v.clone()));
+            }
             a.resource_arn = arn.or(Some(v));
             a.resource_type = ty;
         }
@@ -471,23 +498,34 @@ fn alert_for(x: &Extract, e: &Event, read: &dyn Fn(&FieldPath, bool) -> Option<S
 /// resource, evidence, and for GuardDuty and Security Hub findings their own title,
 /// description, severity and confidence.
 pub fn alert_from_event(rule: &Arc<RuleInfo>, e: &Event) -> Alert {
-    let mut ev = Evidence {
-        source_ip: e.source_ip.map(|ip| ip.to_string()),
-        user_agent: e.user_agent.clone(),
-        api_call: e.action.as_ref().map(|a| a.operation.clone()),
-        aws_region: e.region.clone(),
-        extra: Default::default(),
+    alert_from_event_as(rule, e, true)
+}
+
+/// [`alert_from_event`]; with `detail` false the evidence stays empty (what the
+/// finding is about, its severity, times and events are all there).
+fn alert_from_event_as(rule: &Arc<RuleInfo>, e: &Event, detail: bool) -> Alert {
+    let mut ev = if detail {
+        Evidence {
+            source_ip: e.source_ip.map(|ip| ip.to_string()),
+            user_agent: e.user_agent.clone(),
+            api_call: e.action.as_ref().map(|a| a.operation.clone()),
+            aws_region: e.region.clone(),
+            extra: Default::default(),
+        }
+    } else {
+        Evidence::default()
     };
-    let put = |ev: &mut Evidence, k: &'static str, v: Option<String>| {
-        if let Some(v) = v {
+    // Evidence is only read (and its values only copied) with `detail`.
+    let put = |ev: &mut Evidence, k: &'static str, v: &dyn Fn() -> Option<String>| {
+        if let Some(v) = detail.then(v).flatten() {
             ev.extra.insert(k.into(), Value::String(v));
         }
     };
     if let Some(act) = &e.action {
-        put(&mut ev, "event_source", act.event_source.clone());
+        put(&mut ev, "event_source", &|| act.event_source.clone());
     }
     if let Some(code) = e.outcome.error_code() {
-        put(&mut ev, "error_code", Some(code.to_owned()));
+        put(&mut ev, "error_code", &|| Some(code.to_owned()));
     }
     let mut resource_arn = None;
     let mut resource_type = None;
@@ -518,20 +556,18 @@ pub fn alert_from_event(rule: &Arc<RuleInfo>, e: &Event) -> Alert {
             }
         } else if resource_type.is_none() {
             if let Some(id) = &r.id {
-                put(&mut ev, "resource_id", Some(id.clone()));
+                put(&mut ev, "resource_id", &|| Some(id.clone()));
             }
             resource_type = r.resource_type.clone();
         }
     }
     if let Some(actor) = &e.actor {
-        put(&mut ev, "principal_arn", actor.arn.clone());
-        put(
-            &mut ev,
-            "identity_type",
-            Some(actor.identity_type.as_str().to_owned()),
-        );
-        put(&mut ev, "access_key_id", actor.access_key_id.clone());
-        if let Some(m) = actor.mfa_authenticated {
+        put(&mut ev, "principal_arn", &|| actor.arn.clone());
+        put(&mut ev, "identity_type", &|| {
+            Some(actor.identity_type.as_str().to_owned())
+        });
+        put(&mut ev, "access_key_id", &|| actor.access_key_id.clone());
+        if let (true, Some(m)) = (detail, actor.mfa_authenticated) {
             ev.extra.insert("mfa_authenticated".into(), Value::Bool(m));
         }
         if resource_arn.is_none() {
@@ -555,9 +591,9 @@ pub fn alert_from_event(rule: &Arc<RuleInfo>, e: &Event) -> Alert {
         }
     }
     if let Some(n) = &e.network {
-        put(&mut ev, "dst_addr", n.dst_addr.map(|ip| ip.to_string()));
+        put(&mut ev, "dst_addr", &|| n.dst_addr.map(|ip| ip.to_string()));
         let num = |ev: &mut Evidence, k: &'static str, v: Option<u64>| {
-            if let Some(v) = v {
+            if let (true, Some(v)) = (detail, v) {
                 ev.extra.insert(k.into(), Value::from(v));
             }
         };
@@ -566,13 +602,11 @@ pub fn alert_from_event(rule: &Arc<RuleInfo>, e: &Event) -> Alert {
         num(&mut ev, "protocol", n.protocol.map(u64::from));
         num(&mut ev, "bytes", n.bytes);
         num(&mut ev, "packets", n.packets);
-        put(
-            &mut ev,
-            "flow_action",
-            n.action.map(|a| format!("{a:?}").to_uppercase()),
-        );
-        put(&mut ev, "interface_id", n.interface_id.clone());
-        if ev.source_ip.is_none() {
+        put(&mut ev, "flow_action", &|| {
+            n.action.map(|a| format!("{a:?}").to_uppercase())
+        });
+        put(&mut ev, "interface_id", &|| n.interface_id.clone());
+        if detail && ev.source_ip.is_none() {
             ev.source_ip = n.src_addr.map(|ip| ip.to_string());
         }
         let region = e.region.as_deref().unwrap_or("");
@@ -590,12 +624,14 @@ pub fn alert_from_event(rule: &Arc<RuleInfo>, e: &Event) -> Alert {
     let mut severity: Option<Severity> = None;
     let mut confidence = None;
     if let Some(f) = &e.finding {
-        put(&mut ev, "source_finding_id", Some(f.id.clone()));
-        put(&mut ev, "finding_type", f.finding_type.clone());
-        put(&mut ev, "product", f.product_name.clone());
-        put(&mut ev, "control_id", f.control_id.clone());
-        put(&mut ev, "compliance_status", f.compliance_status.clone());
-        if let Some(s) = f.severity_score {
+        put(&mut ev, "source_finding_id", &|| Some(f.id.clone()));
+        put(&mut ev, "finding_type", &|| f.finding_type.clone());
+        put(&mut ev, "product", &|| f.product_name.clone());
+        put(&mut ev, "control_id", &|| f.control_id.clone());
+        put(&mut ev, "compliance_status", &|| {
+            f.compliance_status.clone()
+        });
+        if let (true, Some(s)) = (detail, f.severity_score) {
             ev.extra.insert("source_severity".into(), Value::from(s));
         }
         title = f.title.clone();

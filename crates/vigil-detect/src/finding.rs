@@ -386,13 +386,62 @@ pub enum Update {
 
 type DedupKey = (String, Option<String>, Option<String>);
 
+/// A [`DedupKey`] borrowed from an alert: hashes as the key does (a tuple struct
+/// hashes its fields in order, as the tuple does).
+#[derive(Hash)]
+struct KeyRef<'a>(&'a str, Option<&'a str>, Option<&'a str>);
+
+impl hashbrown::Equivalent<DedupKey> for KeyRef<'_> {
+    fn equivalent(&self, k: &DedupKey) -> bool {
+        self.0 == k.0 && self.1 == k.1.as_deref() && self.2 == k.2.as_deref()
+    }
+}
+
+/// Whether `alert` falls within the dedup window of `f`.
+fn within(f: &Finding, alert: &Alert, window_ms: i64) -> bool {
+    let (a, b) = (
+        f.detail.first_seen.as_millis() - window_ms,
+        f.detail.last_seen.as_millis() + window_ms,
+    );
+    alert.first.as_millis() <= b && alert.last.as_millis() >= a
+}
+
+/// Folds an alert into the open finding it repeats: times, count, worst severity,
+/// new event ids and resources (both capped).
+fn merge<S: AsRef<str> + Into<String>>(
+    f: &mut Finding,
+    alert: &Alert,
+    severity: Severity,
+    event_ids: impl IntoIterator<Item = S>,
+    resources: impl IntoIterator<Item = S>,
+) {
+    let d = &mut f.detail;
+    d.first_seen = d.first_seen.min(alert.first);
+    d.last_seen = d.last_seen.max(alert.last);
+    d.count += alert.events;
+    d.severity = d.severity.max(severity);
+    for id in event_ids {
+        if d.event_ids.len() >= MAX_EVENT_IDS {
+            break;
+        }
+        if !d.event_ids.iter().any(|have| have == id.as_ref()) {
+            d.event_ids.push(id.into());
+        }
+    }
+    for r in resources {
+        if f.resources.len() < MAX_RESOURCES && !f.resources.iter().any(|have| have == r.as_ref()) {
+            f.resources.push(r.into());
+        }
+    }
+}
+
 /// Folds alerts into findings: the same rule on the same principal and resource
 /// within `window` (event time) of the finding's last event updates it (`last_seen`,
 /// `count`, worst severity); otherwise a new finding opens. Findings whose window has
 /// passed the newest event are closed and handed out, so state stays bounded.
 pub struct Findings {
     window_ms: i64,
-    open: crate::sigma::value::FastMap<DedupKey, Finding>,
+    open: hashbrown::HashMap<DedupKey, Finding, foldhash::fast::RandomState>,
     per_day: HashMap<(i64, u32, u32), u32>,
     /// This stage's share of the per-day sequence when several run side by side:
     /// it numbers `offset + 1`, `offset + 1 + stride`, ….
@@ -439,15 +488,8 @@ impl Findings {
             alert.principal.take(),
             alert.resource_arn.take(),
         );
-        let within = |f: &Finding| {
-            let (a, b) = (
-                f.detail.first_seen.as_millis() - self.window_ms,
-                f.detail.last_seen.as_millis() + self.window_ms,
-            );
-            alert.first.as_millis() <= b && alert.last.as_millis() >= a
-        };
         let update = match self.open.get(&key) {
-            Some(f) if within(f) => Update::Updated,
+            Some(f) if within(f, &alert, self.window_ms) => Update::Updated,
             Some(_) => {
                 if let Some(old) = self.open.remove(&key) {
                     self.closed.push(old);
@@ -458,26 +500,10 @@ impl Findings {
         };
         if update == Update::Updated {
             let f = self.open.get_mut(&key).expect("checked above");
-            let d = &mut f.detail;
-            d.first_seen = d.first_seen.min(alert.first);
-            d.last_seen = d.last_seen.max(alert.last);
-            d.count += alert.events;
-            d.severity = d
-                .severity
-                .max(alert.severity.unwrap_or(alert.rule.severity));
-            for id in alert.event_ids {
-                if d.event_ids.len() >= MAX_EVENT_IDS {
-                    break;
-                }
-                if !d.event_ids.contains(&id) {
-                    d.event_ids.push(id);
-                }
-            }
-            for r in alert.resources {
-                if f.resources.len() < MAX_RESOURCES && !f.resources.contains(&r) {
-                    f.resources.push(r);
-                }
-            }
+            let severity = alert.severity.unwrap_or(alert.rule.severity);
+            let ids = std::mem::take(&mut alert.event_ids);
+            let resources = std::mem::take(&mut alert.resources);
+            merge(f, &alert, severity, ids, resources);
             return (Update::Updated, f);
         }
         alert.principal.clone_from(&key.1);
@@ -485,6 +511,28 @@ impl Findings {
         let finding = self.build(alert, now);
         let slot = self.open.entry(key).or_insert(finding);
         (Update::New, slot)
+    }
+
+    /// What [`record`](Self::record) does with an alert that updates an open
+    /// finding, without taking the alert (which may then lack its evidence, which
+    /// an update does not read). `false`, with nothing done, when the alert would
+    /// open a finding instead: record it then.
+    pub fn touch(&mut self, alert: &Alert) -> bool {
+        let key = KeyRef(
+            &alert.rule.key,
+            alert.principal.as_deref(),
+            alert.resource_arn.as_deref(),
+        );
+        let window = self.window_ms;
+        match self.open.get_mut(&key) {
+            Some(f) if within(f, alert, window) => {
+                self.watermark = self.watermark.max(alert.last.as_millis());
+                let severity = alert.severity.unwrap_or(alert.rule.severity);
+                merge(f, alert, severity, &alert.event_ids, &alert.resources);
+                true
+            }
+            _ => false,
+        }
     }
 
     fn build(&mut self, a: Alert, now: Timestamp) -> Finding {
@@ -655,6 +703,41 @@ mod tests {
             kind: RuleKind::Sigma,
         });
         assert!(bad.unwrap_err().contains("PB-099"));
+    }
+
+    #[test]
+    fn touch_updates_open_findings_as_record_does() {
+        let now = Timestamp::from_millis(0);
+        let (mut a, mut b) = (Findings::new(3_600_000), Findings::new(3_600_000));
+        // Nothing open yet: touch does nothing.
+        assert!(!a.touch(&alert(1_000, "alice")));
+        assert_eq!(a.open_count(), 0);
+        a.record(alert(1_000, "alice"), now);
+        b.record(alert(1_000, "alice"), now);
+        // A repeat: touched in `a`, recorded in `b`; the findings come out the same.
+        let mut again = alert(1_000_000, "alice");
+        again.severity = Some(Severity::Critical);
+        again.resources = vec!["arn:aws:s3:::b".into()];
+        assert!(a.touch(&again));
+        assert_eq!(b.record(again, now).0, Update::Updated);
+        // Another principal, or past the window: not touched (each opens a finding).
+        assert!(!a.touch(&alert(1_000_500, "bob")));
+        assert!(!a.touch(&alert(1_000_000 + 3_700_000, "alice")));
+        assert_eq!(a.open_count(), 1);
+        let (mut fa, mut fb) = (Vec::new(), Vec::new());
+        a.finish(&mut fa);
+        b.finish(&mut fb);
+        assert_eq!(fa.len(), 1);
+        let (fa, fb) = (&fa[0], &fb[0]);
+        assert_eq!(fa.detail.count, 2);
+        assert_eq!(fa.detail.severity, Severity::Critical);
+        assert_eq!(fa.detail.event_ids, ["e1000", "e1000000"]);
+        assert!(fa.resources.iter().any(|r| r == "arn:aws:s3:::b"));
+        assert_eq!(fa.resources, fb.resources);
+        assert_eq!(
+            serde_json::to_value(fa).unwrap(),
+            serde_json::to_value(fb).unwrap()
+        );
     }
 
     #[test]

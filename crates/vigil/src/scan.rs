@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use vigil_detect::finding::Update;
+use vigil_detect::finding::{Alert, Update};
 use vigil_detect::{Finding, Findings};
 use vigil_ingest::{DecodeOptions, FileReport, FlowFormat, Format, Item, RecordError};
 use vigil_model::{Event, SourceKind, Timestamp};
@@ -136,23 +136,41 @@ struct RuleCount {
     findings: u64,
 }
 
+/// The counts of the alert's rule, made on its first alert.
+fn rule_count<'m>(
+    per_rule: &'m mut BTreeMap<String, RuleCount>,
+    a: &Alert,
+) -> Option<&'m mut RuleCount> {
+    if !per_rule.contains_key(&a.rule.key) {
+        per_rule.insert(
+            a.rule.key.clone(),
+            RuleCount {
+                rule: a.rule.title.clone(),
+                rule_id: a.rule.key.clone(),
+                alerts: 0,
+                findings: 0,
+            },
+        );
+    }
+    per_rule.get_mut(&a.rule.key)
+}
+
 impl Detection {
     fn observe(&mut self, event: &Event) -> Result<()> {
         self.alerts.clear();
-        self.detector.observe(event, &mut self.alerts);
+        // Alerts that only update an open finding are folded in as they come,
+        // before their evidence is built.
+        let (findings, per_rule) = (&mut self.findings, &mut self.per_rule);
+        self.detector
+            .observe_with(event, &mut self.alerts, &mut |a: &Alert| {
+                let updated = findings.touch(a);
+                if let (true, Some(c)) = (updated, rule_count(per_rule, a)) {
+                    c.alerts += 1;
+                }
+                updated
+            });
         for a in self.alerts.drain(..) {
-            if !self.per_rule.contains_key(&a.rule.key) {
-                self.per_rule.insert(
-                    a.rule.key.clone(),
-                    RuleCount {
-                        rule: a.rule.title.clone(),
-                        rule_id: a.rule.key.clone(),
-                        alerts: 0,
-                        findings: 0,
-                    },
-                );
-            }
-            let Some(c) = self.per_rule.get_mut(&a.rule.key) else {
+            let Some(c) = rule_count(&mut self.per_rule, &a) else {
                 continue;
             };
             c.alerts += 1;
