@@ -25,6 +25,11 @@ fn usage() -> ! {
     std::process::exit(2)
 }
 
+/// The same allocator as `vigil`, so that the rows it measures itself (the plain
+/// serde parse, the peer) are compared on equal terms.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else { usage() };
