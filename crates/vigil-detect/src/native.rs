@@ -130,19 +130,26 @@ impl AsnDb {
 /// its /24 (IPv4) or /48 (IPv6).
 /// Writes the network `ip` belongs to, as baselines compare them, into `out`.
 fn network_of(ip: IpAddr, info: &NetInfo, out: &mut String) {
-    use std::fmt::Write;
+    use crate::sigma::value::push_u64;
     out.clear();
-    let _ = match (info.asn, ip) {
-        (Some(asn), _) => write!(out, "AS{asn}"),
+    match (info.asn, ip) {
+        (Some(asn), _) => {
+            out.push_str("AS");
+            push_u64(out, u64::from(asn));
+        }
         (None, IpAddr::V4(v4)) => {
-            let o = v4.octets();
-            write!(out, "{}.{}.{}.0/24", o[0], o[1], o[2])
+            for o in &v4.octets()[..3] {
+                push_u64(out, u64::from(*o));
+                out.push('.');
+            }
+            out.push_str("0/24");
         }
         (None, IpAddr::V6(v6)) => {
+            use std::fmt::Write;
             let s = v6.segments();
-            write!(out, "{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+            let _ = write!(out, "{:x}:{:x}:{:x}::/48", s[0], s[1], s[2]);
         }
-    };
+    }
 }
 
 /// Records `now` for `name` in `items`, allocating only for a name not seen yet.
@@ -901,7 +908,15 @@ mod tests {
             out
         };
         assert_eq!(net("203.0.113.9"), "203.0.113.0/24");
+        assert_eq!(net("0.0.0.1"), "0.0.0.0/24");
         assert_eq!(net("2001:db8:7:1::5"), "2001:db8:7::/48");
+        let known = NetInfo {
+            asn: Some(64500),
+            country: None,
+        };
+        let mut out = String::new();
+        network_of("203.0.113.9".parse().unwrap(), &known, &mut out);
+        assert_eq!(out, "AS64500");
     }
 
     #[test]

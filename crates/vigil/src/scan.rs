@@ -4,7 +4,7 @@
 //! Events flow to a list of [`EventSink`]s; today that is the JSON-lines writer, and
 //! detection plugs in as one more sink.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -123,7 +123,8 @@ struct Detection {
     keep: usize,
     by_severity: BTreeMap<&'static str, u64>,
     by_category: BTreeMap<&'static str, u64>,
-    per_rule: BTreeMap<String, RuleCount>,
+    /// Keyed by the rule's address: rules live as long as the detector.
+    per_rule: HashMap<usize, RuleCount>,
     now: Timestamp,
     seen: u64,
 }
@@ -137,22 +138,15 @@ struct RuleCount {
 }
 
 /// The counts of the alert's rule, made on its first alert.
-fn rule_count<'m>(
-    per_rule: &'m mut BTreeMap<String, RuleCount>,
-    a: &Alert,
-) -> Option<&'m mut RuleCount> {
-    if !per_rule.contains_key(&a.rule.key) {
-        per_rule.insert(
-            a.rule.key.clone(),
-            RuleCount {
-                rule: a.rule.title.clone(),
-                rule_id: a.rule.key.clone(),
-                alerts: 0,
-                findings: 0,
-            },
-        );
-    }
-    per_rule.get_mut(&a.rule.key)
+fn rule_count<'m>(per_rule: &'m mut HashMap<usize, RuleCount>, a: &Alert) -> &'m mut RuleCount {
+    per_rule
+        .entry(Arc::as_ptr(&a.rule) as usize)
+        .or_insert_with(|| RuleCount {
+            rule: a.rule.title.clone(),
+            rule_id: a.rule.key.clone(),
+            alerts: 0,
+            findings: 0,
+        })
 }
 
 impl Detection {
@@ -164,15 +158,13 @@ impl Detection {
         self.detector
             .observe_with(event, &mut self.alerts, &mut |a: &Alert| {
                 let updated = findings.touch(a);
-                if let (true, Some(c)) = (updated, rule_count(per_rule, a)) {
-                    c.alerts += 1;
+                if updated {
+                    rule_count(per_rule, a).alerts += 1;
                 }
                 updated
             });
         for a in self.alerts.drain(..) {
-            let Some(c) = rule_count(&mut self.per_rule, &a) else {
-                continue;
-            };
+            let c = rule_count(&mut self.per_rule, &a);
             c.alerts += 1;
             if self.findings.record(a, self.now).0 == Update::New {
                 c.findings += 1;
@@ -443,7 +435,7 @@ impl DetectSetup {
             keep: args.show_findings,
             by_severity: BTreeMap::new(),
             by_category: BTreeMap::new(),
-            per_rule: BTreeMap::new(),
+            per_rule: HashMap::new(),
             now: self.now,
             seen: 0,
         })
@@ -749,12 +741,14 @@ pub fn run(args: &ScanArgs) -> Result<u8> {
         let mut has_corr = false;
         let mut state: Option<vigil_detect::native::BaselineState> = None;
         for mut d in detections {
-            for (k, c) in std::mem::take(&mut d.per_rule) {
-                let e = per_rule.entry(k).or_insert_with(|| RuleCount {
-                    alerts: 0,
-                    findings: 0,
-                    ..c.clone()
-                });
+            for c in std::mem::take(&mut d.per_rule).into_values() {
+                let e = per_rule
+                    .entry(c.rule_id.clone())
+                    .or_insert_with(|| RuleCount {
+                        alerts: 0,
+                        findings: 0,
+                        ..c.clone()
+                    });
                 e.alerts += c.alerts;
                 e.findings += c.findings;
             }

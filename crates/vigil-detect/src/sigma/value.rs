@@ -1038,6 +1038,34 @@ impl Pattern {
     }
 }
 
+/// The JSON texts of the objects and lists inside one field's value, made once per
+/// match and shared by all the field's values (`requestParameters|contains: [a, b]`
+/// writes the object out once, not once per value and nesting level). Keyed by
+/// address: the value is borrowed, unchanged, for the whole match.
+#[derive(Default)]
+struct JsonTexts(std::cell::RefCell<Vec<(usize, String)>>);
+
+impl JsonTexts {
+    /// `test` on `v`'s text (`false` for null).
+    fn with(&self, v: &Value, test: impl FnOnce(&str) -> bool) -> bool {
+        match v {
+            Value::Object(_) | Value::Array(_) => {
+                let key = std::ptr::from_ref(v) as usize;
+                let mut texts = self.0.borrow_mut();
+                let at = match texts.iter().position(|(k, _)| *k == key) {
+                    Some(at) => at,
+                    None => {
+                        texts.push((key, v.to_string()));
+                        texts.len() - 1
+                    }
+                };
+                test(&texts[at].1)
+            }
+            other => scalar_text(other).is_some_and(|t| test(&t)),
+        }
+    }
+}
+
 /// A field value as text for string matching; objects and arrays as compact JSON.
 fn scalar_text(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
     match v {
@@ -1079,22 +1107,24 @@ fn time_part(v: &Value, part: TimePart) -> Option<f64> {
 }
 
 impl Pattern {
-    fn test_value(&self, v: &Value, root: &dyn Members) -> bool {
+    fn test_value(&self, v: &Value, root: &dyn Members, texts: &JsonTexts) -> bool {
         match v {
             // A field holding a list matches when any of its items does; an object
             // (e.g. `requestParameters`) when any string inside it does. Either also
             // matches as a whole, by its JSON text.
-            Value::Array(items) if items.iter().any(|i| self.test_value(i, root)) => return true,
+            Value::Array(items) if items.iter().any(|i| self.test_value(i, root, texts)) => {
+                return true
+            }
             Value::Object(map)
-                if self.is_textual() && map.values().any(|i| self.test_value(i, root)) =>
+                if self.is_textual() && map.values().any(|i| self.test_value(i, root, texts)) =>
             {
                 return true
             }
             _ => {}
         }
         match self {
-            Pattern::Str { m, cased } => scalar_text(v).is_some_and(|t| m.test(&t, *cased)),
-            Pattern::Regex(re) => scalar_text(v).is_some_and(|t| re.is_match(&t)),
+            Pattern::Str { m, cased } => texts.with(v, |t| m.test(t, *cased)),
+            Pattern::Regex(re) => texts.with(v, |t| re.is_match(t)),
             Pattern::Cidr(c) => v
                 .as_str()
                 .and_then(|s| s.trim().parse::<IpAddr>().ok())
@@ -1251,11 +1281,12 @@ impl FieldMatcher {
     /// Matches against the event's JSON.
     pub fn matches(&self, root: &dyn Members) -> bool {
         let v = self.path.lookup(root);
+        let texts = JsonTexts::default();
         let one = |p: &Pattern| match v {
             None => p.test_missing(),
             Some(v) => match p {
                 Pattern::Exists(want) => *want,
-                p => p.test_value(v, root),
+                p => p.test_value(v, root, &texts),
             },
         };
         if self.neq {
