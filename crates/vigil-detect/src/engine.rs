@@ -7,21 +7,41 @@
 //! through a [`LazyDoc`], which parses a record's members only as they are reached.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use serde_json::Value;
 use vigil_model::{Event, Raw, SourceKind};
 
 use std::cell::OnceCell;
 
-use crate::sigma::rule::TYPED_CLOUDTRAIL_FIELDS;
-use crate::sigma::value::{FieldPath, Members, TextCache, Typed};
+use crate::sigma::rule::{typed_field, TYPED_CLOUDTRAIL_FIELDS};
+use crate::sigma::value::{fold_key, FastMap, FieldPath, Members, TextCache, Typed};
 use crate::sigma::{CompiledRule, RuleIssue, Subject};
 
 #[derive(Default)]
 struct SourceIndex {
-    by_event_name: HashMap<String, Vec<u32>>,
+    by_event_name: FastMap<String, Vec<u32>>,
+    /// Rules no event name narrows but whose condition pins another typed field
+    /// to exact values (`userIdentity.type: Root`, `network.action: REJECT`).
+    by_field: Vec<FieldIndex>,
     always: Vec<u32>,
+}
+
+struct FieldIndex {
+    /// The field, by its typed number.
+    id: u8,
+    by_value: FastMap<String, Vec<u32>>,
+    /// Every rule indexed under the field, for events whose model does not carry it.
+    all: Vec<u32>,
+}
+
+/// The typed fields rules are indexed by, per source, when their event name is not
+/// pinned; the first a rule's condition pins is used.
+fn index_fields(s: SourceKind) -> &'static [&'static str] {
+    match s {
+        SourceKind::CloudTrail => &["userIdentity.type", "errorCode", "userAgent", "eventSource"],
+        SourceKind::VpcFlow => &["network.action"],
+        _ => &[],
+    }
 }
 
 /// Compiled rules, indexed for matching.
@@ -390,13 +410,41 @@ impl RuleSet {
                     let i = kept.len() as u32;
                     for s in sources {
                         let slot = &mut index[source_slot(s)];
-                        match (&rule.event_names, s) {
-                            (Some(names), SourceKind::CloudTrail) => {
-                                for n in names {
-                                    slot.by_event_name.entry(n.clone()).or_default().push(i);
+                        if let (Some(names), SourceKind::CloudTrail) = (&rule.event_names, s) {
+                            for n in names {
+                                let ids = slot.by_event_name.entry(n.clone()).or_default();
+                                // A name listed twice must not try the rule twice.
+                                if ids.last() != Some(&i) {
+                                    ids.push(i);
                                 }
                             }
-                            _ => slot.always.push(i),
+                            continue;
+                        }
+                        let pinned = index_fields(s)
+                            .iter()
+                            .find_map(|f| Some((typed_field(f)?, rule.required_values(f)?)));
+                        let Some((id, values)) = pinned else {
+                            slot.always.push(i);
+                            continue;
+                        };
+                        let at = match slot.by_field.iter().position(|x| x.id == id) {
+                            Some(at) => at,
+                            None => {
+                                slot.by_field.push(FieldIndex {
+                                    id,
+                                    by_value: FastMap::default(),
+                                    all: Vec::new(),
+                                });
+                                slot.by_field.len() - 1
+                            }
+                        };
+                        let fi = &mut slot.by_field[at];
+                        fi.all.push(i);
+                        for v in values {
+                            let ids = fi.by_value.entry(v).or_default();
+                            if ids.last() != Some(&i) {
+                                ids.push(i);
+                            }
                         }
                     }
                     kept.push(rule);
@@ -422,14 +470,13 @@ impl RuleSet {
         self.rules.is_empty()
     }
 
-    /// How many rules can be skipped by event name, and how many are always tried.
+    /// How many rules are tried only on some events (by event name or another
+    /// field's value), and how many on every event of their source.
     pub fn index_stats(&self) -> (usize, usize) {
-        let indexed = self
-            .rules
-            .iter()
-            .filter(|r| r.event_names.is_some())
-            .count();
-        (indexed, self.rules.len() - indexed)
+        let mut always: Vec<u32> = self.index.iter().flat_map(|s| s.always.clone()).collect();
+        always.sort_unstable();
+        always.dedup();
+        (self.rules.len() - always.len(), always.len())
     }
 
     /// Pushes the index of every rule `event` matches onto `out`.
@@ -467,9 +514,7 @@ impl RuleSet {
         scratch.candidates.clear();
         if !slot.by_event_name.is_empty() {
             if let Some(a) = &event.action {
-                scratch.name.clear();
-                scratch.name.push_str(&a.operation);
-                scratch.name.make_ascii_lowercase();
+                fold_key(&a.operation, &mut scratch.name);
                 if let Some(ids) = slot.by_event_name.get(scratch.name.as_str()) {
                     scratch.candidates.extend_from_slice(ids);
                 }
@@ -482,6 +527,24 @@ impl RuleSet {
                 SourceKind::VpcFlow => true,
                 _ => false,
             };
+        for fi in &slot.by_field {
+            // The reference path tries them all, so that it checks the index too.
+            match typed_value(event, fi.id).filter(|_| typed_ok) {
+                Some(Some(v)) => {
+                    fold_key(&v.into_text(), &mut scratch.name);
+                    if let Some(ids) = fi.by_value.get(scratch.name.as_str()) {
+                        scratch.candidates.extend_from_slice(ids);
+                    }
+                }
+                // No value: no rule that needs one of these can match.
+                Some(None) => {}
+                None => scratch.candidates.extend_from_slice(&fi.all),
+            }
+        }
+        // In rule order, however the index found them.
+        if !slot.by_field.is_empty() || !slot.by_event_name.is_empty() {
+            scratch.candidates.sort_unstable();
+        }
         if typed_ok {
             // Typed fields first; the record is only read where a rule reaches a
             // field the event model does not carry.

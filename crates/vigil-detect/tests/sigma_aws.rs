@@ -188,3 +188,91 @@ fn records_read_member_by_member_as_the_full_parse_has_them() {
         "{records} records, {members} members"
     );
 }
+
+#[test]
+fn rules_indexed_by_a_field_value_match_as_unindexed() {
+    // Rules no event name narrows, pinned to values of other typed fields: tried
+    // only on events with one of those values (folded as the matcher folds them),
+    // with the same matches as trying every rule on the record's JSON.
+    let rules = r#"
+title: root
+logsource: {product: aws, service: cloudtrail}
+detection:
+  s: {userIdentity.type: Root}
+  condition: s
+---
+title: denied or agent
+logsource: {product: aws, service: cloudtrail}
+detection:
+  a: {errorCode: [AccessDenied, AccessDenied]}
+  b: {errorCode: UnauthorizedOperation, userAgent|contains: cli}
+  condition: a or b
+---
+title: kelvin key
+logsource: {product: aws, service: cloudtrail}
+detection:
+  s: {userAgent: key}
+  condition: s
+---
+title: not pinned
+logsource: {product: aws, service: cloudtrail}
+detection:
+  s: {userIdentity.type: Root}
+  condition: not s
+"#;
+    let mut loaded = Loaded::default();
+    vigil_detect::sigma::load_str(
+        rules,
+        Path::new("t.yml"),
+        &CompileOptions::default(),
+        &mut loaded,
+    );
+    assert!(loaded.issues.is_empty(), "{:?}", loaded.issues);
+    let (set, _) = RuleSet::new(loaded.rules);
+    assert_eq!(set.index_stats(), (3, 1));
+    let record = |ty: &str, err: Option<&str>, ua: &str| {
+        let err = err.map_or(String::new(), |e| format!(r#""errorCode":"{e}","#));
+        format!(
+            r#"{{"eventVersion":"1.08","eventTime":"2024-06-01T00:00:00Z","eventSource":"iam.amazonaws.com","eventName":"ListUsers","awsRegion":"us-east-1","sourceIPAddress":"203.0.113.9",{err}"userAgent":"{ua}","userIdentity":{{"type":"{ty}","arn":"arn:aws:iam::123456789012:root","accountId":"123456789012"}},"eventID":"{ty}-{ua}","recipientAccountId":"123456789012"}}"#
+        )
+    };
+    let records = [
+        record("Root", None, "console"),
+        record("ROOT", Some("AccessDenied"), "x"),
+        record("IAMUser", Some("accessdenied"), "x"),
+        record("IAMUser", Some("UnauthorizedOperation"), "aws-cli/2"),
+        record("IAMUser", Some("UnauthorizedOperation"), "boto3"),
+        // U+212A KELVIN SIGN lowercases to an ASCII `k`.
+        record("AssumedRole", None, "\u{212A}EY"),
+    ];
+    let text = format!("{{\"Records\":[{}]}}", records.join(","));
+    let d = vigil_ingest::open_reader(
+        Path::new("t.json"),
+        Box::new(std::io::Cursor::new(text.into_bytes())),
+        &DecodeOptions::default(),
+    )
+    .unwrap();
+    let (mut s1, mut s2) = (Scratch::default(), Scratch::default());
+    let mut got = Vec::new();
+    for item in d {
+        let Item::Event(e) = item else {
+            panic!("decode error")
+        };
+        let (mut fast, mut slow) = (Vec::new(), Vec::new());
+        set.evaluate(&e, &mut s1, &mut fast);
+        set.evaluate_on_json(&e, &mut s2, &mut slow);
+        assert_eq!(fast, slow, "{}", e.id);
+        got.push(fast);
+    }
+    assert_eq!(
+        got,
+        [
+            vec![0],
+            vec![0, 1],
+            vec![1, 3],
+            vec![1, 3],
+            vec![3],
+            vec![2, 3]
+        ]
+    );
+}

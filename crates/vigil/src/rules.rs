@@ -208,7 +208,7 @@ pub fn run(cmd: &RulesCommand) -> Result<u8> {
             }
             let (indexed, always) = det.rule_set().index_stats();
             println!(
-                "{} rules, {} correlations and {} native detectors loaded ({indexed} rules indexed by event name, {always} tried on every event of their source); {} unsupported, {} invalid",
+                "{} rules, {} correlations and {} native detectors loaded ({indexed} rules indexed by event name or another field's value, {always} tried on every event of their source); {} unsupported, {} invalid",
                 det.rule_set().len(),
                 det.correlator().correlations().count(),
                 det.natives().infos().count(),

@@ -234,6 +234,12 @@ impl CompiledRule {
         self.eval(&self.condition, &mut field, raw, memo)
     }
 
+    /// The values `field` must have for the rule to match (folded: see
+    /// [`value::fold_key`]), when its condition pins the field to exact literals.
+    pub(crate) fn required_values(&self, field: &str) -> Option<Vec<String>> {
+        required_values(&self.condition, &self.selections, field)
+    }
+
     /// Numbers the typed matchers worth a [`value::TextCache`] slot from `next` on.
     pub fn number_cached(&mut self, next: &mut u32) {
         for (_, sel) in &mut self.selections {
@@ -744,6 +750,13 @@ fn resolve(c: &Cond, sels: &[(String, Selection)]) -> Result<Node, String> {
 /// The eventName values one of which an event must have for the condition to hold,
 /// when the condition implies such a set.
 fn required_names(n: &Node, sels: &[(String, Selection)]) -> Option<Vec<String>> {
+    required_values(n, sels, "eventName")
+}
+
+/// The values `field` must have (case-insensitively) for the condition to hold,
+/// folded as the matcher folds them; `None` when the condition does not pin it to
+/// a list of exact literals.
+fn required_values(n: &Node, sels: &[(String, Selection)], field: &str) -> Option<Vec<String>> {
     match n {
         Node::Sel(i) => match &sels[*i].1 {
             Selection::Maps(maps) => {
@@ -751,7 +764,7 @@ fn required_names(n: &Node, sels: &[(String, Selection)]) -> Option<Vec<String>>
                 for fields in maps {
                     let f = fields
                         .iter()
-                        .find(|f| f.path.name == "eventName" && !f.neq && !f.all)?;
+                        .find(|f| f.path.name == field && !f.neq && !f.all)?;
                     for p in &f.patterns {
                         all.push(p.exact_literal()?.to_owned());
                     }
@@ -764,12 +777,12 @@ fn required_names(n: &Node, sels: &[(String, Selection)]) -> Option<Vec<String>>
         // Any constrained conjunct constrains the whole; take the narrowest.
         Node::And(xs) => xs
             .iter()
-            .filter_map(|x| required_names(x, sels))
+            .filter_map(|x| required_values(x, sels, field))
             .min_by_key(Vec::len),
         Node::Or(xs) => {
             let mut all = Vec::new();
             for x in xs {
-                all.extend(required_names(x, sels)?);
+                all.extend(required_values(x, sels, field)?);
             }
             Some(all)
         }

@@ -902,6 +902,19 @@ fn decimal_len(mut n: u64) -> usize {
     len
 }
 
+/// `text` folded as a case-insensitive exact match folds it before comparing with a
+/// pattern's literal (ASCII lowercase, or full lowercase for non-ASCII text): equal
+/// keys are exactly the texts that match.
+pub fn fold_key(text: &str, out: &mut String) {
+    out.clear();
+    if text.is_ascii() {
+        out.push_str(text);
+        out.make_ascii_lowercase();
+    } else {
+        out.push_str(&text.to_lowercase());
+    }
+}
+
 /// Compares ASCII case-insensitively against an already folded pattern; a non-ASCII
 /// haystack is folded into a temporary.
 fn with_folded<R>(hay: &str, cased: bool, f: impl FnOnce(&str, bool) -> R) -> R {
