@@ -19,17 +19,64 @@ use crate::sigma::{CompiledRule, RuleIssue, Subject};
 
 #[derive(Default)]
 struct SourceIndex {
-    by_event_name: FastMap<String, Vec<u32>>,
+    by_event_name: ValueIndex,
     /// Rules no event name narrows but whose condition pins another typed field
     /// to exact values (`userIdentity.type: Root`, `network.action: REJECT`).
     by_field: Vec<FieldIndex>,
     always: Vec<u32>,
 }
 
+/// Rules by the (folded) value a field must have. Remembers the lengths of its
+/// values, so that most texts that cannot be one (a long `userAgent`) are turned
+/// away without being folded.
+#[derive(Default)]
+struct ValueIndex {
+    map: FastMap<String, Vec<u32>>,
+    /// Bit `n` set: some value is `n` bytes long (`n` < 64); `long`: some is longer.
+    lens: u64,
+    long: bool,
+}
+
+impl ValueIndex {
+    fn add(&mut self, value: String, rule: u32) {
+        match value.len() {
+            n if n < 64 => self.lens |= 1 << n,
+            _ => self.long = true,
+        }
+        let ids = self.map.entry(value).or_default();
+        // A value listed twice must not try the rule twice.
+        if ids.last() != Some(&rule) {
+            ids.push(rule);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The rules for `text`, folded into `buf` when its length may match.
+    fn get(&self, text: &str, buf: &mut String) -> Option<&[u32]> {
+        // ASCII folds to the same length; other text may change length.
+        if text.is_ascii() {
+            let n = text.len();
+            let possible = if n < 64 {
+                self.lens & (1 << n) != 0
+            } else {
+                self.long
+            };
+            if !possible {
+                return None;
+            }
+        }
+        fold_key(text, buf);
+        self.map.get(buf.as_str()).map(Vec::as_slice)
+    }
+}
+
 struct FieldIndex {
     /// The field, by its typed number.
     id: u8,
-    by_value: FastMap<String, Vec<u32>>,
+    by_value: ValueIndex,
     /// Every rule indexed under the field, for events whose model does not carry it.
     all: Vec<u32>,
 }
@@ -412,11 +459,7 @@ impl RuleSet {
                         let slot = &mut index[source_slot(s)];
                         if let (Some(names), SourceKind::CloudTrail) = (&rule.event_names, s) {
                             for n in names {
-                                let ids = slot.by_event_name.entry(n.clone()).or_default();
-                                // A name listed twice must not try the rule twice.
-                                if ids.last() != Some(&i) {
-                                    ids.push(i);
-                                }
+                                slot.by_event_name.add(n.clone(), i);
                             }
                             continue;
                         }
@@ -432,7 +475,7 @@ impl RuleSet {
                             None => {
                                 slot.by_field.push(FieldIndex {
                                     id,
-                                    by_value: FastMap::default(),
+                                    by_value: ValueIndex::default(),
                                     all: Vec::new(),
                                 });
                                 slot.by_field.len() - 1
@@ -441,10 +484,7 @@ impl RuleSet {
                         let fi = &mut slot.by_field[at];
                         fi.all.push(i);
                         for v in values {
-                            let ids = fi.by_value.entry(v).or_default();
-                            if ids.last() != Some(&i) {
-                                ids.push(i);
-                            }
+                            fi.by_value.add(v, i);
                         }
                     }
                     kept.push(rule);
@@ -514,8 +554,7 @@ impl RuleSet {
         scratch.candidates.clear();
         if !slot.by_event_name.is_empty() {
             if let Some(a) = &event.action {
-                fold_key(&a.operation, &mut scratch.name);
-                if let Some(ids) = slot.by_event_name.get(scratch.name.as_str()) {
+                if let Some(ids) = slot.by_event_name.get(&a.operation, &mut scratch.name) {
                     scratch.candidates.extend_from_slice(ids);
                 }
             }
@@ -531,8 +570,7 @@ impl RuleSet {
             // The reference path tries them all, so that it checks the index too.
             match typed_value(event, fi.id).filter(|_| typed_ok) {
                 Some(Some(v)) => {
-                    fold_key(&v.into_text(), &mut scratch.name);
-                    if let Some(ids) = fi.by_value.get(scratch.name.as_str()) {
+                    if let Some(ids) = fi.by_value.get(&v.into_text(), &mut scratch.name) {
                         scratch.candidates.extend_from_slice(ids);
                     }
                 }
