@@ -130,11 +130,11 @@ pub enum StrMatch {
     Glob(Vec<Glob>),
 }
 
-/// An IPv4 or IPv6 network.
+/// An IPv4 or IPv6 network, its address already masked.
 #[derive(Clone, Copy, Debug)]
-pub struct Cidr {
-    net: IpAddr,
-    bits: u8,
+pub enum Cidr {
+    V4 { net: u32, mask: u32 },
+    V6 { net: u128, mask: u128 },
 }
 
 impl Cidr {
@@ -146,30 +146,31 @@ impl Cidr {
         let net: IpAddr = addr.trim().parse().ok()?;
         let max = if net.is_ipv4() { 32 } else { 128 };
         let bits = match bits {
-            Some(b) => b.trim().parse::<u8>().ok().filter(|b| *b <= max)?,
+            Some(b) => b.trim().parse::<u32>().ok().filter(|b| *b <= max)?,
             None => max,
         };
-        Some(Cidr { net, bits })
+        Some(match net {
+            IpAddr::V4(n) => {
+                let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+                Cidr::V4 {
+                    net: u32::from(n) & mask,
+                    mask,
+                }
+            }
+            IpAddr::V6(n) => {
+                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                Cidr::V6 {
+                    net: u128::from(n) & mask,
+                    mask,
+                }
+            }
+        })
     }
 
     fn contains(&self, ip: IpAddr) -> bool {
-        match (self.net, ip) {
-            (IpAddr::V4(n), IpAddr::V4(i)) => {
-                let mask = if self.bits == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - self.bits)
-                };
-                u32::from(n) & mask == u32::from(i) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(i)) => {
-                let mask = if self.bits == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - self.bits)
-                };
-                u128::from(n) & mask == u128::from(i) & mask
-            }
+        match (*self, ip) {
+            (Cidr::V4 { net, mask }, IpAddr::V4(i)) => u32::from(i) & mask == net,
+            (Cidr::V6 { net, mask }, IpAddr::V6(i)) => u128::from(i) & mask == net,
             _ => false,
         }
     }
@@ -1242,6 +1243,11 @@ impl FieldMatcher {
             let hit = v.is_some_and(|t| with_folded(t, *cased, |h, _| set.is_match(h)));
             return if self.neq { v.is_some() && !hit } else { hit };
         }
+        // One string value (`network.action: ACCEPT`): `all` and `any` agree.
+        if let [Pattern::Str { m, cased }] = self.patterns.as_slice() {
+            let hit = v.is_some_and(|t| m.test(t, *cased));
+            return if self.neq { v.is_some() && !hit } else { hit };
+        }
         self.decide(v.is_some(), |_, p| match v {
             Some(t) => p.test_text(t),
             None => p.test_missing(),
@@ -1256,6 +1262,17 @@ impl FieldMatcher {
         match v {
             None => self.matches_text(None),
             Some(Typed::Text(t)) => self.matches_text(Some(t)),
+            // Only plain numbers (`network.dst_port: [22, 3389]`).
+            Some(Typed::Num(n)) if self.nums.is_some() => {
+                let nums = self.nums.as_deref().unwrap_or_default();
+                if self.neq {
+                    !nums.contains(n)
+                } else if self.all {
+                    nums.iter().all(|x| x == n)
+                } else {
+                    nums.contains(n)
+                }
+            }
             Some(Typed::Num(n)) if self.direct_num => self.decide(true, |i, p| match p {
                 Pattern::Cmp { op, value } => op.test(*n as f64, *value),
                 Pattern::Exists(want) => *want,
