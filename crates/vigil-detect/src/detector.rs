@@ -470,8 +470,8 @@ fn alert_for(
     }
     if let Some(p) = &x.resource {
         if let Some(v) = read(p, true) {
-            let ty = x.info.resource_type.clone();
-            let arn = ty.as_deref().and_then(|t| {
+            let ty = x.info.resource_type.as_deref();
+            let arn = ty.and_then(|t| {
                 arn_for(
                     t,
                     &v,
@@ -488,7 +488,7 @@ fn alert_for(
                     .insert("resource_id".into(), Value::String(v.clone()));
             }
             a.resource_arn = arn.or(Some(v));
-            a.resource_type = ty;
+            a.resource_type = ty.filter(|_| detail).map(str::to_owned);
         }
     }
     a
@@ -654,8 +654,8 @@ fn alert_from_event_as(rule: &Arc<RuleInfo>, e: &Event, detail: bool) -> Alert {
         rule: rule.clone(),
         first: e.time,
         last: e.time,
-        account: e.account.clone(),
-        region: e.region.clone(),
+        account: if detail { e.account.clone() } else { None },
+        region: if detail { e.region.clone() } else { None },
         principal: principal_of(e),
         resource_arn,
         resource_type,

@@ -321,10 +321,22 @@ pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// `userAgent` holds a few hundred distinct values across millions of records, so a
 /// matcher scanning it with a dozen patterns mostly asks a question already
 /// answered. Per thread; each slot holds at most [`TextCache::MAX`] texts and
-/// starts over when full.
+/// starts over when full. A slot whose texts rarely repeat (an ARN with a session
+/// name in it) costs more to remember than to test: after a trial where fewer than
+/// half its lookups hit, it tests directly for a while, then tries again.
 pub struct TextCache {
-    slots: Vec<FastMap<Box<str>, bool>>,
+    slots: Vec<CacheSlot>,
     min_len: usize,
+}
+
+#[derive(Default)]
+struct CacheSlot {
+    answers: FastMap<Box<str>, bool>,
+    /// Lookups and hits in the current trial.
+    lookups: u32,
+    hits: u32,
+    /// Texts still to test directly before the next trial.
+    bypass: u32,
 }
 
 impl Default for TextCache {
@@ -337,6 +349,9 @@ impl Default for TextCache {
 
 impl TextCache {
     pub const MAX: usize = 2048;
+    /// Lookups per trial, and texts tested directly after a trial that failed.
+    const TRIAL: u32 = 4096;
+    const BYPASS: u32 = 65_536;
 
     /// A cache that keeps texts of at least `min_len` bytes.
     pub fn keeping_from(min_len: usize) -> TextCache {
@@ -353,17 +368,36 @@ impl TextCache {
         }
         let slot = slot as usize;
         if slot >= self.slots.len() {
-            self.slots.resize_with(slot + 1, FastMap::default);
+            self.slots.resize_with(slot + 1, CacheSlot::default);
         }
-        let map = &mut self.slots[slot];
-        if let Some(&hit) = map.get(text) {
-            return hit;
+        let s = &mut self.slots[slot];
+        if s.bypass > 0 {
+            s.bypass -= 1;
+            return test();
         }
-        let hit = test();
-        if map.len() >= Self::MAX {
-            map.clear();
+        s.lookups += 1;
+        let hit = match s.answers.get(text) {
+            Some(&hit) => {
+                s.hits += 1;
+                hit
+            }
+            None => {
+                let hit = test();
+                if s.answers.len() >= Self::MAX {
+                    s.answers.clear();
+                }
+                s.answers.insert(text.into(), hit);
+                hit
+            }
+        };
+        if s.lookups >= Self::TRIAL {
+            if s.hits * 2 < s.lookups {
+                s.bypass = Self::BYPASS;
+                s.answers = FastMap::default();
+            }
+            s.lookups = 0;
+            s.hits = 0;
         }
-        map.insert(text.into(), hit);
         hit
     }
 }
@@ -1373,6 +1407,37 @@ mod tests {
     fn field(key: &str, values: &[&str]) -> FieldMatcher {
         let v: Vec<Yaml> = values.iter().map(|s| Yaml::String((*s).into())).collect();
         compile_field(key, &v, &HashMap::new()).unwrap()
+    }
+
+    #[test]
+    fn text_cache_answers_as_the_test_and_steps_aside_when_texts_do_not_repeat() {
+        let mut cache = TextCache::keeping_from(0);
+        let truth = |t: &str| t.bytes().map(u32::from).sum::<u32>() % 3 == 0;
+        let mut tests = 0;
+        // Texts that never repeat: after one trial the slot stops remembering.
+        for i in 0..3 * TextCache::TRIAL {
+            let t = format!("arn:aws:sts::1:assumed-role/r/session-{i}");
+            let got = cache.get_or(0, &t, || {
+                tests += 1;
+                truth(&t)
+            });
+            assert_eq!(got, truth(&t));
+        }
+        assert_eq!(tests, 3 * TextCache::TRIAL);
+        assert!(cache.slots[0].answers.is_empty());
+        assert!(cache.slots[0].bypass > 0);
+        // A slot whose texts repeat keeps them: each is tested once.
+        let mut tests = 0;
+        for i in 0..3 * TextCache::TRIAL {
+            let t = format!("aws-cli/2.{}", i % 100);
+            let got = cache.get_or(1, &t, || {
+                tests += 1;
+                truth(&t)
+            });
+            assert_eq!(got, truth(&t));
+        }
+        assert_eq!(tests, 100);
+        assert_eq!(cache.slots[1].bypass, 0);
     }
 
     #[test]
