@@ -584,6 +584,8 @@ impl RuleSet {
             scratch.candidates.sort_unstable();
         }
         if typed_ok {
+            // A CloudTrail record is what rules read as JSON (see `document`).
+            let raw_is_doc = event.source == SourceKind::CloudTrail;
             // Typed fields first; the record is only read where a rule reaches a
             // field the event model does not carry.
             for &i in &scratch.candidates {
@@ -591,6 +593,7 @@ impl RuleSet {
                     &|id| typed_value(event, id),
                     doc,
                     event.raw.as_str(),
+                    raw_is_doc,
                     &mut scratch.memo,
                     &mut scratch.texts,
                 ) {

@@ -207,12 +207,15 @@ impl CompiledRule {
     /// event model does not carry the field for this event) and
     /// the others from the record's members in `doc`, which may parse each member
     /// only when a rule first reaches into it.
-    /// Answers of scanning matchers on texts already seen come from `cache`.
+    /// Answers of scanning matchers on texts already seen come from `cache`. When
+    /// `doc` is `raw` parsed (`raw_is_doc`: a CloudTrail record), a field whose
+    /// values all need some text the record lacks is not looked up.
     pub fn matches_hybrid<'e>(
         &self,
         get: &dyn Fn(u8) -> Option<Option<value::Typed<'e>>>,
         doc: &dyn value::Members,
         raw: &str,
+        raw_is_doc: bool,
         memo: &mut Vec<Option<bool>>,
         cache: &mut value::TextCache,
     ) -> bool {
@@ -227,6 +230,12 @@ impl CompiledRule {
                         }
                         (_, v) => f.matches_typed(v.as_ref()),
                     };
+                }
+            }
+            if let (true, Some(needles)) = (raw_is_doc, &f.prefilter) {
+                let raw = raw.as_bytes();
+                if !needles.iter().any(|n| n.found_in(raw)) && !value::raw_holds_escapes(raw) {
+                    return false;
                 }
             }
             f.matches(doc)

@@ -299,6 +299,11 @@ pub struct FieldMatcher {
     /// Whether a typed number, and a typed address, can be tested without its text.
     direct_num: bool,
     direct_ip: bool,
+    /// For string values read from the record's JSON: a piece of each value that
+    /// the record's text must hold (ignoring case) for any value to match, so a
+    /// record without any of them is turned away before its members are parsed.
+    /// Only pieces no JSON writer escapes (letters, digits, some punctuation).
+    pub prefilter: Option<Box<[Needle]>>,
     pub patterns: Vec<Pattern>,
     /// `all`: every value must match (default: any).
     pub all: bool,
@@ -895,18 +900,116 @@ pub fn compile_field(
             Pattern::Cmp { .. } | Pattern::Cidr(_) | Pattern::Exists(_)
         )
     });
+    let prefilter = if m.neq {
+        None
+    } else {
+        patterns
+            .iter()
+            .map(|p| match p {
+                Pattern::Str { m, .. } => Needle::of(m),
+                _ => None,
+            })
+            .collect::<Option<Box<[Needle]>>>()
+            .filter(|n| !n.is_empty())
+    };
     Ok(FieldMatcher {
         path: FieldPath::new(field),
         typed: None,
         nums,
         direct_num,
         direct_ip,
+        prefilter,
         patterns,
         all: m.all,
         neq: m.neq,
         set,
         cache_slot: None,
     })
+}
+
+/// A piece of text searched for in a record's raw text, ignoring ASCII case: by its
+/// rarest byte, then the whole piece around it. Only meaningful on a text without
+/// `\u` escapes (see [`raw_holds_escapes`]).
+#[derive(Clone, Debug)]
+pub struct Needle {
+    /// Lowercase.
+    text: Box<[u8]>,
+    /// Where in `text` the byte searched for first lies.
+    anchor: usize,
+}
+
+impl Needle {
+    /// Pieces with fewer letters than this are too common to turn records away.
+    const MIN: usize = 4;
+
+    /// The last run of the literal parts of `m` with enough letters (in paths and
+    /// URIs the last part says most: `…/global/AllUsers`), among runs of
+    /// bytes a record's JSON text holds exactly as the parsed value does: letters,
+    /// digits and punctuation that is neither escaped nor JSON's own structure
+    /// (no quotes, slashes, colons, commas or brackets). With at least
+    /// [`MIN`](Self::MIN) letters such a run can only lie inside a string (or
+    /// `true`, `false`, `null`), never in a number's text, which a writer may
+    /// format differently.
+    fn of(m: &StrMatch) -> Option<Needle> {
+        let safe = |b: &u8| b.is_ascii_alphanumeric() || b"-_.@=+;#$%!()|~^ ".contains(b);
+        let lits: Vec<&str> = match m {
+            StrMatch::Exact(l)
+            | StrMatch::Prefix(l)
+            | StrMatch::Suffix(l)
+            | StrMatch::Contains(l) => {
+                vec![l.as_str()]
+            }
+            StrMatch::Glob(g) => g
+                .iter()
+                .filter_map(|x| match x {
+                    Glob::Lit(l) => Some(l.as_str()),
+                    _ => None,
+                })
+                .collect(),
+        };
+        let letters = |run: &[u8]| run.iter().filter(|b| b.is_ascii_alphabetic()).count();
+        let best = lits
+            .iter()
+            .flat_map(|l| l.as_bytes().split(|b| !safe(b)))
+            .rev()
+            .find(|run| letters(run) >= Self::MIN)?;
+        let text: Box<[u8]> = best.to_ascii_lowercase().into();
+        // Rarer letters first; digits and punctuation count as common.
+        const RARE: &[u8] = b"zqjxkvbpygfwmucldrhsnioate";
+        let rank = |b: u8| RARE.iter().position(|r| *r == b).unwrap_or(RARE.len());
+        let anchor = (0..text.len()).min_by_key(|&i| rank(text[i]))?;
+        Some(Needle { text, anchor })
+    }
+
+    /// Whether `hay` holds the piece, ignoring ASCII case.
+    pub fn found_in(&self, hay: &[u8]) -> bool {
+        let (n, a) = (self.text.len(), self.anchor);
+        if hay.len() < n {
+            return false;
+        }
+        let c = self.text[a];
+        let (lo, up) = (c, c.to_ascii_uppercase());
+        // The anchor can only sit where the whole piece fits around it.
+        let mut from = a;
+        let last = hay.len() - (n - a);
+        while from <= last {
+            let Some(i) = memchr::memchr2(lo, up, &hay[from..=last]) else {
+                return false;
+            };
+            let at = from + i;
+            if hay[at - a..at - a + n].eq_ignore_ascii_case(&self.text) {
+                return true;
+            }
+            from = at + 1;
+        }
+        false
+    }
+}
+
+/// Whether a record's text has `\u` escapes, which may spell any letter: then
+/// needles say nothing about it.
+pub fn raw_holds_escapes(raw: &[u8]) -> bool {
+    memchr::memmem::find(raw, b"\\u").is_some()
 }
 
 /// The numbers of `patterns` when every one is an exact, plain decimal literal: the
@@ -1407,6 +1510,36 @@ mod tests {
     fn field(key: &str, values: &[&str]) -> FieldMatcher {
         let v: Vec<Yaml> = values.iter().map(|s| Yaml::String((*s).into())).collect();
         compile_field(key, &v, &HashMap::new()).unwrap()
+    }
+
+    #[test]
+    fn needles_are_pieces_a_record_text_must_hold() {
+        let needle = |lit: &str| Needle::of(&StrMatch::Contains(lit.into()));
+        let n = needle("acs.amazonaws.com/groups/global/AllUsers").unwrap();
+        // The run with the most letters, lowercase; found ignoring case.
+        assert_eq!(&*n.text, b"allusers");
+        assert!(n.found_in(br#"{"uri":"http://acs.amazonaws.com/groups/global/ALLUSERS"}"#));
+        assert!(n.found_in(b"AllUsers"));
+        assert!(!n.found_in(br#"{"uri":"http://acs.amazonaws.com/groups/global/AllUser"}"#));
+        assert!(!n.found_in(b"all"));
+        // Nothing that JSON writers may spell differently: too few letters, or a
+        // number's text, or pieces of JSON's structure.
+        assert!(needle("10.0.0.1").is_none());
+        assert!(needle("1e300").is_none());
+        assert!(needle("ab:tru").is_none());
+        assert_eq!(&*needle("x,trueish").unwrap().text, b"trueish");
+        // Wildcard values give their literal parts.
+        let g = Needle::of(&str_match(parse_glob("*public-read*"), false)).unwrap();
+        assert_eq!(&*g.text, b"public-read");
+        // A record with `\u` escapes may spell any letter so: needles say nothing.
+        assert!(raw_holds_escapes(br#"{"a":"\u0041llUsers"}"#));
+        assert!(!raw_holds_escapes(br#"{"a":"AllUsers\\"}"#));
+        let f = field("requestParameters|contains", &["AllUsers"]);
+        let rule_text = r#"{"requestParameters":{"grantee":"\u0041llUsers"}}"#;
+        let doc: Value = serde_json::from_str(rule_text).unwrap();
+        assert!(f.matches(&doc));
+        assert!(!f.prefilter.as_ref().unwrap()[0].found_in(rule_text.as_bytes()));
+        assert!(raw_holds_escapes(rule_text.as_bytes()));
     }
 
     #[test]
