@@ -219,6 +219,12 @@ logsource: {product: aws, service: cloudtrail}
 detection:
   s: {userIdentity.type: Root}
   condition: not s
+---
+title: one name twice
+logsource: {product: aws, service: cloudtrail}
+detection:
+  s: {eventName: [ListUsers, listusers]}
+  condition: s
 "#;
     let mut loaded = Loaded::default();
     vigil_detect::sigma::load_str(
@@ -229,7 +235,7 @@ detection:
     );
     assert!(loaded.issues.is_empty(), "{:?}", loaded.issues);
     let (set, _) = RuleSet::new(loaded.rules);
-    assert_eq!(set.index_stats(), (3, 1));
+    assert_eq!(set.index_stats(), (4, 1));
     let record = |ty: &str, err: Option<&str>, ua: &str| {
         let err = err.map_or(String::new(), |e| format!(r#""errorCode":"{e}","#));
         format!(
@@ -264,15 +270,16 @@ detection:
         assert_eq!(fast, slow, "{}", e.id);
         got.push(fast);
     }
+    // Every record is a ListUsers: rule 4 once each, though its name is listed twice.
     assert_eq!(
         got,
         [
-            vec![0],
-            vec![0, 1],
-            vec![1, 3],
-            vec![1, 3],
-            vec![3],
-            vec![2, 3]
+            vec![0, 4],
+            vec![0, 1, 4],
+            vec![1, 3, 4],
+            vec![1, 3, 4],
+            vec![3, 4],
+            vec![2, 3, 4]
         ]
     );
 }
