@@ -86,3 +86,30 @@ pub fn drive_members(text: &str) {
         assert_eq!(m.member("\u{1}absent"), full.get("\u{1}absent"));
     }
 }
+
+/// The first line as a field's value (under `contains`, `startswith` and as a
+/// wildcard pattern), the rest as a record's text: whenever the field matches the
+/// parsed record, the text prefilter lets it through (a record without `\u`
+/// escapes holds the value's piece; one with them is never turned away).
+pub fn drive_prefilter(text: &str) {
+    use std::collections::HashMap;
+    use vigil_detect::sigma::value::{compile_field, raw_holds_escapes};
+    use yaml_rust2::Yaml;
+    let (value, record) = text.split_once('\n').unwrap_or((text, ""));
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(record) else {
+        return;
+    };
+    for key in ["f|contains", "f|startswith", "f", "f.g|endswith"] {
+        let Ok(f) = compile_field(key, &[Yaml::String(value.into())], &HashMap::new()) else {
+            continue;
+        };
+        let (Some(needles), true) = (&f.prefilter, f.matches(&doc)) else {
+            continue;
+        };
+        let raw = record.as_bytes();
+        assert!(
+            needles.iter().any(|n| n.found_in(raw)) || raw_holds_escapes(raw),
+            "{key}: {value:?} matches {record} but its piece is not found"
+        );
+    }
+}
