@@ -102,7 +102,7 @@ pub struct RuleSet {
 /// top-level member lies, and a member is parsed the first time something reads it:
 /// a rule on `requestParameters.bucketName` parses that small object, never the
 /// 2 kB record around it. Other events are their whole normalized document (see
-/// [`document`]), built on first use.
+/// `document`), built on first use.
 pub struct LazyDoc<'e> {
     event: &'e Event,
     whole_only: bool,
