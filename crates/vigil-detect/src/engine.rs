@@ -14,7 +14,7 @@ use vigil_model::{Event, Raw, SourceKind};
 use std::cell::OnceCell;
 
 use crate::sigma::rule::{typed_field, TYPED_CLOUDTRAIL_FIELDS};
-use crate::sigma::value::{fold_key, FastMap, FieldPath, Members, TextCache, Typed};
+use crate::sigma::value::{fold_key, FastMap, FieldPath, Members, RecordText, TextCache, Typed};
 use crate::sigma::{CompiledRule, RuleIssue, Subject};
 
 #[derive(Default)]
@@ -308,6 +308,7 @@ pub struct Scratch {
     candidates: Vec<u32>,
     memo: Vec<Option<bool>>,
     texts: TextCache,
+    record: RecordText,
 }
 
 impl Scratch {
@@ -586,6 +587,7 @@ impl RuleSet {
         if typed_ok {
             // A CloudTrail record is what rules read as JSON (see `document`).
             let raw_is_doc = event.source == SourceKind::CloudTrail;
+            scratch.record.reset();
             // Typed fields first; the record is only read where a rule reaches a
             // field the event model does not carry.
             for &i in &scratch.candidates {
@@ -593,7 +595,7 @@ impl RuleSet {
                     &|id| typed_value(event, id),
                     doc,
                     event.raw.as_str(),
-                    raw_is_doc,
+                    raw_is_doc.then_some(&mut scratch.record),
                     &mut scratch.memo,
                     &mut scratch.texts,
                 ) {

@@ -6,7 +6,7 @@ use std::path::Path;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use vigil_detect::sigma::rule::typed_field;
-use vigil_detect::sigma::value::Typed;
+use vigil_detect::sigma::value::{RecordText, Typed};
 use vigil_detect::sigma::{load_str, CompileOptions, Loaded, Subject};
 
 const FIELDS: [&str; 3] = [
@@ -230,7 +230,8 @@ proptest! {
             // The record's text as it would arrive, so that fields read from the JSON
             // are first looked for in it.
             let raw = doc.to_string();
-            let got = rule.matches_hybrid(&typed, doc, &raw, true, &mut memo, &mut cache);
+            let mut record = RecordText::default();
+            let got = rule.matches_hybrid(&typed, doc, &raw, Some(&mut record), &mut memo, &mut cache);
             prop_assert_eq!(got, want, "typed path, rule:\n{}\nevent: {}", yaml, doc);
         }
     }
@@ -339,7 +340,7 @@ proptest! {
                     None
                 }
             };
-            let got = rule.matches_hybrid(&typed, doc, "", false, &mut memo, &mut cache);
+            let got = rule.matches_hybrid(&typed, doc, "", None, &mut memo, &mut cache);
             prop_assert_eq!(got, want, "rule:\n{}\nevent: {}", yaml, doc);
         }
     }

@@ -208,14 +208,14 @@ impl CompiledRule {
     /// the others from the record's members in `doc`, which may parse each member
     /// only when a rule first reaches into it.
     /// Answers of scanning matchers on texts already seen come from `cache`. When
-    /// `doc` is `raw` parsed (`raw_is_doc`: a CloudTrail record), a field whose
+    /// `doc` is `raw` parsed (`record` given: a CloudTrail record), a field whose
     /// values all need some text the record lacks is not looked up.
     pub fn matches_hybrid<'e>(
         &self,
         get: &dyn Fn(u8) -> Option<Option<value::Typed<'e>>>,
         doc: &dyn value::Members,
         raw: &str,
-        raw_is_doc: bool,
+        mut record: Option<&mut value::RecordText>,
         memo: &mut Vec<Option<bool>>,
         cache: &mut value::TextCache,
     ) -> bool {
@@ -232,9 +232,8 @@ impl CompiledRule {
                     };
                 }
             }
-            if let (true, Some(needles)) = (raw_is_doc, &f.prefilter) {
-                let raw = raw.as_bytes();
-                if !needles.iter().any(|n| n.found_in(raw)) && !value::raw_holds_escapes(raw) {
+            if let (Some(record), Some(needles)) = (record.as_deref_mut(), &f.prefilter) {
+                if !record.may_hold(raw.as_bytes(), needles) {
                     return false;
                 }
             }

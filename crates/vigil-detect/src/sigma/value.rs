@@ -927,15 +927,13 @@ pub fn compile_field(
     })
 }
 
-/// A piece of text searched for in a record's raw text, ignoring ASCII case: by its
-/// rarest byte, then the whole piece around it. Only meaningful on a text without
-/// `\u` escapes (see [`raw_holds_escapes`]).
+/// A piece of text searched for in a record's raw text, ignoring ASCII case (in the
+/// record's text lowercased once, see [`RecordText`]). Only meaningful on a text
+/// without `\u` escapes (see [`raw_holds_escapes`]).
 #[derive(Clone, Debug)]
 pub struct Needle {
-    /// Lowercase.
-    text: Box<[u8]>,
-    /// Where in `text` the byte searched for first lies.
-    anchor: usize,
+    /// Of the lowercase piece.
+    finder: memchr::memmem::Finder<'static>,
 }
 
 impl Needle {
@@ -973,36 +971,48 @@ impl Needle {
             .flat_map(|l| l.as_bytes().split(|b| !safe(b)))
             .rev()
             .find(|run| letters(run) >= Self::MIN)?;
-        let text: Box<[u8]> = best.to_ascii_lowercase().into();
-        // Rarer letters first; digits and punctuation count as common.
-        const RARE: &[u8] = b"zqjxkvbpygfwmucldrhsnioate";
-        let rank = |b: u8| RARE.iter().position(|r| *r == b).unwrap_or(RARE.len());
-        let anchor = (0..text.len()).min_by_key(|&i| rank(text[i]))?;
-        Some(Needle { text, anchor })
+        let finder = memchr::memmem::Finder::new(&best.to_ascii_lowercase()).into_owned();
+        Some(Needle { finder })
+    }
+
+    /// Whether `lower`, a text already ASCII-lowercased, holds the piece.
+    pub fn found_in_lower(&self, lower: &[u8]) -> bool {
+        self.finder.find(lower).is_some()
     }
 
     /// Whether `hay` holds the piece, ignoring ASCII case.
     pub fn found_in(&self, hay: &[u8]) -> bool {
-        let (n, a) = (self.text.len(), self.anchor);
-        if hay.len() < n {
-            return false;
+        self.found_in_lower(&hay.to_ascii_lowercase())
+    }
+}
+
+/// A record's text as the prefilter reads it: lowercased, and whether it has `\u`
+/// escapes, each worked out at most once per record, when a needle first asks.
+#[derive(Default)]
+pub struct RecordText {
+    lower: Vec<u8>,
+    lowered: bool,
+    escapes: Option<bool>,
+}
+
+impl RecordText {
+    /// Forgets the last record.
+    pub fn reset(&mut self) {
+        self.lowered = false;
+        self.escapes = None;
+    }
+
+    /// Whether `raw` (the current record) may hold a match for a field with these
+    /// needles: one of them is in it, or it has escapes that could spell one.
+    pub fn may_hold(&mut self, raw: &[u8], needles: &[Needle]) -> bool {
+        if !self.lowered {
+            self.lower.clear();
+            self.lower.extend_from_slice(raw);
+            self.lower.make_ascii_lowercase();
+            self.lowered = true;
         }
-        let c = self.text[a];
-        let (lo, up) = (c, c.to_ascii_uppercase());
-        // The anchor can only sit where the whole piece fits around it.
-        let mut from = a;
-        let last = hay.len() - (n - a);
-        while from <= last {
-            let Some(i) = memchr::memchr2(lo, up, &hay[from..=last]) else {
-                return false;
-            };
-            let at = from + i;
-            if hay[at - a..at - a + n].eq_ignore_ascii_case(&self.text) {
-                return true;
-            }
-            from = at + 1;
-        }
-        false
+        needles.iter().any(|n| n.found_in_lower(&self.lower))
+            || *self.escapes.get_or_insert_with(|| raw_holds_escapes(raw))
     }
 }
 
@@ -1517,7 +1527,7 @@ mod tests {
         let needle = |lit: &str| Needle::of(&StrMatch::Contains(lit.into()));
         let n = needle("acs.amazonaws.com/groups/global/AllUsers").unwrap();
         // The run with the most letters, lowercase; found ignoring case.
-        assert_eq!(&*n.text, b"allusers");
+        assert_eq!(n.finder.needle(), b"allusers");
         assert!(n.found_in(br#"{"uri":"http://acs.amazonaws.com/groups/global/ALLUSERS"}"#));
         assert!(n.found_in(b"AllUsers"));
         assert!(!n.found_in(br#"{"uri":"http://acs.amazonaws.com/groups/global/AllUser"}"#));
@@ -1527,10 +1537,10 @@ mod tests {
         assert!(needle("10.0.0.1").is_none());
         assert!(needle("1e300").is_none());
         assert!(needle("ab:tru").is_none());
-        assert_eq!(&*needle("x,trueish").unwrap().text, b"trueish");
+        assert_eq!(needle("x,trueish").unwrap().finder.needle(), b"trueish");
         // Wildcard values give their literal parts.
         let g = Needle::of(&str_match(parse_glob("*public-read*"), false)).unwrap();
-        assert_eq!(&*g.text, b"public-read");
+        assert_eq!(g.finder.needle(), b"public-read");
         // A record with `\u` escapes may spell any letter so: needles say nothing.
         assert!(raw_holds_escapes(br#"{"a":"\u0041llUsers"}"#));
         assert!(!raw_holds_escapes(br#"{"a":"AllUsers\\"}"#));
