@@ -451,11 +451,10 @@ pub fn principal_of(e: &Event) -> Option<String> {
     None
 }
 
-/// An alert for a rule or correlation match; `read` gives the fields the rule names
-/// for its principal and resource (the first of a list, for the resource).
-/// The alert `x` raises on `e`; with `detail` false, without the evidence and
-/// descriptive fields an update of an open finding does not read (see
-/// [`Findings::touch`](crate::finding::Findings::touch)).
+/// The alert `x` raises on `e`; `read` gives the fields the rule names for its
+/// principal and resource (the first of a list, for the resource). With `detail`
+/// false, without the evidence and descriptive fields an update of an open finding
+/// does not read (see [`Findings::touch`](crate::finding::Findings::touch)).
 fn alert_for(
     x: &Extract,
     e: &Event,

@@ -407,11 +407,11 @@ fn within(f: &Finding, alert: &Alert, window_ms: i64) -> bool {
 }
 
 /// Folds an alert into the open finding it repeats: times, count, worst severity,
-/// new event ids and resources (both capped).
+/// new event ids and resources (both capped; given apart from the alert so that
+/// `record` can move them out of it).
 fn merge<S: AsRef<str> + Into<String>>(
     f: &mut Finding,
     alert: &Alert,
-    severity: Severity,
     event_ids: impl IntoIterator<Item = S>,
     resources: impl IntoIterator<Item = S>,
 ) {
@@ -419,7 +419,9 @@ fn merge<S: AsRef<str> + Into<String>>(
     d.first_seen = d.first_seen.min(alert.first);
     d.last_seen = d.last_seen.max(alert.last);
     d.count += alert.events;
-    d.severity = d.severity.max(severity);
+    d.severity = d
+        .severity
+        .max(alert.severity.unwrap_or(alert.rule.severity));
     for id in event_ids {
         if d.event_ids.len() >= MAX_EVENT_IDS {
             break;
@@ -500,10 +502,9 @@ impl Findings {
         };
         if update == Update::Updated {
             let f = self.open.get_mut(&key).expect("checked above");
-            let severity = alert.severity.unwrap_or(alert.rule.severity);
             let ids = std::mem::take(&mut alert.event_ids);
             let resources = std::mem::take(&mut alert.resources);
-            merge(f, &alert, severity, ids, resources);
+            merge(f, &alert, ids, resources);
             return (Update::Updated, f);
         }
         alert.principal.clone_from(&key.1);
@@ -527,8 +528,7 @@ impl Findings {
         match self.open.get_mut(&key) {
             Some(f) if within(f, alert, window) => {
                 self.watermark = self.watermark.max(alert.last.as_millis());
-                let severity = alert.severity.unwrap_or(alert.rule.severity);
-                merge(f, alert, severity, &alert.event_ids, &alert.resources);
+                merge(f, alert, &alert.event_ids, &alert.resources);
                 true
             }
             _ => false,

@@ -130,7 +130,7 @@ impl AsnDb {
 /// its /24 (IPv4) or /48 (IPv6).
 /// Writes the network `ip` belongs to, as baselines compare them, into `out`.
 fn network_of(ip: IpAddr, info: &NetInfo, out: &mut String) {
-    use crate::sigma::value::push_u64;
+    use crate::sigma::value::{push_dotted, push_u64};
     out.clear();
     match (info.asn, ip) {
         (Some(asn), _) => {
@@ -138,11 +138,8 @@ fn network_of(ip: IpAddr, info: &NetInfo, out: &mut String) {
             push_u64(out, u64::from(asn));
         }
         (None, IpAddr::V4(v4)) => {
-            for o in &v4.octets()[..3] {
-                push_u64(out, u64::from(*o));
-                out.push('.');
-            }
-            out.push_str("0/24");
+            push_dotted(out, &v4.octets()[..3]);
+            out.push_str(".0/24");
         }
         (None, IpAddr::V6(v6)) => {
             use std::fmt::Write;

@@ -19,7 +19,7 @@ use serde_json::Value;
 use yaml_rust2::Yaml;
 
 use super::rule::{str_of, strings, Level, RuleIssue};
-use super::value::FieldPath;
+use super::value::{FastMap, FieldPath};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Kind {
@@ -372,10 +372,6 @@ impl Agg {
         self.per_rule.iter_mut().for_each(|n| *n = 0);
     }
 }
-
-/// Hash maps keyed by what events carry (source addresses, user names): a fast
-/// hasher, seeded per process.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// How the correlation reads one of its inputs: the group-by fields (aliases
 /// resolved for that rule) and the value field.

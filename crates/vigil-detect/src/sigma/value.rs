@@ -219,28 +219,7 @@ impl<'e> Typed<'e> {
         match self {
             Typed::Text(t) => buf.push_str(t),
             Typed::Num(n) => push_u64(buf, *n),
-            Typed::Ip(IpAddr::V4(a)) => {
-                // Dotted decimal, built on the stack and appended at once.
-                let mut out = [0u8; 15];
-                let mut len = 0;
-                for (i, o) in a.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        out[len] = b'.';
-                        len += 1;
-                    }
-                    if o >= 100 {
-                        out[len] = b'0' + o / 100;
-                        len += 1;
-                    }
-                    if o >= 10 {
-                        out[len] = b'0' + o / 10 % 10;
-                        len += 1;
-                    }
-                    out[len] = b'0' + o % 10;
-                    len += 1;
-                }
-                buf.push_str(std::str::from_utf8(&out[..len]).unwrap_or_default());
-            }
+            Typed::Ip(IpAddr::V4(a)) => push_dotted(buf, &a.octets()),
             Typed::Ip(v6) => {
                 use std::fmt::Write;
                 let _ = write!(buf, "{v6}");
@@ -270,6 +249,30 @@ impl<'e> Typed<'e> {
     }
 }
 
+/// Appends `octets` as dotted decimal (`10.0.0.1`, or the first three of them),
+/// built on the stack and appended at once.
+pub(crate) fn push_dotted(buf: &mut String, octets: &[u8]) {
+    let mut out = [0u8; 15];
+    let mut len = 0;
+    for (i, &o) in octets.iter().take(4).enumerate() {
+        if i > 0 {
+            out[len] = b'.';
+            len += 1;
+        }
+        if o >= 100 {
+            out[len] = b'0' + o / 100;
+            len += 1;
+        }
+        if o >= 10 {
+            out[len] = b'0' + o / 10 % 10;
+            len += 1;
+        }
+        out[len] = b'0' + o % 10;
+        len += 1;
+    }
+    buf.push_str(std::str::from_utf8(&out[..len]).unwrap_or_default());
+}
+
 /// Appends `v` in decimal.
 pub(crate) fn push_u64(buf: &mut String, mut v: u64) {
     let mut digits = [0u8; 20];
@@ -296,9 +299,9 @@ pub struct FieldMatcher {
     /// When every value is a plain decimal number (`network.dst_port: [22, 3389]`):
     /// those numbers, so that a typed number is tested without its text.
     nums: Option<Box<[u64]>>,
-    /// Whether a typed number, and a typed address, can be tested without its text.
-    direct_num: bool,
-    direct_ip: bool,
+    /// Whether every value is a comparison, a CIDR range or `exists`, so that a typed
+    /// number or address is tested as such, without its text.
+    direct: bool,
     /// For string values read from the record's JSON: a piece of each value that
     /// the record's text must hold (ignoring case) for any value to match, so a
     /// record without any of them is turned away before its members are parsed.
@@ -889,12 +892,7 @@ pub fn compile_field(
     }
     let set = if m.all { None } else { literal_set(&patterns) };
     let nums = number_literals(&patterns);
-    let direct_num = patterns.iter().all(|p| match p {
-        Pattern::Cmp { .. } | Pattern::Cidr(_) | Pattern::Exists(_) => true,
-        Pattern::Str { .. } => nums.is_some(),
-        _ => false,
-    });
-    let direct_ip = patterns.iter().all(|p| {
+    let direct = patterns.iter().all(|p| {
         matches!(
             p,
             Pattern::Cmp { .. } | Pattern::Cidr(_) | Pattern::Exists(_)
@@ -916,8 +914,7 @@ pub fn compile_field(
         path: FieldPath::new(field),
         typed: None,
         nums,
-        direct_num,
-        direct_ip,
+        direct,
         prefilter,
         patterns,
         all: m.all,
@@ -1395,7 +1392,7 @@ impl FieldMatcher {
             let hit = v.is_some_and(|t| m.test(t, *cased));
             return if self.neq { v.is_some() && !hit } else { hit };
         }
-        self.decide(v.is_some(), |_, p| match v {
+        self.decide(v.is_some(), |p| match v {
             Some(t) => p.test_text(t),
             None => p.test_missing(),
         })
@@ -1420,14 +1417,13 @@ impl FieldMatcher {
                     nums.contains(n)
                 }
             }
-            Some(Typed::Num(n)) if self.direct_num => self.decide(true, |i, p| match p {
+            Some(Typed::Num(n)) if self.direct => self.decide(true, |p| match p {
                 Pattern::Cmp { op, value } => op.test(*n as f64, *value),
                 Pattern::Exists(want) => *want,
-                Pattern::Str { .. } => self.nums.as_ref().is_some_and(|nums| nums[i] == *n),
                 // A number's text is never an address.
                 _ => false,
             }),
-            Some(Typed::Ip(ip)) if self.direct_ip => self.decide(true, |_, p| match p {
+            Some(Typed::Ip(ip)) if self.direct => self.decide(true, |p| match p {
                 Pattern::Cidr(c) => c.contains(*ip),
                 Pattern::Exists(want) => *want,
                 // An address's text is never a number.
@@ -1443,15 +1439,15 @@ impl FieldMatcher {
 
     /// Combines the answers of the values as `all`, `neq` or the default `any` ask;
     /// `present`: whether the event has a value.
-    fn decide(&self, present: bool, mut one: impl FnMut(usize, &Pattern) -> bool) -> bool {
-        let mut each = self.patterns.iter().enumerate();
+    fn decide(&self, present: bool, one: impl FnMut(&Pattern) -> bool) -> bool {
+        let mut each = self.patterns.iter();
         if self.neq {
-            return present && !each.any(|(i, p)| one(i, p));
+            return present && !each.any(one);
         }
         if self.all {
-            each.all(|(i, p)| one(i, p))
+            each.all(one)
         } else {
-            each.any(|(i, p)| one(i, p))
+            each.any(one)
         }
     }
 
