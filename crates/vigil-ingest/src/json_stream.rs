@@ -15,11 +15,11 @@
 
 use std::io::Read;
 
+use crate::brackets::{container_end, Scan};
 use crate::error::RecordErrorKind;
 use crate::input::read_up_to;
 
 const CHUNK: usize = 256 * 1024;
-const MAX_DEPTH: usize = 512;
 /// Keys whose array value holds the records, at the top level of a file.
 const WRAPPER_KEYS: [&[u8]; 3] = [b"Records", b"Findings", b"findings"];
 
@@ -62,12 +62,6 @@ enum Out {
     End,
     /// Nothing to hand out yet (a rejected candidate): keep going.
     Again,
-}
-
-enum Scan {
-    Done(usize),
-    Incomplete,
-    Bad(usize, &'static str),
 }
 
 enum TopObject {
@@ -485,38 +479,7 @@ fn skip_string(b: &[u8], mut i: usize) -> Option<usize> {
 fn scan_value(b: &[u8], from: usize, eof: bool, stack: &mut Vec<u8>) -> Scan {
     let mut i = from;
     match b[i] {
-        b'{' | b'[' => {
-            stack.clear();
-            while i < b.len() {
-                match b[i] {
-                    b'"' => match skip_string(b, i) {
-                        Some(e) => {
-                            i = e;
-                            continue;
-                        }
-                        None => return Scan::Incomplete,
-                    },
-                    c @ (b'{' | b'[') => {
-                        if stack.len() >= MAX_DEPTH {
-                            return Scan::Bad(i, "nesting deeper than 512 levels");
-                        }
-                        stack.push(c);
-                    }
-                    c @ (b'}' | b']') => {
-                        let open = if c == b'}' { b'{' } else { b'[' };
-                        if stack.pop() != Some(open) {
-                            return Scan::Bad(i, "mismatched closing bracket");
-                        }
-                        if stack.is_empty() {
-                            return Scan::Done(i + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-            Scan::Incomplete
-        }
+        b'{' | b'[' => container_end(b, from, stack),
         b'"' => match skip_string(b, i) {
             Some(e) => Scan::Done(e),
             None => Scan::Incomplete,
