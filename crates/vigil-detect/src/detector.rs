@@ -67,12 +67,17 @@ impl crate::sigma::correlation::Fields for EventFields<'_> {
         }
     }
 
-    fn push_text(&self, path: &FieldPath, buf: &mut String) -> bool {
+    fn push_key(&self, path: &FieldPath, buf: &mut Vec<u8>) -> bool {
+        use crate::sigma::keys;
         match self.scratch.typed(self.event, path) {
-            Some(v) => v.map(|v| v.push_to(buf)).is_some(),
-            None => crate::sigma::correlation::field_text(self.doc, path)
-                .map(|t| buf.push_str(&t))
-                .is_some(),
+            Some(Some(v)) => keys::push_typed(buf, &v),
+            Some(None) => keys::push_text(buf, ""),
+            None => keys::push_text(
+                buf,
+                crate::sigma::correlation::field_text(self.doc, path)
+                    .as_deref()
+                    .unwrap_or_default(),
+            ),
         }
     }
 

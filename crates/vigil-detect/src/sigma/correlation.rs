@@ -13,11 +13,11 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde_json::Value;
 use yaml_rust2::Yaml;
 
+use super::keys;
 use super::rule::{str_of, strings, Level, RuleIssue};
 use super::value::{FastMap, FieldPath};
 
@@ -290,12 +290,13 @@ pub struct Hit {
     pub value: f64,
 }
 
-/// What an event adds to its group: a value to count (shared with the group's count
-/// of it, so a value already in the window costs no allocation), or to sum.
+/// What an event adds to its group: a value to count (a long one shared with the
+/// group's count of it, so a value already in the window costs no allocation), or to
+/// sum.
 #[derive(Clone, Debug)]
 enum Payload {
     None,
-    Text(Arc<str>),
+    Value(keys::Value),
     Num(f64),
 }
 
@@ -319,7 +320,7 @@ struct Agg {
     /// value_sum / value_avg: the sum of the values held.
     sum: f64,
     /// value_count / value_percentile: how many held events have each value.
-    distinct: FastMap<Arc<str>, u32>,
+    distinct: FastMap<keys::Value, u32>,
     /// temporal: how many held events each input rule has.
     per_rule: Vec<u32>,
 }
@@ -340,17 +341,17 @@ impl Agg {
         match p {
             Payload::Num(x) if up => self.sum += x,
             Payload::Num(x) => self.sum -= x,
-            Payload::Text(t) if up => match self.distinct.get_mut(&**t) {
+            Payload::Value(v) if up => match self.distinct.get_mut(v.as_bytes()) {
                 Some(c) => *c += 1,
                 None => {
-                    self.distinct.insert(t.clone(), 1);
+                    self.distinct.insert(v.clone(), 1);
                 }
             },
-            Payload::Text(t) => {
-                if let Some(c) = self.distinct.get_mut(&**t) {
+            Payload::Value(v) => {
+                if let Some(c) = self.distinct.get_mut(v.as_bytes()) {
                     *c -= 1;
                     if *c == 0 {
-                        self.distinct.remove(&**t);
+                        self.distinct.remove(v.as_bytes());
                     }
                 }
             }
@@ -358,11 +359,11 @@ impl Agg {
         }
     }
 
-    /// `text` as a payload: the window's copy when it holds the value already.
-    fn shared(&self, text: &str) -> Arc<str> {
-        match self.distinct.get_key_value(text) {
-            Some((k, _)) => Arc::clone(k),
-            None => Arc::from(text),
+    /// `value` as a payload: the window's copy when it is long and held already.
+    fn shared(&self, value: &[u8]) -> keys::Value {
+        match self.distinct.get_key_value(value) {
+            Some((k, _)) if matches!(k, keys::Value::Shared(_)) => k.clone(),
+            _ => keys::Value::new(value),
         }
     }
 
@@ -383,8 +384,8 @@ struct InputFields {
 struct Compiled {
     def: Correlation,
     inputs: Vec<InputFields>,
-    /// Groups by their group-by values joined with U+001F.
-    groups: hashbrown::HashMap<String, Group, foldhash::fast::RandomState>,
+    /// Groups by their group-by values (see [`keys`]).
+    groups: hashbrown::HashMap<Vec<u8>, Group, foldhash::fast::RandomState>,
     /// The newest event time any of its groups has seen.
     watermark: i64,
 }
@@ -404,17 +405,14 @@ pub struct Correlator {
     /// newest event.
     pub dropped_late: u64,
     /// Reused for each event's group key.
-    key: String,
+    key: Vec<u8>,
     /// Reused for each event's value to count.
-    value: String,
+    value: Vec<u8>,
     /// Reused for each event's inputs.
     pending: Vec<Input>,
     /// The observation count at which groups are next swept.
     next_sweep: u64,
 }
-
-/// Separates the group-by values (and value fields) in a group's key.
-const SEP: char = '\u{1f}';
 
 /// How the engine names its base rules, for resolving references.
 pub struct BaseRef<'a> {
@@ -523,8 +521,8 @@ impl Correlator {
                 lateness_ms,
                 observed: 0,
                 dropped_late: 0,
-                key: String::new(),
-                value: String::new(),
+                key: Vec::new(),
+                value: Vec::new(),
                 pending: Vec::new(),
                 next_sweep: 1024,
             },
@@ -607,11 +605,8 @@ impl Correlator {
         let fields = &comp.inputs[pos as usize];
         let key = &mut self.key;
         key.clear();
-        for (i, p) in fields.group.iter().enumerate() {
-            if i > 0 {
-                key.push(SEP);
-            }
-            doc.push_text(p, key);
+        for p in &fields.group {
+            doc.push_key(p, key);
         }
         let value = &mut self.value;
         enum Want {
@@ -622,13 +617,11 @@ impl Correlator {
         let want = match &comp.def.kind {
             Kind::ValueCount { .. } | Kind::ValuePercentile { .. } => {
                 value.clear();
-                for (i, p) in fields.value.iter().enumerate() {
-                    if i > 0 {
-                        value.push(SEP);
-                    }
-                    doc.push_text(p, value);
+                let mut any = false;
+                for p in &fields.value {
+                    any |= doc.push_key(p, value);
                 }
-                if value.chars().all(|ch| ch == SEP) {
+                if !any {
                     return None; // No value to count.
                 }
                 Want::Text
@@ -645,7 +638,7 @@ impl Correlator {
         comp.watermark = comp.watermark.max(t);
         let group = comp
             .groups
-            .entry_ref(key.as_str())
+            .entry_ref(key.as_slice())
             .or_insert_with(|| Group {
                 items: VecDeque::new(),
                 agg: Agg {
@@ -667,14 +660,14 @@ impl Correlator {
         // Insert in time order (out-of-order events land where they belong).
         let at = group.items.partition_point(|(it, _, _)| *it <= t);
         let payload = match want {
-            Want::Text => Payload::Text(group.agg.shared(value)),
+            Want::Text => Payload::Value(group.agg.shared(value)),
             Want::Num(n) => Payload::Num(n),
             Want::None => Payload::None,
         };
         group.agg.add(pos, &payload);
         let mine = match &payload {
-            Payload::Text(s) if matches!(comp.def.kind, Kind::ValuePercentile { .. }) => {
-                Some(s.clone())
+            Payload::Value(v) if matches!(comp.def.kind, Kind::ValuePercentile { .. }) => {
+                Some(v.clone())
             }
             _ => None,
         };
@@ -702,8 +695,8 @@ impl Correlator {
             Kind::ValueAvg { .. } => agg.sum / items.len() as f64,
             Kind::ValuePercentile { .. } => {
                 let same = mine
-                    .as_deref()
-                    .and_then(|m| agg.distinct.get(m))
+                    .as_ref()
+                    .and_then(|m| agg.distinct.get(m.as_bytes()))
                     .copied()
                     .unwrap_or(0);
                 100.0 * same as f64 / items.len() as f64
@@ -746,7 +739,7 @@ impl Correlator {
             group: if fields.group.is_empty() {
                 Vec::new()
             } else {
-                key.split(SEP).map(str::to_owned).collect()
+                keys::texts(key)
             },
             first_ms: items.front().map_or(t, |x| x.0),
             last_ms: newest,
@@ -779,9 +772,10 @@ pub trait Fields {
     /// ""; `None` when the event has no such field.
     fn text(&self, path: &FieldPath) -> Option<Cow<'_, str>>;
 
-    /// Appends the field's text to `buf`; `false` when the event has no such field.
-    fn push_text(&self, path: &FieldPath, buf: &mut String) -> bool {
-        self.text(path).map(|t| buf.push_str(&t)).is_some()
+    /// Appends the field's value to a key (see [`keys`]); `false` when the event has
+    /// no such field or it is empty.
+    fn push_key(&self, path: &FieldPath, buf: &mut Vec<u8>) -> bool {
+        keys::push_text(buf, self.text(path).as_deref().unwrap_or_default())
     }
 
     /// The field as a number (a number, or text that reads as one).

@@ -1,8 +1,10 @@
 //! The Sigma standard: detection rules (`rule`), their condition grammar
-//! (`condition`) and value matching (`value`).
+//! (`condition`), value matching (`value`), correlation rules (`correlation`) and
+//! the keys they group by (`keys`).
 
 pub mod condition;
 pub mod correlation;
+pub mod keys;
 pub mod rule;
 pub mod value;
 
