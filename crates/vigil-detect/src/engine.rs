@@ -14,7 +14,9 @@ use vigil_model::{Event, Raw, SourceKind};
 use std::cell::OnceCell;
 
 use crate::sigma::rule::{typed_field, TYPED_CLOUDTRAIL_FIELDS};
-use crate::sigma::value::{fold_key, FastMap, FieldPath, Members, RecordText, TextCache, Typed};
+use crate::sigma::value::{
+    eq_ignore_ascii_case, fold_key, FastMap, FieldPath, Members, RecordText, TextCache, Typed,
+};
 use crate::sigma::{CompiledRule, RuleIssue, Subject};
 
 #[derive(Default)]
@@ -66,6 +68,15 @@ impl ValueIndex {
             };
             if !possible {
                 return None;
+            }
+            // A few values (`network.action`): compared in place, neither folded nor
+            // hashed. ASCII text equals a folded value exactly when it folds to it.
+            if self.map.len() <= 4 {
+                return self
+                    .map
+                    .iter()
+                    .find(|(k, _)| eq_ignore_ascii_case(k.as_bytes(), text.as_bytes()))
+                    .map(|(_, ids)| ids.as_slice());
             }
         }
         fold_key(text, buf);

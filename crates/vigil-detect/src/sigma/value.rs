@@ -1072,10 +1072,38 @@ fn with_folded<R>(hay: &str, cased: bool, f: impl FnOnce(&str, bool) -> R) -> R 
 
 fn eq_fold(a: &[u8], b: &[u8], fold: bool) -> bool {
     if fold {
-        a.eq_ignore_ascii_case(b)
+        eq_ignore_ascii_case(a, b)
     } else {
         a == b
     }
+}
+
+/// `a.eq_ignore_ascii_case(b)`, eight bytes at a time (the standard one goes byte by
+/// byte; an `eventName` or `network.action` compare is most of what it does).
+pub(crate) fn eq_ignore_ascii_case(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |c: &[u8]| {
+        let mut w = [0u8; 8];
+        w[..c.len()].copy_from_slice(c);
+        ascii_lower8(u64::from_le_bytes(w))
+    };
+    a.chunks(8)
+        .zip(b.chunks(8))
+        .all(|(x, y)| word(x) == word(y))
+}
+
+/// The eight bytes of `w` with ASCII capitals made small; other bytes as they are.
+fn ascii_lower8(w: u64) -> u64 {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let low7 = w & !HIGH;
+    // Per byte, no carry out of it: the high bit says `low7 >= 'A'`, then `> 'Z'`.
+    let from_a = low7 + ONES * u64::from(0x80 - b'A');
+    let past_z = low7 + ONES * u64::from(0x7f - b'Z');
+    let capital = from_a & !past_z & !w & HIGH;
+    w | (capital >> 2)
 }
 
 fn find_fold(hay: &[u8], needle: &[u8], fold: bool) -> Option<usize> {
@@ -1516,6 +1544,28 @@ mod tests {
     fn field(key: &str, values: &[&str]) -> FieldMatcher {
         let v: Vec<Yaml> = values.iter().map(|s| Yaml::String((*s).into())).collect();
         compile_field(key, &v, &HashMap::new()).unwrap()
+    }
+
+    #[test]
+    fn word_case_folding_is_the_standard_one() {
+        // Every byte pair, in each position of a word and of a tail.
+        for x in 0..=255u8 {
+            for y in 0..=255u8 {
+                for at in [0, 5, 7, 9] {
+                    let mut a = b"Zebra-Accept".to_vec();
+                    let mut b = b"zEBRA-aCCEPT".to_vec();
+                    a[at] = x;
+                    b[at] = y;
+                    assert_eq!(
+                        eq_ignore_ascii_case(&a, &b),
+                        a.eq_ignore_ascii_case(&b),
+                        "{x:#x} {y:#x} at {at}"
+                    );
+                }
+            }
+        }
+        assert!(!eq_ignore_ascii_case(b"accept", b"accepts"));
+        assert!(eq_ignore_ascii_case(b"", b""));
     }
 
     #[test]
