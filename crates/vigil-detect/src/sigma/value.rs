@@ -176,6 +176,75 @@ impl Cidr {
     }
 }
 
+/// A compiled `re` value, with the longest text every match must contain (when the
+/// pattern has one): texts without it are turned away by a substring search, and
+/// the regex runs only on the rest. `.+:assumed-role/aws:.+` on every principal
+/// ARN costs one `memmem` for most of them.
+#[derive(Clone, Debug)]
+pub struct Re {
+    re: regex::Regex,
+    needle: Option<memchr::memmem::Finder<'static>>,
+}
+
+impl Re {
+    /// Compiles `pattern` with the `i`, `m` and `s` flags.
+    pub fn new(pattern: &str, i: bool, m: bool, s: bool) -> Result<Re, ValueError> {
+        let invalid =
+            |e: &dyn std::fmt::Display| ValueError::Invalid(format!("regular expression: {e}"));
+        let re = regex::RegexBuilder::new(pattern)
+            .case_insensitive(i)
+            .multi_line(m)
+            .dot_matches_new_line(s)
+            .size_limit(1 << 22)
+            .build()
+            .map_err(|e| invalid(&e))?;
+        // The same syntax with the same flags: a letter that folds to others becomes
+        // a class there, so only text that must appear as written is kept.
+        let hir = regex_syntax::ParserBuilder::new()
+            .case_insensitive(i)
+            .multi_line(m)
+            .dot_matches_new_line(s)
+            .build()
+            .parse(pattern)
+            .map_err(|e| invalid(&e))?;
+        let needle = required_literal(&hir)
+            .filter(|l| !l.is_empty())
+            .map(|l| memchr::memmem::Finder::new(&l).into_owned());
+        Ok(Re { re, needle })
+    }
+
+    pub fn is_match(&self, text: &str) -> bool {
+        if let Some(n) = &self.needle {
+            if n.find(text.as_bytes()).is_none() {
+                return false;
+            }
+        }
+        self.re.is_match(text)
+    }
+
+    /// What a text must contain for the pattern to match (tests).
+    pub fn needle(&self) -> Option<&[u8]> {
+        self.needle.as_ref().map(|n| n.needle())
+    }
+}
+
+/// The longest literal that every match of `h` contains: a literal itself, or one of
+/// the parts of a sequence (not of an alternation, nor of a repetition that may run
+/// zero times).
+fn required_literal(h: &regex_syntax::hir::Hir) -> Option<Vec<u8>> {
+    use regex_syntax::hir::HirKind;
+    match h.kind() {
+        HirKind::Literal(l) => Some(l.0.to_vec()),
+        HirKind::Capture(c) => required_literal(&c.sub),
+        HirKind::Repetition(r) if r.min >= 1 => required_literal(&r.sub),
+        HirKind::Concat(parts) => parts
+            .iter()
+            .filter_map(required_literal)
+            .max_by_key(Vec::len),
+        _ => None,
+    }
+}
+
 /// One compiled value of a field.
 #[derive(Clone, Debug)]
 pub enum Pattern {
@@ -183,7 +252,7 @@ pub enum Pattern {
         m: StrMatch,
         cased: bool,
     },
-    Regex(regex::Regex),
+    Regex(Box<Re>),
     Cidr(Cidr),
     Cmp {
         op: CmpOp,
@@ -824,15 +893,7 @@ pub fn compile_field(
             continue;
         }
         if let Some((i, ml, s)) = m.re {
-            let mut b = regex::RegexBuilder::new(&text);
-            b.case_insensitive(i)
-                .multi_line(ml)
-                .dot_matches_new_line(s)
-                .size_limit(1 << 22);
-            let re = b
-                .build()
-                .map_err(|e| ValueError::Invalid(format!("regular expression: {e}")))?;
-            patterns.push(Pattern::Regex(re));
+            patterns.push(Pattern::Regex(Box::new(Re::new(&text, i, ml, s)?)));
             continue;
         }
         // Strings: placeholders, dash variants, encodings, then position modifiers.
@@ -1784,5 +1845,54 @@ mod tests {
         assert_eq!(FieldPath::new("a.b.c.d").lookup(&doc), Some(&json!(1)));
         assert_eq!(FieldPath::new("x.y").lookup(&doc), Some(&json!("z")));
         assert_eq!(FieldPath::new("a.q").lookup(&doc), None);
+    }
+
+    #[test]
+    fn regex_needles_are_what_every_match_holds() {
+        let needle = |p: &str, i: bool| {
+            Re::new(p, i, false, false)
+                .unwrap()
+                .needle()
+                .map(|n| String::from_utf8(n.to_vec()).unwrap())
+        };
+        assert_eq!(
+            needle(".+:assumed-role/aws:.+", false).as_deref(),
+            Some(":assumed-role/aws:")
+        );
+        assert_eq!(needle("^abc(de)+x?", false).as_deref(), Some("abc"));
+        assert_eq!(needle("(?:xyz){2,}q", false).as_deref(), Some("xyz"));
+        // Nothing every match must hold.
+        assert_eq!(needle("abc|abd", false), None);
+        assert_eq!(needle("(abc)?d*", false), None);
+        // Case-insensitive: letters that fold are classes, other text stays.
+        assert_eq!(needle("(?i)policy\\*\"", false).as_deref(), Some("*\""));
+        assert_eq!(needle("a:/-b", true).as_deref(), Some(":/-"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn regex_prefilter_never_changes_an_answer(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "a", "b", "ab", ":", "x+", "(ab|c)", "[a-c]", ".", ".*", "a?", "(?:ba){1,2}",
+                    "\\d", "K", "^", "$", "(?i:k)", "(?:abc)?", "c*",
+                ]),
+                1..6,
+            ),
+            text in "[abcxK:\\n1\u{212A}]{0,12}",
+            i: bool,
+            m: bool,
+            s: bool,
+        ) {
+            let pattern = parts.concat();
+            let re = Re::new(&pattern, i, m, s).unwrap();
+            let plain = regex::RegexBuilder::new(&pattern)
+                .case_insensitive(i)
+                .multi_line(m)
+                .dot_matches_new_line(s)
+                .build()
+                .unwrap();
+            proptest::prop_assert_eq!(re.is_match(&text), plain.is_match(&text), "{}", pattern);
+        }
     }
 }
