@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    assert!(vigil_ingest::brackets::scans_agree(data));
+    assert!(vigil_model::brackets::scans_agree(data));
 });

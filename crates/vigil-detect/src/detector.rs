@@ -283,10 +283,13 @@ impl Detector {
         let read = |p: &FieldPath, first: bool| -> Option<String> {
             match scratch.typed(event, p) {
                 Some(v) => v.map(|v| v.into_text().into_owned()),
-                None => p.lookup(&doc).and_then(|v| match v {
-                    Value::Array(items) if first => items.first().and_then(text),
-                    other => text(other),
-                }),
+                None => match p.string_in(&doc) {
+                    Some(s) => Some(s.to_owned()),
+                    None => p.lookup(&doc).and_then(|v| match v {
+                        Value::Array(items) if first => items.first().and_then(text),
+                        other => text(other),
+                    }),
+                },
             }
         };
         for &i in &self.hits {

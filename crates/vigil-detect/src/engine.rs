@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 
 use serde_json::Value;
-use vigil_model::{Event, Raw, SourceKind};
+use vigil_model::{brackets, Event, Raw, SourceKind};
 
 use std::cell::OnceCell;
 
@@ -155,6 +155,34 @@ impl Members for JsonMembers<'_> {
             .find(|(k, _, _)| key_is(k, key))
             .and_then(|(_, v, cell)| cell.get_or_init(|| serde_json::from_str(v).ok()).as_ref())
     }
+
+    fn string_at(&self, path: &[String]) -> Option<&str> {
+        let (first, rest) = path.split_first()?;
+        let (_, text, _) = self
+            .members
+            .iter()
+            .rev()
+            .find(|(k, _, _)| key_is(k, first))?;
+        string_in_text(text, rest)
+    }
+}
+
+/// The string at `path` inside the JSON value `text` (already known valid): the
+/// last member of each name, as a parse keeps; `None` unless every key is there and
+/// the value is a string without escapes.
+fn string_in_text<'t>(text: &'t str, path: &[String]) -> Option<&'t str> {
+    let Some((first, rest)) = path.split_first() else {
+        let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+        return (!inner.contains('\\')).then_some(inner);
+    };
+    let mut found = None;
+    object_members(text, |k, v| {
+        if key_is(k, first) {
+            found = Some(v);
+        }
+        Some(())
+    })?;
+    string_in_text(found?, rest)
 }
 
 impl<'e> LazyDoc<'e> {
@@ -205,6 +233,13 @@ impl Members for LazyDoc<'_> {
             Parsed::Members(members) => members.member(key),
         }
     }
+
+    fn string_at(&self, path: &[String]) -> Option<&str> {
+        match self.parsed() {
+            Parsed::Whole(_) => None,
+            Parsed::Members(members) => members.string_at(path),
+        }
+    }
 }
 
 /// Whether the quoted key `quoted` (as written) reads `key`.
@@ -231,6 +266,7 @@ fn object_members<'t>(
         return None;
     }
     let end = |i: usize| (skip_ws(b, i + 1) == b.len()).then_some(());
+    let mut stack = Vec::with_capacity(16);
     i = skip_ws(b, i + 1);
     if b.get(i) == Some(&b'}') {
         return end(i);
@@ -246,7 +282,7 @@ fn object_members<'t>(
             return None;
         }
         i = skip_ws(b, i + 1);
-        let value_end = value_end(b, i)?;
+        let value_end = value_end(b, i, &mut stack)?;
         each(key, text.get(i..value_end)?)?;
         i = skip_ws(b, value_end);
         match *b.get(i)? {
@@ -277,31 +313,15 @@ fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
     }
 }
 
-/// The index after the value that starts at `i`.
-fn value_end(b: &[u8], i: usize) -> Option<usize> {
+/// The index after the value that starts at `i`; `stack` is scratch for nested
+/// brackets.
+fn value_end(b: &[u8], i: usize, stack: &mut Vec<u8>) -> Option<usize> {
     match *b.get(i)? {
         b'"' => string_end(b, i),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            let mut j = i;
-            loop {
-                match *b.get(j)? {
-                    b'"' => {
-                        j = string_end(b, j)?;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return Some(j + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                j += 1;
-            }
-        }
+        b'{' | b'[' => match brackets::container_end(b, i, stack) {
+            brackets::Scan::Done(end) => Some(end),
+            _ => None,
+        },
         _ => {
             let end = i + b[i..]
                 .iter()
@@ -651,6 +671,8 @@ mod tests {
 
     /// Every key of the full parse, and some it lacks, read the same member by
     /// member; `false` when the text is not walked as an object.
+    use crate::sigma::value::FieldPath;
+
     fn agrees(text: &str) -> bool {
         let Some(m) = JsonMembers::walk(text) else {
             return false;
@@ -663,7 +685,44 @@ mod tests {
         for k in ["", "missing", "requestParameters", "a.b"] {
             assert_eq!(m.member(k), obj.get(k), "{k} in {text}");
         }
+        // Strings read from the text are what a lookup in the parse gives.
+        let mut paths = vec!["requestParameters.bucketName".to_owned(), "a.b.c".into()];
+        fn all_paths(v: &Value, at: &str, out: &mut Vec<String>) {
+            for (k, child) in v.as_object().into_iter().flatten() {
+                let p = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                all_paths(child, &p, out);
+                out.push(p);
+            }
+        }
+        all_paths(&full, "", &mut paths);
+        for p in paths {
+            let path = FieldPath::new(&p);
+            if let Some(s) = path.string_in(&m) {
+                assert_eq!(path.lookup(&full), Some(&Value::from(s)), "{p} in {text}");
+            }
+        }
         true
+    }
+
+    #[test]
+    fn strings_are_read_from_the_text_when_plain() {
+        let text = r#"{"requestParameters":{"bucketName":"b1","key":"a\"b","n":1,"o":{"x":"y"},"bucketName":"b2"},"s":"t"}"#;
+        assert!(agrees(text));
+        let m = JsonMembers::walk(text).unwrap();
+        let at = |p: &str| FieldPath::new(p).string_in(&m);
+        assert_eq!(at("requestParameters.bucketName"), Some("b2"));
+        assert_eq!(at("requestParameters.o.x"), Some("y"));
+        assert_eq!(at("s"), Some("t"));
+        // Escaped, not a string, not there: read from the parse instead.
+        assert_eq!(at("requestParameters.key"), None);
+        assert_eq!(at("requestParameters.n"), None);
+        assert_eq!(at("requestParameters.o"), None);
+        assert_eq!(at("requestParameters.missing"), None);
+        assert_eq!(at("s.x"), None);
     }
 
     #[test]

@@ -15,9 +15,9 @@
 
 use std::io::Read;
 
-use crate::brackets::{container_end, Scan};
 use crate::error::RecordErrorKind;
 use crate::input::read_up_to;
+use vigil_model::brackets::{container_end, Scan};
 
 const CHUNK: usize = 256 * 1024;
 /// Keys whose array value holds the records, at the top level of a file.

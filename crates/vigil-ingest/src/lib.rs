@@ -13,8 +13,6 @@
 //! decide what the events mean (that is `vigil-detect`).
 
 mod asff;
-#[doc(hidden)]
-pub mod brackets;
 mod cloudtrail;
 mod de;
 mod decoder;

@@ -4,8 +4,10 @@
 //!
 //! This crate does no IO and knows nothing of file formats: decoders live in
 //! `vigil-ingest`, detection in `vigil-detect`. It compiles in seconds so that every
-//! other crate can depend on it freely.
+//! other crate can depend on it freely. The one piece of JSON scanning both of those
+//! need, finding where an object or array ends, is here: [`brackets`].
 
+pub mod brackets;
 pub mod event;
 pub mod severity;
 pub mod time;

@@ -795,6 +795,9 @@ pub fn field_text<'d>(
     doc: &'d dyn super::value::Members,
     path: &FieldPath,
 ) -> Option<Cow<'d, str>> {
+    if let Some(s) = path.string_in(doc) {
+        return Some(Cow::Borrowed(s));
+    }
     path.lookup(doc).map(|v| match v {
         Value::String(s) => Cow::Borrowed(s.as_str()),
         Value::Null => Cow::Borrowed(""),

@@ -18,6 +18,14 @@ use vigil_model::Timestamp;
 /// member by member as rules reach into it.
 pub trait Members {
     fn member(&self, key: &str) -> Option<&Value>;
+
+    /// The string at `path` (keys, outermost first) read straight from the record's
+    /// text, for a record kept as text: when every key is found as written and the
+    /// value is a string with no escapes. `None` says only "not this way": look the
+    /// field up in the parsed members then.
+    fn string_at(&self, _path: &[String]) -> Option<&str> {
+        None
+    }
 }
 
 impl Members for Value {
@@ -43,6 +51,13 @@ impl FieldPath {
             parts: name.split('.').map(str::to_owned).collect(),
             typed: super::rule::typed_field(name),
         }
+    }
+
+    /// The field when it is a plain string in the record's text (see
+    /// [`Members::string_at`]), read without parsing anything; `None` when it is not
+    /// one or cannot be read that way.
+    pub fn string_in<'v, M: Members + ?Sized>(&self, root: &'v M) -> Option<&'v str> {
+        root.string_at(&self.parts)
     }
 
     /// Looks the field up: nested keys first, then keys that themselves contain dots.

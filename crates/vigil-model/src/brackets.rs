@@ -1,6 +1,7 @@
 //! Where a JSON object or array ends, found 64 bytes at a time.
 //!
-//! The splitter only needs record boundaries: the brackets that lie outside strings.
+//! The record splitter (`vigil-ingest`) and the lazy record reader of detection
+//! (`vigil-detect`) only need where values end: the brackets that lie outside strings.
 //! Walking a CloudTrail record byte by byte, or string by string with `memchr`, costs
 //! more than parsing half of it (a record has some sixty short strings, and a search
 //! call has a fixed price). Here each 64-byte block becomes three bit masks (quotes,
@@ -13,7 +14,7 @@
 
 /// What scanning a value found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Scan {
+pub enum Scan {
     /// The value ends before this index.
     Done(usize),
     /// The input ends inside the value.
@@ -23,7 +24,7 @@ pub(crate) enum Scan {
 }
 
 /// Deeper nesting is reported as damage rather than followed.
-pub(crate) const MAX_DEPTH: usize = 512;
+pub const MAX_DEPTH: usize = 512;
 
 const BLOCK: usize = 64;
 
@@ -121,7 +122,7 @@ fn prefix_xor(quotes: u64) -> u64 {
 
 /// The end of the object or array whose opening bracket is `b[from]`: the index after
 /// its closing bracket. `stack` is scratch for the open brackets.
-pub(crate) fn container_end(b: &[u8], from: usize, stack: &mut Vec<u8>) -> Scan {
+pub fn container_end(b: &[u8], from: usize, stack: &mut Vec<u8>) -> Scan {
     stack.clear();
     let mut escape_carry = false;
     let mut in_string = false;
@@ -174,7 +175,7 @@ pub(crate) fn container_end(b: &[u8], from: usize, stack: &mut Vec<u8>) -> Scan 
 /// [`container_end`] one byte at a time: the reference it is tested against. A
 /// backslash escapes the next byte wherever it is (outside strings it makes the record
 /// invalid anyway, which the decoder reports).
-pub(crate) fn container_end_bytewise(b: &[u8], from: usize, stack: &mut Vec<u8>) -> Scan {
+pub fn container_end_bytewise(b: &[u8], from: usize, stack: &mut Vec<u8>) -> Scan {
     stack.clear();
     let mut i = from;
     while i < b.len() {
