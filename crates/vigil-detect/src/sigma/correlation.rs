@@ -12,6 +12,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -276,6 +277,36 @@ pub enum Input {
     Correlation(u32),
 }
 
+/// Which correlations (and at which position of their `rules`) each input feeds,
+/// by rule and correlation number: looked up for every match, so indexed, not
+/// hashed.
+#[derive(Default)]
+struct Feeds {
+    by_rule: Vec<Vec<(u32, u16)>>,
+    by_correlation: Vec<Vec<(u32, u16)>>,
+}
+
+impl Feeds {
+    fn of(&self, input: Input) -> &[(u32, u16)] {
+        let (lists, i) = match input {
+            Input::Rule(r) => (&self.by_rule, r as usize),
+            Input::Correlation(c) => (&self.by_correlation, c as usize),
+        };
+        lists.get(i).map_or(&[], Vec::as_slice)
+    }
+
+    fn entry(&mut self, input: Input) -> &mut Vec<(u32, u16)> {
+        let (lists, i) = match input {
+            Input::Rule(r) => (&mut self.by_rule, r as usize),
+            Input::Correlation(c) => (&mut self.by_correlation, c as usize),
+        };
+        if lists.len() <= i {
+            lists.resize_with(i + 1, Vec::new);
+        }
+        &mut lists[i]
+    }
+}
+
 /// A correlation that fired.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Hit {
@@ -384,8 +415,12 @@ struct InputFields {
 struct Compiled {
     def: Correlation,
     inputs: Vec<InputFields>,
-    /// Groups by their group-by values (see [`keys`]).
-    groups: hashbrown::HashMap<Vec<u8>, Group, foldhash::fast::RandomState>,
+    /// Groups with their group-by values as a key (see [`keys`]): most keys (an
+    /// address, two addresses and a port, a short name) are held in place, so a new
+    /// group costs no allocation for its key. A table rather than a map so that a
+    /// key is hashed once and turned into a [`keys::Value`] only for a new group.
+    groups: hashbrown::HashTable<(keys::Value, Group)>,
+    hasher: foldhash::fast::RandomState,
     /// The newest event time any of its groups has seen.
     watermark: i64,
 }
@@ -398,7 +433,7 @@ const IDLE_OBSERVATIONS: u64 = 16_384;
 /// Runs correlation rules over the matches of the rules they refer to.
 pub struct Correlator {
     corrs: Vec<Compiled>,
-    feeds: FastMap<Input, Vec<(u32, u16)>>,
+    feeds: Feeds,
     lateness_ms: i64,
     observed: u64,
     /// Inputs dropped because they came more than the lateness behind their group's
@@ -465,7 +500,7 @@ impl Correlator {
                 });
             }
         }
-        let mut feeds: FastMap<Input, Vec<(u32, u16)>> = FastMap::default();
+        let mut feeds = Feeds::default();
         let mut corrs = Vec::new();
         for (ci, d) in kept.iter().enumerate() {
             let mut inputs = Vec::new();
@@ -483,10 +518,7 @@ impl Correlator {
                         None => continue,
                     },
                 };
-                feeds
-                    .entry(input)
-                    .or_default()
-                    .push((ci as u32, pos as u16));
+                feeds.entry(input).push((ci as u32, pos as u16));
                 let field_for = |f: &str| -> FieldPath {
                     let aliased = d
                         .aliases
@@ -510,7 +542,8 @@ impl Correlator {
             corrs.push(Compiled {
                 def: d.clone(),
                 inputs,
-                groups: hashbrown::HashMap::default(),
+                groups: hashbrown::HashTable::new(),
+                hasher: Default::default(),
                 watermark: i64::MIN,
             });
         }
@@ -540,21 +573,16 @@ impl Correlator {
 
     /// Base rules whose matches only feed correlations (`generate` not set).
     pub fn silent_rules(&self) -> Vec<u32> {
-        let mut out: Vec<u32> = self
-            .feeds
-            .iter()
-            .filter_map(|(input, users)| match input {
-                Input::Rule(r)
-                    if users
+        // In rule order already.
+        let out: Vec<u32> = (0..self.feeds.by_rule.len() as u32)
+            .filter(|&r| {
+                let users = self.feeds.of(Input::Rule(r));
+                !users.is_empty()
+                    && users
                         .iter()
-                        .all(|(c, _)| !self.corrs[*c as usize].def.generate) =>
-                {
-                    Some(*r)
-                }
-                _ => None,
+                        .all(|(c, _)| !self.corrs[*c as usize].def.generate)
             })
             .collect();
-        out.sort_unstable();
         out
     }
 
@@ -562,7 +590,7 @@ impl Correlator {
     pub fn state_size(&self) -> usize {
         self.corrs
             .iter()
-            .map(|c| c.groups.values().map(|g| g.items.len()).sum::<usize>())
+            .map(|c| c.groups.iter().map(|(_, g)| g.items.len()).sum::<usize>())
             .sum()
     }
 
@@ -576,12 +604,9 @@ impl Correlator {
         pending.clear();
         pending.extend(matched.iter().map(|&r| Input::Rule(r)));
         while let Some(input) = pending.pop() {
-            let Some(n) = self.feeds.get(&input).map(Vec::len) else {
-                continue;
-            };
-            for k in 0..n {
+            for k in 0..self.feeds.of(input).len() {
                 // Indexed, not iterated: `feed` needs `self` mutably.
-                let (c, pos) = self.feeds[&input][k];
+                let (c, pos) = self.feeds.of(input)[k];
                 if let Some(hit) = self.feed(c, pos, time_ms, doc) {
                     pending.push(Input::Correlation(c));
                     out.push(hit);
@@ -636,21 +661,29 @@ impl Correlator {
         };
         let span = comp.def.timespan_ms;
         comp.watermark = comp.watermark.max(t);
-        let group = comp
-            .groups
-            .entry_ref(key.as_slice())
-            .or_insert_with(|| Group {
-                items: VecDeque::new(),
-                agg: Agg {
-                    per_rule: match comp.def.kind {
-                        Kind::Temporal => vec![0; comp.def.rules.len()],
-                        _ => Vec::new(),
+        let hasher = &comp.hasher;
+        let group = match comp.groups.entry(
+            hasher.hash_one(key.as_slice()),
+            |(k, _)| k.as_bytes() == key.as_slice(),
+            |(k, _)| hasher.hash_one(k.as_bytes()),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(e) => &mut e.into_mut().1,
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                let group = Group {
+                    items: VecDeque::new(),
+                    agg: Agg {
+                        per_rule: match comp.def.kind {
+                            Kind::Temporal => vec![0; comp.def.rules.len()],
+                            _ => Vec::new(),
+                        },
+                        ..Agg::default()
                     },
-                    ..Agg::default()
-                },
-                newest: t,
-                touched: 0,
-            });
+                    newest: t,
+                    touched: 0,
+                };
+                &mut e.insert((keys::Value::new(key), group)).into_mut().1
+            }
+        };
         if t < group.newest - self.lateness_ms {
             self.dropped_late += 1;
             return None;
@@ -758,7 +791,7 @@ impl Correlator {
         let now = self.observed;
         for c in &mut self.corrs {
             let horizon = c.watermark - c.def.timespan_ms - late;
-            c.groups.retain(|_, g| {
+            c.groups.retain(|(_, g)| {
                 g.newest >= horizon || now.saturating_sub(g.touched) < IDLE_OBSERVATIONS
             });
         }
