@@ -31,9 +31,14 @@ struct SourceIndex {
 /// Rules by the (folded) value a field must have. Remembers the lengths of its
 /// values, so that most texts that cannot be one (a long `userAgent`) are turned
 /// away without being folded.
+/// Up to this many values, a [`ValueIndex`] is searched side by side.
+const FEW: usize = 4;
+
 #[derive(Default)]
 struct ValueIndex {
     map: FastMap<String, Vec<u32>>,
+    /// The same entries side by side while there are at most [`FEW`] of them.
+    few: Vec<(String, Vec<u32>)>,
     /// Bit `n` set: some value is `n` bytes long (`n` < 64); `long`: some is longer.
     lens: u64,
     long: bool,
@@ -50,6 +55,14 @@ impl ValueIndex {
         if ids.last() != Some(&rule) {
             ids.push(rule);
         }
+        self.few = if self.map.len() <= FEW {
+            self.map
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
     }
 
     fn is_empty(&self) -> bool {
@@ -71,9 +84,9 @@ impl ValueIndex {
             }
             // A few values (`network.action`): compared in place, neither folded nor
             // hashed. ASCII text equals a folded value exactly when it folds to it.
-            if self.map.len() <= 4 {
+            if !self.few.is_empty() {
                 return self
-                    .map
+                    .few
                     .iter()
                     .find(|(k, _)| eq_ignore_ascii_case(k.as_bytes(), text.as_bytes()))
                     .map(|(_, ids)| ids.as_slice());

@@ -1160,14 +1160,16 @@ pub(crate) fn eq_ignore_ascii_case(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
+    let (words_a, words_b) = (a.chunks_exact(8), b.chunks_exact(8));
+    // The last few bytes one by one: packing them into a word costs more.
+    let tails_agree = words_a
+        .remainder()
+        .eq_ignore_ascii_case(words_b.remainder());
     let word = |c: &[u8]| {
-        let mut w = [0u8; 8];
-        w[..c.len()].copy_from_slice(c);
-        ascii_lower8(u64::from_le_bytes(w))
+        c.first_chunk::<8>()
+            .map(|w| ascii_lower8(u64::from_le_bytes(*w)))
     };
-    a.chunks(8)
-        .zip(b.chunks(8))
-        .all(|(x, y)| word(x) == word(y))
+    tails_agree && words_a.zip(words_b).all(|(x, y)| word(x) == word(y))
 }
 
 /// The eight bytes of `w` with ASCII capitals made small; other bytes as they are.
