@@ -28,12 +28,12 @@ struct SourceIndex {
     always: Vec<u32>,
 }
 
-/// Rules by the (folded) value a field must have. Remembers the lengths of its
-/// values, so that most texts that cannot be one (a long `userAgent`) are turned
-/// away without being folded.
 /// Up to this many values, a [`ValueIndex`] is searched side by side.
 const FEW: usize = 4;
 
+/// Rules by the (folded) value a field must have. Remembers the lengths of its
+/// values, so that most texts that cannot be one (a long `userAgent`) are turned
+/// away without being folded.
 #[derive(Default)]
 struct ValueIndex {
     map: FastMap<String, Vec<u32>>,

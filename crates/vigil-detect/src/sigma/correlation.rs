@@ -573,8 +573,7 @@ impl Correlator {
 
     /// Base rules whose matches only feed correlations (`generate` not set).
     pub fn silent_rules(&self) -> Vec<u32> {
-        // In rule order already.
-        let out: Vec<u32> = (0..self.feeds.by_rule.len() as u32)
+        (0..self.feeds.by_rule.len() as u32)
             .filter(|&r| {
                 let users = self.feeds.of(Input::Rule(r));
                 !users.is_empty()
@@ -582,8 +581,7 @@ impl Correlator {
                         .iter()
                         .all(|(c, _)| !self.corrs[*c as usize].def.generate)
             })
-            .collect();
-        out
+            .collect()
     }
 
     /// Events held across all groups (the state the correlator keeps).
