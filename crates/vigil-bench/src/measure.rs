@@ -308,6 +308,27 @@ fn median(mut v: Vec<Sample>) -> Sample {
     v.swap_remove(v.len() / 2)
 }
 
+/// `lowest–highest (median …)` of `ratios`, each times `scale`, with `unit`.
+fn spread(mut ratios: Vec<f64>, unit: &str, scale: f64) -> String {
+    ratios.sort_by(f64::total_cmp);
+    let (Some(lo), Some(hi)) = (ratios.first(), ratios.last()) else {
+        return "no rounds".into();
+    };
+    let fmt = |x: f64| {
+        if unit == "%" {
+            format!("{:.0}{unit}", x * scale)
+        } else {
+            format!("{:.1}{unit}", x * scale)
+        }
+    };
+    format!(
+        "{}–{} (median {})",
+        fmt(*lo),
+        fmt(*hi),
+        fmt(ratios[ratios.len() / 2])
+    )
+}
+
 fn rss(s: &Sample) -> String {
     s.rss_mb
         .map(|m| format!("{m:.0} MB"))
@@ -381,6 +402,26 @@ pub fn run(dir: &Path, vigil: &Path, rounds: usize, rules: Option<&Path>) -> Res
                 }
             }
         }
+        // The machine's speed drifts between rounds: each stage's speed relative to
+        // (c) in the same round, and its spread, says more than the medians' ratio.
+        for (j, (stage, _)) in stages.iter().enumerate().skip(1) {
+            let of_c = |i: usize| runs[0][i].secs / runs[j][i].secs;
+            notes.push(format!(
+                "{label}: {} against (c) round by round: {}",
+                stage.get(..3).unwrap_or(stage),
+                spread((0..rounds).map(of_c).collect(), "%", 100.0)
+            ));
+        }
+        if let (Some(e), false) = (
+            stages.iter().position(|(n, _)| n.starts_with("(e)")),
+            peers.is_empty(),
+        ) {
+            let times_peer = |i: usize| peers[i].0.secs / runs[e][i].secs;
+            notes.push(format!(
+                "{label}: (e) against the peer (g) round by round: {}",
+                spread((0..peers.len()).map(times_peer).collect(), "x", 1.0)
+            ));
+        }
         let (a, b) = (median(a), median(b));
         let runs: Vec<Sample> = runs.into_iter().map(median).collect();
         for (i, r) in runs.iter().enumerate() {
@@ -453,8 +494,11 @@ pub fn run(dir: &Path, vigil: &Path, rounds: usize, rules: Option<&Path>) -> Res
             rss(&small)
         );
     }
+    if !notes.is_empty() {
+        println!();
+    }
     for n in notes {
-        println!("\n{n}");
+        println!("- {n}");
     }
     Ok(())
 }
