@@ -20,7 +20,7 @@ use yaml_rust2::Yaml;
 
 use super::keys;
 use super::rule::{str_of, strings, Level, RuleIssue};
-use super::value::{FastMap, FieldPath};
+use super::value::FieldPath;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Kind {
@@ -350,39 +350,73 @@ struct Group {
 struct Agg {
     /// value_sum / value_avg: the sum of the values held.
     sum: f64,
-    /// value_count / value_percentile: how many held events have each value.
-    distinct: FastMap<keys::Value, u32>,
+    /// value_count / value_percentile: each value held and how many held events have
+    /// it. Hashed with the correlation's hasher: a table keeps none of its own, so a
+    /// group pays no room for one.
+    distinct: hashbrown::HashTable<(keys::Value, u32)>,
     /// temporal: how many held events each input rule has.
-    per_rule: Vec<u32>,
+    per_rule: Box<[u32]>,
 }
 
 impl Agg {
-    fn add(&mut self, pos: u16, p: &Payload) {
-        self.bump(pos, p, true);
-    }
-
-    fn remove(&mut self, pos: u16, p: &Payload) {
-        self.bump(pos, p, false);
-    }
-
-    fn bump(&mut self, pos: u16, p: &Payload, up: bool) {
-        if let Some(n) = self.per_rule.get_mut(pos as usize) {
-            *n = if up { *n + 1 } else { n.saturating_sub(1) };
-        }
+    /// Counts in an event of input `pos` with payload `p`.
+    fn add(&mut self, pos: u16, p: &Payload, h: &Hasher) {
+        self.bump_rule(pos, true);
         match p {
-            Payload::Num(x) if up => self.sum += x,
-            Payload::Num(x) => self.sum -= x,
-            Payload::Value(v) if up => match self.distinct.get_mut(v.as_bytes()) {
-                Some(c) => *c += 1,
-                None => {
-                    self.distinct.insert(v.clone(), 1);
-                }
-            },
+            Payload::Num(x) => self.sum += x,
             Payload::Value(v) => {
-                if let Some(c) = self.distinct.get_mut(v.as_bytes()) {
-                    *c -= 1;
-                    if *c == 0 {
-                        self.distinct.remove(v.as_bytes());
+                self.count_in(v.as_bytes(), h);
+            }
+            Payload::None => {}
+        }
+    }
+
+    /// Counts in an event of input `pos` with the value `value`, and gives the
+    /// value as the event's payload: the window's copy when it is long and held
+    /// already, so a repeated long value costs no allocation. One lookup.
+    fn add_value(&mut self, pos: u16, value: &[u8], h: &Hasher) -> keys::Value {
+        self.bump_rule(pos, true);
+        let (held, _) = self.count_in(value, h);
+        match held {
+            keys::Value::Shared(_) => held.clone(),
+            keys::Value::Inline { .. } => keys::Value::new(value),
+        }
+    }
+
+    /// The value's entry, counted once more (inserted with a count of one).
+    fn count_in(&mut self, value: &[u8], h: &Hasher) -> &mut (keys::Value, u32) {
+        let entry = self.distinct.entry(
+            h.hash_one(value),
+            |(k, _)| k.as_bytes() == value,
+            |(k, _)| h.hash_one(k.as_bytes()),
+        );
+        match entry {
+            hashbrown::hash_table::Entry::Occupied(e) => {
+                let held = e.into_mut();
+                held.1 += 1;
+                held
+            }
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                e.insert((keys::Value::new(value), 1)).into_mut()
+            }
+        }
+    }
+
+    /// Counts out an event that leaves the window.
+    fn remove(&mut self, pos: u16, p: &Payload, h: &Hasher) {
+        self.bump_rule(pos, false);
+        match p {
+            Payload::Num(x) => self.sum -= x,
+            Payload::Value(v) => {
+                let v = v.as_bytes();
+                if let Ok(mut e) = self
+                    .distinct
+                    .find_entry(h.hash_one(v), |(k, _)| k.as_bytes() == v)
+                {
+                    let held = e.get_mut();
+                    held.1 -= 1;
+                    if held.1 == 0 {
+                        e.remove();
                     }
                 }
             }
@@ -390,12 +424,17 @@ impl Agg {
         }
     }
 
-    /// `value` as a payload: the window's copy when it is long and held already.
-    fn shared(&self, value: &[u8]) -> keys::Value {
-        match self.distinct.get_key_value(value) {
-            Some((k, _)) if matches!(k, keys::Value::Shared(_)) => k.clone(),
-            _ => keys::Value::new(value),
+    fn bump_rule(&mut self, pos: u16, up: bool) {
+        if let Some(n) = self.per_rule.get_mut(pos as usize) {
+            *n = if up { *n + 1 } else { n.saturating_sub(1) };
         }
+    }
+
+    /// How many held events have `value`.
+    fn count_of(&self, value: &[u8], h: &Hasher) -> u32 {
+        self.distinct
+            .find(h.hash_one(value), |(k, _)| k.as_bytes() == value)
+            .map_or(0, |(_, n)| *n)
     }
 
     fn clear(&mut self) {
@@ -404,6 +443,9 @@ impl Agg {
         self.per_rule.iter_mut().for_each(|n| *n = 0);
     }
 }
+
+/// The hasher of a correlation's group keys and counted values (seeded per process).
+type Hasher = foldhash::fast::RandomState;
 
 /// How the correlation reads one of its inputs: the group-by fields (aliases
 /// resolved for that rule) and the value field.
@@ -420,7 +462,7 @@ struct Compiled {
     /// group costs no allocation for its key. A table rather than a map so that a
     /// key is hashed once and turned into a [`keys::Value`] only for a new group.
     groups: hashbrown::HashTable<(keys::Value, Group)>,
-    hasher: foldhash::fast::RandomState,
+    hasher: Hasher,
     /// The newest event time any of its groups has seen.
     watermark: i64,
 }
@@ -668,11 +710,11 @@ impl Correlator {
             hashbrown::hash_table::Entry::Occupied(e) => &mut e.into_mut().1,
             hashbrown::hash_table::Entry::Vacant(e) => {
                 let group = Group {
-                    items: VecDeque::new(),
+                    items: VecDeque::with_capacity(1),
                     agg: Agg {
                         per_rule: match comp.def.kind {
-                            Kind::Temporal => vec![0; comp.def.rules.len()],
-                            _ => Vec::new(),
+                            Kind::Temporal => vec![0; comp.def.rules.len()].into(),
+                            _ => Box::default(),
                         },
                         ..Agg::default()
                     },
@@ -691,11 +733,17 @@ impl Correlator {
         // Insert in time order (out-of-order events land where they belong).
         let at = group.items.partition_point(|(it, _, _)| *it <= t);
         let payload = match want {
-            Want::Text => Payload::Value(group.agg.shared(value)),
-            Want::Num(n) => Payload::Num(n),
-            Want::None => Payload::None,
+            Want::Text => Payload::Value(group.agg.add_value(pos, value, hasher)),
+            Want::Num(n) => {
+                let p = Payload::Num(n);
+                group.agg.add(pos, &p, hasher);
+                p
+            }
+            Want::None => {
+                group.agg.add(pos, &Payload::None, hasher);
+                Payload::None
+            }
         };
-        group.agg.add(pos, &payload);
         let mine = match &payload {
             Payload::Value(v) if matches!(comp.def.kind, Kind::ValuePercentile { .. }) => {
                 Some(v.clone())
@@ -710,7 +758,7 @@ impl Correlator {
             .is_some_and(|(it, _, _)| *it < newest - span)
         {
             if let Some((_, p, pl)) = group.items.pop_front() {
-                group.agg.remove(p, &pl);
+                group.agg.remove(p, &pl, hasher);
             }
         }
         if group.items.is_empty() {
@@ -727,9 +775,7 @@ impl Correlator {
             Kind::ValuePercentile { .. } => {
                 let same = mine
                     .as_ref()
-                    .and_then(|m| agg.distinct.get(m.as_bytes()))
-                    .copied()
-                    .unwrap_or(0);
+                    .map_or(0, |m| agg.count_of(m.as_bytes(), hasher));
                 100.0 * same as f64 / items.len() as f64
             }
             Kind::Temporal => agg.per_rule.iter().filter(|n| **n > 0).count() as f64,
@@ -939,6 +985,32 @@ mod tests {
             &mut hits,
         );
         assert_eq!(hits.len(), 1);
+    }
+
+    #[test]
+    fn counted_values_leave_with_their_events() {
+        // Values longer than a key holds in place, repeated, then out of the window.
+        let c = corr("title: spray\ncorrelation:\n  type: value_count\n  rules: [f]\n  group-by: [ip]\n  timespan: 10s\n  condition: {field: user, gt: 2}\n");
+        let mut k = correlator(c, &[("1", "f")]);
+        let user = |n: u32| format!("arn:aws:iam::111122223333:user/someone-{n}");
+        let mut hits = Vec::new();
+        let mut at = |t: i64, n: u32, hits: &mut Vec<Hit>| {
+            let event = json!({"ip": "198.51.100.1", "user": user(n)});
+            k.observe(t * 1000, &event, &[0], hits);
+        };
+        at(0, 1, &mut hits);
+        at(1, 1, &mut hits);
+        at(2, 2, &mut hits);
+        // 20 s on, users 1 and 2 have left the window: one user is held, not three.
+        at(20, 3, &mut hits);
+        assert!(hits.is_empty(), "{hits:?}");
+        at(21, 1, &mut hits);
+        at(22, 1, &mut hits);
+        assert!(hits.is_empty(), "{hits:?}");
+        at(23, 2, &mut hits);
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].value, 3.0);
+        assert_eq!(hits[0].events, 4);
     }
 
     #[test]
