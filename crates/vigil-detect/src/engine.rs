@@ -13,6 +13,7 @@ use vigil_model::{brackets, Event, Raw, SourceKind};
 
 use std::cell::OnceCell;
 
+use crate::sigma::program::{Answers, Program, Row};
 use crate::sigma::rule::{typed_field, TYPED_CLOUDTRAIL_FIELDS};
 use crate::sigma::value::{
     eq_ignore_ascii_case, fold_key, FastMap, FieldPath, Members, RecordText, TextCache, Typed,
@@ -119,6 +120,9 @@ fn index_fields(s: SourceKind) -> &'static [&'static str] {
 pub struct RuleSet {
     rules: Vec<CompiledRule>,
     index: [SourceIndex; 4],
+    /// Flow rules that read only the flow's typed fields, run as one program
+    /// instead of through the index (they are not in it).
+    flows: Program,
 }
 
 /// An event's record as rules read it, parsed no further than they reach. A
@@ -376,6 +380,7 @@ pub struct Scratch {
     name: String,
     candidates: Vec<u32>,
     memo: Vec<Option<bool>>,
+    answers: Answers,
     texts: TextCache,
     record: RecordText,
 }
@@ -457,15 +462,8 @@ fn typed_flow(e: &Event, i: usize) -> Option<Option<Typed<'_>>> {
         7 => num(n.tcp_flags.map(u64::from)),
         8 => num(n.version.map(u64::from)),
         9 => text(n.interface_id.as_deref()),
-        10 => text(n.action.map(|a| match a {
-            vigil_model::FlowAction::Accept => "ACCEPT",
-            vigil_model::FlowAction::Reject => "REJECT",
-        })),
-        11 => text(n.log_status.map(|s| match s {
-            vigil_model::LogStatus::Ok => "OK",
-            vigil_model::LogStatus::NoData => "NODATA",
-            vigil_model::LogStatus::SkipData => "SKIPDATA",
-        })),
+        10 => text(n.action.map(|a| FLOW_ACTIONS[action_at(a)])),
+        11 => text(n.log_status.map(|s| LOG_STATUSES[log_status_at(s)])),
         12 => text(n.vpc_id.as_deref()),
         13 => text(n.subnet_id.as_deref()),
         14 => text(n.instance_id.as_deref()),
@@ -475,6 +473,63 @@ fn typed_flow(e: &Event, i: usize) -> Option<Option<Typed<'_>>> {
         18 => text(n.az_id.as_deref()),
         19 => text(n.pkt_src_aws_service.as_deref()),
         20 => text(n.pkt_dst_aws_service.as_deref()),
+        _ => None,
+    }
+}
+
+/// A flow's action and log status as rules read them (the texts of the record).
+const FLOW_ACTIONS: [&str; 2] = ["ACCEPT", "REJECT"];
+const LOG_STATUSES: [&str; 3] = ["OK", "NODATA", "SKIPDATA"];
+/// Their places in `TYPED_FLOW_FIELDS`.
+const FLOW_ACTION: usize = 10;
+const FLOW_LOG_STATUS: usize = 11;
+
+fn action_at(a: vigil_model::FlowAction) -> usize {
+    match a {
+        vigil_model::FlowAction::Accept => 0,
+        vigil_model::FlowAction::Reject => 1,
+    }
+}
+
+fn log_status_at(s: vigil_model::LogStatus) -> usize {
+    match s {
+        vigil_model::LogStatus::Ok => 0,
+        vigil_model::LogStatus::NoData => 1,
+        vigil_model::LogStatus::SkipData => 2,
+    }
+}
+
+/// A flow record as the flow [`Program`] reads it.
+struct FlowRow<'e>(&'e Event);
+
+impl Row for FlowRow<'_> {
+    fn value(&self, id: u8) -> Option<Typed<'_>> {
+        let i = usize::from(id).checked_sub(TYPED_CLOUDTRAIL_FIELDS.len())?;
+        typed_flow(self.0, i).flatten()
+    }
+
+    fn code(&self, id: u8) -> usize {
+        let n = self.0.network.as_deref();
+        match usize::from(id).checked_sub(TYPED_CLOUDTRAIL_FIELDS.len()) {
+            Some(FLOW_ACTION) => n.and_then(|n| n.action).map_or(0, |a| 1 + action_at(a)),
+            Some(FLOW_LOG_STATUS) => n
+                .and_then(|n| n.log_status)
+                .map_or(0, |s| 1 + log_status_at(s)),
+            _ => 0,
+        }
+    }
+}
+
+/// Whether typed field `id` is a flow field, and the texts it can take when it has
+/// only a few.
+fn is_flow_field(id: u8) -> bool {
+    usize::from(id) >= TYPED_CLOUDTRAIL_FIELDS.len()
+}
+
+fn flow_field_texts(id: u8) -> Option<&'static [&'static str]> {
+    match usize::from(id).checked_sub(TYPED_CLOUDTRAIL_FIELDS.len()) {
+        Some(FLOW_ACTION) => Some(&FLOW_ACTIONS),
+        Some(FLOW_LOG_STATUS) => Some(&LOG_STATUSES),
         _ => None,
     }
 }
@@ -515,6 +570,7 @@ impl RuleSet {
         let mut kept = Vec::with_capacity(rules.len());
         let mut issues = Vec::new();
         let mut index: [SourceIndex; 4] = Default::default();
+        let mut flows = Program::default();
         for rule in rules {
             match sources_of(&rule) {
                 Err(message) => issues.push(RuleIssue {
@@ -525,6 +581,12 @@ impl RuleSet {
                 }),
                 Ok(sources) => {
                     let i = kept.len() as u32;
+                    if sources == [SourceKind::VpcFlow]
+                        && flows.add(i, &rule, is_flow_field, flow_field_texts)
+                    {
+                        kept.push(rule);
+                        continue;
+                    }
                     for s in sources {
                         let slot = &mut index[source_slot(s)];
                         if let (Some(names), SourceKind::CloudTrail) = (&rule.event_names, s) {
@@ -565,7 +627,14 @@ impl RuleSet {
         for r in &mut kept {
             r.number_cached(&mut slots);
         }
-        (RuleSet { rules: kept, index }, issues)
+        (
+            RuleSet {
+                rules: kept,
+                index,
+                flows,
+            },
+            issues,
+        )
     }
 
     pub fn rules(&self) -> &[CompiledRule] {
@@ -583,7 +652,9 @@ impl RuleSet {
     /// How many rules are tried only on some events (by event name or another
     /// field's value), and how many on every event of their source.
     pub fn index_stats(&self) -> (usize, usize) {
+        // The flow program's rules are tried on every flow.
         let mut always: Vec<u32> = self.index.iter().flat_map(|s| s.always.clone()).collect();
+        always.extend(self.flows.rules());
         always.sort_unstable();
         always.dedup();
         (self.rules.len() - always.len(), always.len())
@@ -622,6 +693,15 @@ impl RuleSet {
     ) {
         let slot = &self.index[source_slot(event.source)];
         scratch.candidates.clear();
+        let from = out.len();
+        if event.source == SourceKind::VpcFlow && !self.flows.is_empty() {
+            if fast {
+                self.flows.run(&FlowRow(event), &mut scratch.answers, out);
+            } else {
+                // The reference path tries them as any other rule.
+                scratch.candidates.extend(self.flows.rules());
+            }
+        }
         if !slot.by_event_name.is_empty() {
             if let Some(a) = &event.action {
                 if let Some(ids) = slot.by_event_name.get(&a.operation, &mut scratch.name) {
@@ -650,9 +730,7 @@ impl RuleSet {
             }
         }
         // In rule order, however the index found them.
-        if !slot.by_field.is_empty() || !slot.by_event_name.is_empty() {
-            scratch.candidates.sort_unstable();
-        }
+        scratch.candidates.sort_unstable();
         if typed_ok {
             // A CloudTrail record is what rules read as JSON (see `document`).
             let raw_is_doc = event.source == SourceKind::CloudTrail;
@@ -670,6 +748,10 @@ impl RuleSet {
                 ) {
                     out.push(i);
                 }
+            }
+            if from != out.len() {
+                // The program's matches came first.
+                out[from..].sort_unstable();
             }
             return;
         }

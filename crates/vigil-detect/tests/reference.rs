@@ -345,3 +345,206 @@ proptest! {
         }
     }
 }
+
+/// A field of a flow rule for the flow program: a typed flow field, a modifier and
+/// one to three values, as written in YAML.
+fn program_field() -> impl Strategy<Value = (&'static str, &'static str, Vec<&'static str>)> {
+    let pools: Vec<(&'static str, &'static str, Vec<&'static str>)> = vec![
+        // Few values: every answer is worked out when the program is built.
+        (
+            "network.action",
+            "",
+            vec!["ACCEPT", "reject", "ACC*", "?EJECT", "", "OK"],
+        ),
+        ("network.action", "|contains", vec!["EP", "x", "re"]),
+        ("network.action", "|exists", vec!["true", "false"]),
+        ("network.log_status", "", vec!["OK", "nodata", "SKIP*"]),
+        // Small numbers (a bit set), and numbers tested some other way.
+        (
+            "network.dst_port",
+            "",
+            vec!["22", "3389", "0", "65535", "80"],
+        ),
+        ("network.dst_port", "", vec!["022", "2*", "22"]),
+        ("network.dst_port", "|gt", vec!["22", "1000"]),
+        ("network.protocol", "", vec!["6", "17", "1"]),
+        ("network.bytes", "", vec!["100", "4294967296"]),
+        // Networks, and addresses tested as text.
+        (
+            "network.src_addr",
+            "|cidr",
+            vec![
+                "10.0.0.0/8",
+                "10.1.0.0/16",
+                "0.0.0.0/0",
+                "::/0",
+                "fe80::/10",
+            ],
+        ),
+        (
+            "network.dst_addr",
+            "|cidr",
+            vec!["192.168.0.0/16", "8.8.8.8/32"],
+        ),
+        ("network.src_addr", "|startswith", vec!["10.", "fe"]),
+        ("network.interface_id", "|endswith", vec!["1", "a"]),
+    ];
+    prop::sample::select(pools).prop_flat_map(|(field, m, pool)| {
+        (
+            Just(field),
+            Just(m),
+            prop::collection::vec(prop::sample::select(pool), 1..4),
+        )
+    })
+}
+
+/// A flow log line (version 2, default fields), `-` where a value is missing.
+fn program_flow_line() -> impl Strategy<Value = String> {
+    let pick = |v: Vec<&'static str>| prop::sample::select(v);
+    (
+        pick(vec!["eni-0a", "eni-01", "-"]),
+        pick(vec!["10.0.0.1", "10.1.3.4", "8.8.8.8", "fe80::1", "::1", "-"]),
+        pick(vec!["192.168.1.1", "8.8.8.8", "10.0.0.9", "-"]),
+        pick(vec!["22", "80", "3389", "0", "65535", "1000", "-"]),
+        pick(vec!["6", "17", "1", "-"]),
+        pick(vec!["100", "4294967296", "7", "-"]),
+        pick(vec!["ACCEPT", "REJECT", "-"]),
+        pick(vec!["OK", "NODATA", "SKIPDATA"]),
+    )
+        .prop_map(|(eni, src, dst, port, proto, bytes, action, status)| {
+            format!(
+                "2 123456789012 {eni} {src} {dst} 40000 {port} {proto} 3 {bytes} 1717200000 1717200060 {action} {status}"
+            )
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// Flow rules run as one compiled program (tests shared between the rules,
+    /// answers for action and log status worked out in advance, numbers and networks
+    /// as bit sets and masks) match exactly as the same rules do on the flow's JSON.
+    #[test]
+    fn flow_program_agrees_with_json(
+        rules in prop::collection::vec(
+            (prop::collection::vec(
+                prop::collection::vec((program_field(), any::<bool>()), 1..3), 1..4),
+             expr(3)),
+            1..4),
+        lines in prop::collection::vec(program_flow_line(), 1..16),
+    ) {
+        use vigil_detect::RuleSet;
+        let mut yaml = String::new();
+        for (n, (sels, cond)) in rules.iter().enumerate() {
+            if n > 0 {
+                yaml.push_str("---\n");
+            }
+            yaml.push_str(&format!(
+                "title: random {n}\nlogsource: {{product: aws, service: vpcflow}}\ndetection:\n"
+            ));
+            for i in 0..3 {
+                // Conditions may name sel0..sel2; a selection not drawn is always true.
+                let fields = sels.get(i).map(Vec::as_slice).unwrap_or_default();
+                yaml.push_str(&format!("  sel{i}:\n"));
+                if fields.is_empty() {
+                    yaml.push_str("    network.version: 2\n");
+                }
+                let mut seen = Vec::new();
+                for ((field, m, values), all) in fields {
+                    // One field once per map.
+                    if seen.contains(field) {
+                        continue;
+                    }
+                    seen.push(*field);
+                    let all = if *all && values.len() > 1 && *m != "|exists" { "|all" } else { "" };
+                    let values: Vec<String> = if *m == "|exists" {
+                        vec![values[0].to_string()]
+                    } else {
+                        values.iter().map(|v| yaml_quote(v)).collect()
+                    };
+                    yaml.push_str(&format!("    {field}{m}{all}: [{}]\n", values.join(", ")));
+                }
+            }
+            yaml.push_str(&format!("  condition: {}\n", render(cond)));
+        }
+        let mut loaded = Loaded::default();
+        load_str(&yaml, Path::new("random.yml"), &CompileOptions::default(), &mut loaded);
+        prop_assert!(loaded.issues.is_empty(), "{yaml}\n{:?}", loaded.issues);
+        let (set, issues) = RuleSet::new(loaded.rules);
+        prop_assert!(issues.is_empty());
+        let text = lines.join("\n");
+        let opts = vigil_ingest::DecodeOptions {
+            format: Some(vigil_ingest::Format::VpcFlow),
+            ..Default::default()
+        };
+        let d = vigil_ingest::open_reader(
+            Path::new("flows.log"),
+            Box::new(std::io::Cursor::new(text.into_bytes())),
+            &opts,
+        )
+        .unwrap();
+        let (mut s1, mut s2) = (vigil_detect::Scratch::default(), vigil_detect::Scratch::default());
+        let mut events = 0;
+        for item in d {
+            let vigil_ingest::Item::Event(e) = item else { continue };
+            events += 1;
+            let (mut fast, mut slow) = (Vec::new(), Vec::new());
+            set.evaluate(&e, &mut s1, &mut fast);
+            set.evaluate_on_json(&e, &mut s2, &mut slow);
+            prop_assert_eq!(fast, slow, "rules:\n{}\nevent: {}", yaml, e.raw.as_str());
+        }
+        prop_assert!(events > 0, "no line decoded: {}", lines.join("\n"));
+    }
+}
+
+/// Flow rules share a test only when it is the same test: `|all` and `any` over the
+/// same networks, and the same value under another modifier, stay apart.
+#[test]
+fn flow_rules_share_only_equal_tests() {
+    let rule = |name: &str, field: &str| {
+        format!(
+            "title: {name}\nlogsource: {{product: aws, service: vpcflow}}\ndetection:\n  sel:\n    {field}: ['10.0.0.0/8', '10.1.0.0/16']\n  condition: sel\n"
+        )
+    };
+    let yaml = [
+        rule("any", "network.src_addr|cidr"),
+        rule("all", "network.src_addr|cidr|all"),
+        rule("other field", "network.dst_addr|cidr"),
+        rule("any again", "network.src_addr|cidr"),
+    ]
+    .join("---\n");
+    let mut loaded = Loaded::default();
+    load_str(
+        &yaml,
+        Path::new("share.yml"),
+        &CompileOptions::default(),
+        &mut loaded,
+    );
+    assert!(loaded.issues.is_empty(), "{:?}", loaded.issues);
+    let (set, _) = vigil_detect::RuleSet::new(loaded.rules);
+    let lines = [
+        "2 123456789012 eni-0a 10.2.0.1 10.1.0.1 40000 22 6 3 100 1717200000 1717200060 ACCEPT OK",
+        "2 123456789012 eni-0a 10.1.0.1 8.8.8.8 40000 22 6 3 100 1717200000 1717200060 ACCEPT OK",
+    ];
+    let opts = vigil_ingest::DecodeOptions {
+        format: Some(vigil_ingest::Format::VpcFlow),
+        ..Default::default()
+    };
+    let d = vigil_ingest::open_reader(
+        Path::new("flows.log"),
+        Box::new(std::io::Cursor::new(lines.join("\n").into_bytes())),
+        &opts,
+    )
+    .unwrap();
+    let mut s = vigil_detect::Scratch::default();
+    let mut got = Vec::new();
+    for item in d {
+        let vigil_ingest::Item::Event(e) = item else {
+            panic!("decode error")
+        };
+        let mut out = Vec::new();
+        set.evaluate(&e, &mut s, &mut out);
+        got.push(out);
+    }
+    assert_eq!(got, [vec![0, 2, 3], vec![0, 1, 3]]);
+}

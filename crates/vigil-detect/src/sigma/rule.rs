@@ -105,7 +105,7 @@ impl std::fmt::Display for RuleIssue {
 }
 
 #[derive(Clone)]
-enum Selection {
+pub(crate) enum Selection {
     /// A list of maps: any map whose fields all match.
     Maps(Vec<Vec<FieldMatcher>>),
     /// Values searched for anywhere in the record.
@@ -113,7 +113,7 @@ enum Selection {
 }
 
 #[derive(Clone, Debug)]
-enum Node {
+pub(crate) enum Node {
     Sel(usize),
     Not(Box<Node>),
     And(Vec<Node>),
@@ -181,8 +181,8 @@ pub fn typed_field(name: &str) -> Option<u8> {
 /// A rule compiled for matching.
 pub struct CompiledRule {
     pub meta: RuleMeta,
-    selections: Vec<(String, Selection)>,
-    condition: Node,
+    pub(crate) selections: Vec<(String, Selection)>,
+    pub(crate) condition: Node,
     /// When set, the rule can only match events whose `eventName` is one of these
     /// (lowercase): the engine indexes it under them.
     pub(crate) event_names: Option<Vec<String>>,

@@ -382,10 +382,10 @@ pub struct FieldMatcher {
     pub typed: Option<u8>,
     /// When every value is a plain decimal number (`network.dst_port: [22, 3389]`):
     /// those numbers, so that a typed number is tested without its text.
-    nums: Option<Box<[u64]>>,
+    pub(crate) nums: Option<Box<[u64]>>,
     /// Whether every value is a comparison, a CIDR range or `exists`, so that a typed
     /// number or address is tested as such, without its text.
-    direct: bool,
+    pub(crate) direct: bool,
     /// For string values read from the record's JSON: a piece of each value that
     /// the record's text must hold (ignoring case) for any value to match, so a
     /// record without any of them is turned away before its members are parsed.
