@@ -429,10 +429,15 @@ struct Group {
 struct Agg {
     /// value_sum / value_avg: the sum of the values held.
     sum: f64,
-    /// value_count / value_percentile: each value held and how many held events have
-    /// it. Hashed with the correlation's hasher: a table keeps none of its own, so a
-    /// group pays no room for one.
+    /// value_count / value_percentile, once the group holds more than
+    /// [`FEW_HELD`] events: each value held and how many held events have it (fewer
+    /// are counted from the events themselves, with no table to allocate). Hashed
+    /// with the correlation's hasher: a table keeps none of its own, so a group pays
+    /// no room for one.
     distinct: hashbrown::HashTable<(keys::Value, u32)>,
+    /// Whether `distinct` is kept: set when the group outgrows [`FEW_HELD`], until
+    /// it starts over.
+    tabled: bool,
     /// temporal: how many held events each input rule has.
     per_rule: Box<[u32]>,
 }
@@ -443,23 +448,67 @@ impl Agg {
         self.bump_rule(pos, true);
         match p {
             Payload::Num(x) => self.sum += x,
-            Payload::Value(v) => {
+            Payload::Value(v) if self.tabled => {
                 self.count_in(v.as_bytes(), h);
             }
-            Payload::None => {}
+            Payload::Value(_) | Payload::None => {}
         }
     }
 
     /// Counts in an event of input `pos` with the value `value`, and gives the
-    /// value as the event's payload: the window's copy when it is long and held
-    /// already, so a repeated long value costs no allocation. One lookup.
+    /// value as the event's payload: once values are tabled, the window's copy when
+    /// it is long and held already, so a repeated long value costs no allocation. One
+    /// lookup.
     fn add_value(&mut self, pos: u16, value: &[u8], h: &Hasher) -> keys::Value {
         self.bump_rule(pos, true);
+        if !self.tabled {
+            return keys::Value::new(value);
+        }
         let (held, _) = self.count_in(value, h);
         match held {
             keys::Value::Shared(_) => held.clone(),
             keys::Value::Inline { .. } => keys::Value::new(value),
         }
+    }
+
+    /// Starts the table of values from the events `held` (when they have values).
+    fn table(&mut self, held: &Held, h: &Hasher) {
+        self.tabled = true;
+        for (_, _, p) in held.iter() {
+            if let Payload::Value(v) = p {
+                let v = v.clone();
+                match self.distinct.entry(
+                    h.hash_one(v.as_bytes()),
+                    |(k, _)| k.as_bytes() == v.as_bytes(),
+                    |(k, _)| h.hash_one(k.as_bytes()),
+                ) {
+                    hashbrown::hash_table::Entry::Occupied(mut e) => e.get_mut().1 += 1,
+                    hashbrown::hash_table::Entry::Vacant(e) => {
+                        e.insert((v, 1));
+                    }
+                }
+            }
+        }
+    }
+
+    /// How many distinct values the events `held` have.
+    fn distinct_in(&self, held: &Held) -> usize {
+        if self.tabled {
+            return self.distinct.len();
+        }
+        held.iter()
+            .enumerate()
+            .filter(|(i, (_, _, a))| held.iter().take(*i).all(|(_, _, b)| !same_value(a, b)))
+            .count()
+    }
+
+    /// How many of the events `held` have `value`.
+    fn held_with(&self, held: &Held, value: &keys::Value, h: &Hasher) -> u32 {
+        if self.tabled {
+            return self.count_of(value.as_bytes(), h);
+        }
+        let mine = Payload::Value(value.clone());
+        held.iter().filter(|(_, _, p)| same_value(p, &mine)).count() as u32
     }
 
     /// The value's entry, counted once more (inserted with a count of one).
@@ -486,7 +535,7 @@ impl Agg {
         self.bump_rule(pos, false);
         match p {
             Payload::Num(x) => self.sum -= x,
-            Payload::Value(v) => {
+            Payload::Value(v) if self.tabled => {
                 let v = v.as_bytes();
                 if let Ok(mut e) = self
                     .distinct
@@ -499,7 +548,7 @@ impl Agg {
                     }
                 }
             }
-            Payload::None => {}
+            Payload::Value(_) | Payload::None => {}
         }
     }
 
@@ -519,7 +568,20 @@ impl Agg {
     fn clear(&mut self) {
         self.sum = 0.0;
         self.distinct.clear();
+        self.tabled = false;
         self.per_rule.iter_mut().for_each(|n| *n = 0);
+    }
+}
+
+/// Up to this many events, a group counts its distinct values from the events
+/// themselves; beyond, in a table.
+const FEW_HELD: usize = 8;
+
+/// Whether two payloads are the same counted value.
+fn same_value(a: &Payload, b: &Payload) -> bool {
+    match (a, b) {
+        (Payload::Value(x), Payload::Value(y)) => x.as_bytes() == y.as_bytes(),
+        _ => false,
     }
 }
 
@@ -829,6 +891,9 @@ impl Correlator {
         };
         // In time order (out-of-order events land where they belong).
         group.items.insert((t, pos, payload));
+        if matches!(want, Want::Text) && !group.agg.tabled && group.items.len() > FEW_HELD {
+            group.agg.table(&group.items, hasher);
+        }
         let newest = group.newest;
         while group
             .items
@@ -847,13 +912,11 @@ impl Correlator {
         let agg = &group.agg;
         let value = match &comp.def.kind {
             Kind::EventCount => items.len() as f64,
-            Kind::ValueCount { .. } => agg.distinct.len() as f64,
+            Kind::ValueCount { .. } => agg.distinct_in(items) as f64,
             Kind::ValueSum { .. } => agg.sum,
             Kind::ValueAvg { .. } => agg.sum / items.len() as f64,
             Kind::ValuePercentile { .. } => {
-                let same = mine
-                    .as_ref()
-                    .map_or(0, |m| agg.count_of(m.as_bytes(), hasher));
+                let same = mine.as_ref().map_or(0, |m| agg.held_with(items, m, hasher));
                 100.0 * same as f64 / items.len() as f64
             }
             Kind::Temporal => agg.per_rule.iter().filter(|n| **n > 0).count() as f64,
@@ -1269,7 +1332,7 @@ mod tests {
             span_s in 1i64..120,
             threshold in 1u32..30,
             steps in proptest::collection::vec(
-                (-70i64..30, 0u8..3, proptest::option::weighted(0.95, 0usize..14)),
+                (0i64..100, 0u8..3, proptest::option::weighted(0.95, 0usize..14)),
                 1..250,
             ),
         ) {
@@ -1281,11 +1344,13 @@ mod tests {
             let mut t = 1_000_000i64;
             let events: Vec<(i64, u8, Option<String>)> = steps
                 .iter()
-                .map(|(dt, g, v)| {
+                .map(|(r, g, v)| {
                     // Whole seconds, so that events land on the window's edges. Mostly
-                    // forward; a step back makes an event out of order, or late (beyond
-                    // the 60 s lateness).
-                    t = (t + dt * 1000).max(0);
+                    // a few seconds forward; one step in ten goes back up to 63 s, so
+                    // that an event comes out of order, or late (beyond the 60 s
+                    // lateness).
+                    let dt = if *r < 10 { -7 * r } else { (r - 10) / 8 };
+                    t += dt * 1000;
                     (t, *g, v.map(|i| values[i].to_string()))
                 })
                 .collect();
