@@ -513,6 +513,31 @@ impl Part {
     }
 }
 
+/// Events are decoded this many at a time before detection sees them. Decoding and
+/// detecting a CloudTrail record together run more code than a core's instruction
+/// cache holds; taking turns by the batch keeps each one's code (and data) cached:
+/// in a cache simulation of this machine's L1, a third fewer instruction and data
+/// misses per record, for about as many more L2 misses (events are held a little
+/// longer). Small, so that a batch's events stay near the core.
+const BATCH: usize = 16;
+
+/// Runs detection and the event sink over `batch`, in order, and empties it.
+fn use_batch(
+    batch: &mut Vec<vigil_model::Event>,
+    detection: &mut Option<Detection>,
+    events: &mut Option<LineSink>,
+) -> Result<()> {
+    for event in batch.drain(..) {
+        if let Some(d) = detection {
+            d.observe(&event)?;
+        }
+        if let Some(sink) = events {
+            sink.accept(&event)?;
+        }
+    }
+    Ok(())
+}
+
 fn scan_files(
     files: Vec<PathBuf>,
     opts: &DecodeOptions,
@@ -521,6 +546,7 @@ fn scan_files(
     mut events: Option<LineSink>,
 ) -> Result<Part> {
     let mut part = Part::default();
+    let mut batch = Vec::with_capacity(BATCH);
     for path in files {
         part.totals.files += 1;
         let mut decoder = match vigil_ingest::open(&path, opts) {
@@ -549,16 +575,15 @@ fn scan_files(
             match item {
                 Item::Event(event) => {
                     part.per_source[event.source as usize] += 1;
-                    if let Some(d) = &mut detection {
-                        d.observe(&event)?;
-                    }
-                    if let Some(sink) = &mut events {
-                        sink.accept(&event)?;
+                    batch.push(event);
+                    if batch.len() == BATCH {
+                        use_batch(&mut batch, &mut detection, &mut events)?;
                     }
                 }
                 Item::Error(e) => part.note_error(error_summary(&e), show_errors),
             }
         }
+        use_batch(&mut batch, &mut detection, &mut events)?;
         let r = decoder.report();
         let t = &mut part.totals;
         t.records += r.records;
