@@ -421,8 +421,9 @@ struct Group {
     /// over): lateness is judged per group, so files read one account or region after
     /// another do not make each other's events late.
     newest: i64,
-    /// The observation count when the group last got an event.
-    touched: u64,
+    /// The observation count when the group last got an event, modulo 2³² (only
+    /// differences of up to [`IDLE_OBSERVATIONS`] are ever asked).
+    touched: u32,
 }
 
 #[derive(Default)]
@@ -434,10 +435,8 @@ struct Agg {
     /// are counted from the events themselves, with no table to allocate). Hashed
     /// with the correlation's hasher: a table keeps none of its own, so a group pays
     /// no room for one.
-    distinct: hashbrown::HashTable<(keys::Value, u32)>,
-    /// Whether `distinct` is kept: set when the group outgrows [`FEW_HELD`], until
-    /// it starts over.
-    tabled: bool,
+    /// Boxed, so that the many groups without one carry a pointer, not a table.
+    distinct: Option<Box<Distinct>>,
     /// temporal: how many held events each input rule has.
     per_rule: Box<[u32]>,
 }
@@ -448,10 +447,10 @@ impl Agg {
         self.bump_rule(pos, true);
         match p {
             Payload::Num(x) => self.sum += x,
-            Payload::Value(v) if self.tabled => {
+            Payload::Value(v) => {
                 self.count_in(v.as_bytes(), h);
             }
-            Payload::Value(_) | Payload::None => {}
+            Payload::None => {}
         }
     }
 
@@ -461,10 +460,9 @@ impl Agg {
     /// lookup.
     fn add_value(&mut self, pos: u16, value: &[u8], h: &Hasher) -> keys::Value {
         self.bump_rule(pos, true);
-        if !self.tabled {
+        let Some((held, _)) = self.count_in(value, h) else {
             return keys::Value::new(value);
-        }
-        let (held, _) = self.count_in(value, h);
+        };
         match held {
             keys::Value::Shared(_) => held.clone(),
             keys::Value::Inline { .. } => keys::Value::new(value),
@@ -473,11 +471,11 @@ impl Agg {
 
     /// Starts the table of values from the events `held` (when they have values).
     fn table(&mut self, held: &Held, h: &Hasher) {
-        self.tabled = true;
+        let table = self.distinct.get_or_insert_default();
         for (_, _, p) in held.iter() {
             if let Payload::Value(v) = p {
                 let v = v.clone();
-                match self.distinct.entry(
+                match table.entry(
                     h.hash_one(v.as_bytes()),
                     |(k, _)| k.as_bytes() == v.as_bytes(),
                     |(k, _)| h.hash_one(k.as_bytes()),
@@ -493,8 +491,8 @@ impl Agg {
 
     /// How many distinct values the events `held` have.
     fn distinct_in(&self, held: &Held) -> usize {
-        if self.tabled {
-            return self.distinct.len();
+        if let Some(table) = &self.distinct {
+            return table.len();
         }
         held.iter()
             .enumerate()
@@ -504,7 +502,7 @@ impl Agg {
 
     /// How many of the events `held` have `value`.
     fn held_with(&self, held: &Held, value: &keys::Value, h: &Hasher) -> u32 {
-        if self.tabled {
+        if self.distinct.is_some() {
             return self.count_of(value.as_bytes(), h);
         }
         let mine = Payload::Value(value.clone());
@@ -512,8 +510,8 @@ impl Agg {
     }
 
     /// The value's entry, counted once more (inserted with a count of one).
-    fn count_in(&mut self, value: &[u8], h: &Hasher) -> &mut (keys::Value, u32) {
-        let entry = self.distinct.entry(
+    fn count_in(&mut self, value: &[u8], h: &Hasher) -> Option<&mut (keys::Value, u32)> {
+        let entry = self.distinct.as_mut()?.entry(
             h.hash_one(value),
             |(k, _)| k.as_bytes() == value,
             |(k, _)| h.hash_one(k.as_bytes()),
@@ -522,10 +520,10 @@ impl Agg {
             hashbrown::hash_table::Entry::Occupied(e) => {
                 let held = e.into_mut();
                 held.1 += 1;
-                held
+                Some(held)
             }
             hashbrown::hash_table::Entry::Vacant(e) => {
-                e.insert((keys::Value::new(value), 1)).into_mut()
+                Some(e.insert((keys::Value::new(value), 1)).into_mut())
             }
         }
     }
@@ -535,12 +533,12 @@ impl Agg {
         self.bump_rule(pos, false);
         match p {
             Payload::Num(x) => self.sum -= x,
-            Payload::Value(v) if self.tabled => {
+            Payload::Value(v) => {
                 let v = v.as_bytes();
-                if let Ok(mut e) = self
-                    .distinct
-                    .find_entry(h.hash_one(v), |(k, _)| k.as_bytes() == v)
-                {
+                let Some(table) = &mut self.distinct else {
+                    return;
+                };
+                if let Ok(mut e) = table.find_entry(h.hash_one(v), |(k, _)| k.as_bytes() == v) {
                     let held = e.get_mut();
                     held.1 -= 1;
                     if held.1 == 0 {
@@ -548,7 +546,7 @@ impl Agg {
                     }
                 }
             }
-            Payload::Value(_) | Payload::None => {}
+            Payload::None => {}
         }
     }
 
@@ -561,14 +559,14 @@ impl Agg {
     /// How many held events have `value`.
     fn count_of(&self, value: &[u8], h: &Hasher) -> u32 {
         self.distinct
-            .find(h.hash_one(value), |(k, _)| k.as_bytes() == value)
+            .as_ref()
+            .and_then(|t| t.find(h.hash_one(value), |(k, _)| k.as_bytes() == value))
             .map_or(0, |(_, n)| *n)
     }
 
     fn clear(&mut self) {
         self.sum = 0.0;
-        self.distinct.clear();
-        self.tabled = false;
+        self.distinct = None;
         self.per_rule.iter_mut().for_each(|n| *n = 0);
     }
 }
@@ -584,6 +582,9 @@ fn same_value(a: &Payload, b: &Payload) -> bool {
         _ => false,
     }
 }
+
+/// A group's held values and how many held events have each.
+type Distinct = hashbrown::HashTable<(keys::Value, u32)>;
 
 /// The hasher of a correlation's group keys and counted values (seeded per process).
 type Hasher = foldhash::fast::RandomState;
@@ -611,7 +612,7 @@ struct Compiled {
 /// A group whose window lies behind the correlation's newest event is still kept
 /// while it got an event within this many observations (its own stream may simply
 /// be read later, as when files are scanned one account after another).
-const IDLE_OBSERVATIONS: u64 = 16_384;
+const IDLE_OBSERVATIONS: u32 = 16_384;
 
 /// Runs correlation rules over the matches of the rules they refer to.
 pub struct Correlator {
@@ -870,7 +871,7 @@ impl Correlator {
             return None;
         }
         group.newest = group.newest.max(t);
-        group.touched = self.observed;
+        group.touched = self.observed as u32;
         let payload = match want {
             Want::Text => Payload::Value(group.agg.add_value(pos, value, hasher)),
             Want::Num(n) => {
@@ -891,7 +892,10 @@ impl Correlator {
         };
         // In time order (out-of-order events land where they belong).
         group.items.insert((t, pos, payload));
-        if matches!(want, Want::Text) && !group.agg.tabled && group.items.len() > FEW_HELD {
+        if matches!(want, Want::Text)
+            && group.agg.distinct.is_none()
+            && group.items.len() > FEW_HELD
+        {
             group.agg.table(&group.items, hasher);
         }
         let newest = group.newest;
@@ -977,7 +981,7 @@ impl Correlator {
         for c in &mut self.corrs {
             let horizon = c.watermark - c.def.timespan_ms - late;
             c.groups.retain(|(_, g)| {
-                g.newest >= horizon || now.saturating_sub(g.touched) < IDLE_OBSERVATIONS
+                g.newest >= horizon || (now as u32).wrapping_sub(g.touched) < IDLE_OBSERVATIONS
             });
         }
     }
