@@ -520,12 +520,12 @@ impl Row for FlowRow<'_> {
     }
 }
 
-/// Whether typed field `id` is a flow field, and the texts it can take when it has
-/// only a few.
+/// Whether typed field `id` is a flow field.
 fn is_flow_field(id: u8) -> bool {
     usize::from(id) >= TYPED_CLOUDTRAIL_FIELDS.len()
 }
 
+/// The texts flow field `id` can take, when it has only a few.
 fn flow_field_texts(id: u8) -> Option<&'static [&'static str]> {
     match usize::from(id).checked_sub(TYPED_CLOUDTRAIL_FIELDS.len()) {
         Some(FLOW_ACTION) => Some(&FLOW_ACTIONS),

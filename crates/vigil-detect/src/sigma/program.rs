@@ -1,19 +1,19 @@
 //! Rules that read nothing but typed fields, compiled together into one flat
-//! program. Every distinct field test is numbered once across all the rules, a rule
-//! is a condition over test numbers, and an event's answers are remembered for as
-//! long as the event is being matched: the private-address test two flow rules share
-//! runs once per flow. A field with a handful of possible values (a flow's action or
-//! log status) has its answer for each of them worked out when the program is
-//! built, so testing it is one table read.
+//! program. Every distinct field test is numbered once across all the rules, a
+//! rule's condition is a chain of steps that each ask one test and go on to another
+//! step or to the verdict, and an event's answers are remembered while it is being
+//! matched: the private-address test two flow rules share runs once per flow. A
+//! field with a handful of possible values (a flow's action or log status) has its
+//! answer for each of them worked out when the program is built, so testing it is
+//! one table read; plain small numbers are a bit set, address ranges masks.
 //!
 //! The answers are those of the rule's own matchers on the same typed values: a
 //! program gives exactly what [`CompiledRule::matches_hybrid`] gives.
 
 use std::collections::HashMap;
-
-use super::rule::{CompiledRule, Node, Selection};
 use std::net::IpAddr;
 
+use super::rule::{CompiledRule, Node, Selection};
 use super::value::{Cidr, FieldMatcher, Pattern, StrMatch, Typed};
 
 /// An event as a program reads it.
@@ -66,7 +66,9 @@ fn small_bits(nums: &[u64]) -> Option<Box<[u64]>> {
     Some(bits.into())
 }
 
-/// Tests of the typed value `v` that the matcher `m` makes, made without it.
+/// The test matcher `m` makes on field `id`, as a bit set (any of some small
+/// numbers) or a list of masks (any of some networks) when it is one of those;
+/// values of another kind still go to `m`.
 fn special(id: u8, m: &FieldMatcher) -> Option<Test> {
     if m.all || m.neq {
         return None;
