@@ -432,10 +432,9 @@ struct Agg {
     sum: f64,
     /// value_count / value_percentile, once the group holds more than
     /// [`FEW_HELD`] events: each value held and how many held events have it (fewer
-    /// are counted from the events themselves, with no table to allocate). Hashed
-    /// with the correlation's hasher: a table keeps none of its own, so a group pays
-    /// no room for one.
-    /// Boxed, so that the many groups without one carry a pointer, not a table.
+    /// are counted from the events themselves, with no table to allocate). Boxed, so
+    /// that the many groups without one carry a pointer, not a table; hashed with
+    /// the correlation's hasher, so a table keeps no hasher of its own.
     distinct: Option<Box<Distinct>>,
     /// temporal: how many held events each input rule has.
     per_rule: Box<[u32]>,
@@ -474,17 +473,7 @@ impl Agg {
         let table = self.distinct.get_or_insert_default();
         for (_, _, p) in held.iter() {
             if let Payload::Value(v) = p {
-                let v = v.clone();
-                match table.entry(
-                    h.hash_one(v.as_bytes()),
-                    |(k, _)| k.as_bytes() == v.as_bytes(),
-                    |(k, _)| h.hash_one(k.as_bytes()),
-                ) {
-                    hashbrown::hash_table::Entry::Occupied(mut e) => e.get_mut().1 += 1,
-                    hashbrown::hash_table::Entry::Vacant(e) => {
-                        e.insert((v, 1));
-                    }
-                }
+                count_value(table, v.as_bytes(), || v.clone(), h);
             }
         }
     }
@@ -505,27 +494,17 @@ impl Agg {
         if self.distinct.is_some() {
             return self.count_of(value.as_bytes(), h);
         }
-        let mine = Payload::Value(value.clone());
-        held.iter().filter(|(_, _, p)| same_value(p, &mine)).count() as u32
+        let value = value.as_bytes();
+        held.iter()
+            .filter(|(_, _, p)| matches!(p, Payload::Value(v) if v.as_bytes() == value))
+            .count() as u32
     }
 
-    /// The value's entry, counted once more (inserted with a count of one).
+    /// The value's entry, counted once more (inserted with a count of one); `None`
+    /// while the group counts from its events.
     fn count_in(&mut self, value: &[u8], h: &Hasher) -> Option<&mut (keys::Value, u32)> {
-        let entry = self.distinct.as_mut()?.entry(
-            h.hash_one(value),
-            |(k, _)| k.as_bytes() == value,
-            |(k, _)| h.hash_one(k.as_bytes()),
-        );
-        match entry {
-            hashbrown::hash_table::Entry::Occupied(e) => {
-                let held = e.into_mut();
-                held.1 += 1;
-                Some(held)
-            }
-            hashbrown::hash_table::Entry::Vacant(e) => {
-                Some(e.insert((keys::Value::new(value), 1)).into_mut())
-            }
-        }
+        let table = self.distinct.as_mut()?;
+        Some(count_value(table, value, || keys::Value::new(value), h))
     }
 
     /// Counts out an event that leaves the window.
@@ -585,6 +564,27 @@ fn same_value(a: &Payload, b: &Payload) -> bool {
 
 /// A group's held values and how many held events have each.
 type Distinct = hashbrown::HashTable<(keys::Value, u32)>;
+
+/// The entry of `value` in `table`, counted once more; a new entry holds `make()`.
+fn count_value<'t>(
+    table: &'t mut Distinct,
+    value: &[u8],
+    make: impl FnOnce() -> keys::Value,
+    h: &Hasher,
+) -> &'t mut (keys::Value, u32) {
+    match table.entry(
+        h.hash_one(value),
+        |(k, _)| k.as_bytes() == value,
+        |(k, _)| h.hash_one(k.as_bytes()),
+    ) {
+        hashbrown::hash_table::Entry::Occupied(e) => {
+            let held = e.into_mut();
+            held.1 += 1;
+            held
+        }
+        hashbrown::hash_table::Entry::Vacant(e) => e.insert((make(), 1)).into_mut(),
+    }
+}
 
 /// The hasher of a correlation's group keys and counted values (seeded per process).
 type Hasher = foldhash::fast::RandomState;
