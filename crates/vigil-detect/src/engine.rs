@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 
 use serde_json::Value;
-use vigil_model::{brackets, Event, Raw, SourceKind};
+use vigil_model::{brackets, Event, FlowAction, LogStatus, Raw, SourceKind};
 
 use std::cell::OnceCell;
 
@@ -37,9 +37,10 @@ const FEW: usize = 4;
 /// away without being folded.
 #[derive(Default)]
 struct ValueIndex {
-    map: FastMap<String, Vec<u32>>,
-    /// The same entries side by side while there are at most [`FEW`] of them.
+    /// The entries side by side while there are at most [`FEW`] of them
+    /// (`network.action`), compared in place; then all of them in `map`.
     few: Vec<(String, Vec<u32>)>,
+    map: FastMap<String, Vec<u32>>,
     /// Bit `n` set: some value is `n` bytes long (`n` < 64); `long`: some is longer.
     lens: u64,
     long: bool,
@@ -51,23 +52,30 @@ impl ValueIndex {
             n if n < 64 => self.lens |= 1 << n,
             _ => self.long = true,
         }
-        let ids = self.map.entry(value).or_default();
+        let ids = if self.map.is_empty() {
+            match self.few.iter().position(|(k, _)| *k == value) {
+                Some(at) => &mut self.few[at].1,
+                None if self.few.len() < FEW => {
+                    self.few.push((value, Vec::new()));
+                    let at = self.few.len() - 1;
+                    &mut self.few[at].1
+                }
+                None => {
+                    self.map.extend(self.few.drain(..));
+                    self.map.entry(value).or_default()
+                }
+            }
+        } else {
+            self.map.entry(value).or_default()
+        };
         // A value listed twice must not try the rule twice.
         if ids.last() != Some(&rule) {
             ids.push(rule);
         }
-        self.few = if self.map.len() <= FEW {
-            self.map
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        } else {
-            Vec::new()
-        };
     }
 
     fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.few.is_empty() && self.map.is_empty()
     }
 
     /// The rules for `text`, folded into `buf` when its length may match.
@@ -83,8 +91,8 @@ impl ValueIndex {
             if !possible {
                 return None;
             }
-            // A few values (`network.action`): compared in place, neither folded nor
-            // hashed. ASCII text equals a folded value exactly when it folds to it.
+            // A few values: neither folded nor hashed. ASCII text equals a folded
+            // value exactly when it folds to it.
             if !self.few.is_empty() {
                 return self
                     .few
@@ -94,7 +102,14 @@ impl ValueIndex {
             }
         }
         fold_key(text, buf);
-        self.map.get(buf.as_str()).map(Vec::as_slice)
+        if self.few.is_empty() {
+            self.map.get(buf.as_str()).map(Vec::as_slice)
+        } else {
+            self.few
+                .iter()
+                .find(|(k, _)| k == buf)
+                .map(|(_, ids)| ids.as_slice())
+        }
     }
 }
 
@@ -462,8 +477,8 @@ fn typed_flow(e: &Event, i: usize) -> Option<Option<Typed<'_>>> {
         7 => num(n.tcp_flags.map(u64::from)),
         8 => num(n.version.map(u64::from)),
         9 => text(n.interface_id.as_deref()),
-        10 => text(n.action.map(|a| FLOW_ACTIONS[action_at(a)])),
-        11 => text(n.log_status.map(|s| LOG_STATUSES[log_status_at(s)])),
+        FLOW_ACTION => text(n.action.map(FlowAction::as_str)),
+        FLOW_LOG_STATUS => text(n.log_status.map(LogStatus::as_str)),
         12 => text(n.vpc_id.as_deref()),
         13 => text(n.subnet_id.as_deref()),
         14 => text(n.instance_id.as_deref()),
@@ -477,27 +492,10 @@ fn typed_flow(e: &Event, i: usize) -> Option<Option<Typed<'_>>> {
     }
 }
 
-/// A flow's action and log status as rules read them (the texts of the record).
-const FLOW_ACTIONS: [&str; 2] = ["ACCEPT", "REJECT"];
-const LOG_STATUSES: [&str; 3] = ["OK", "NODATA", "SKIPDATA"];
-/// Their places in `TYPED_FLOW_FIELDS`.
+/// The places in `TYPED_FLOW_FIELDS` of a flow's action and log status, the two
+/// fields with only a few values.
 const FLOW_ACTION: usize = 10;
 const FLOW_LOG_STATUS: usize = 11;
-
-fn action_at(a: vigil_model::FlowAction) -> usize {
-    match a {
-        vigil_model::FlowAction::Accept => 0,
-        vigil_model::FlowAction::Reject => 1,
-    }
-}
-
-fn log_status_at(s: vigil_model::LogStatus) -> usize {
-    match s {
-        vigil_model::LogStatus::Ok => 0,
-        vigil_model::LogStatus::NoData => 1,
-        vigil_model::LogStatus::SkipData => 2,
-    }
-}
 
 /// A flow record as the flow [`Program`] reads it.
 struct FlowRow<'e>(&'e Event);
@@ -511,10 +509,18 @@ impl Row for FlowRow<'_> {
     fn code(&self, id: u8) -> usize {
         let n = self.0.network.as_deref();
         match usize::from(id).checked_sub(TYPED_CLOUDTRAIL_FIELDS.len()) {
-            Some(FLOW_ACTION) => n.and_then(|n| n.action).map_or(0, |a| 1 + action_at(a)),
-            Some(FLOW_LOG_STATUS) => n
-                .and_then(|n| n.log_status)
-                .map_or(0, |s| 1 + log_status_at(s)),
+            Some(FLOW_ACTION) => n.and_then(|n| n.action).map_or(0, |a| {
+                1 + FlowAction::ALL
+                    .iter()
+                    .position(|x| *x == a)
+                    .unwrap_or_default()
+            }),
+            Some(FLOW_LOG_STATUS) => n.and_then(|n| n.log_status).map_or(0, |s| {
+                1 + LogStatus::ALL
+                    .iter()
+                    .position(|x| *x == s)
+                    .unwrap_or_default()
+            }),
             _ => 0,
         }
     }
@@ -526,10 +532,10 @@ fn is_flow_field(id: u8) -> bool {
 }
 
 /// The texts flow field `id` can take, when it has only a few.
-fn flow_field_texts(id: u8) -> Option<&'static [&'static str]> {
+fn flow_field_texts(id: u8) -> Option<Vec<&'static str>> {
     match usize::from(id).checked_sub(TYPED_CLOUDTRAIL_FIELDS.len()) {
-        Some(FLOW_ACTION) => Some(&FLOW_ACTIONS),
-        Some(FLOW_LOG_STATUS) => Some(&LOG_STATUSES),
+        Some(FLOW_ACTION) => Some(FlowAction::ALL.map(FlowAction::as_str).to_vec()),
+        Some(FLOW_LOG_STATUS) => Some(LogStatus::ALL.map(LogStatus::as_str).to_vec()),
         _ => None,
     }
 }

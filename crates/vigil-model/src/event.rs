@@ -349,6 +349,19 @@ pub enum FlowAction {
     Reject,
 }
 
+impl FlowAction {
+    /// Every action.
+    pub const ALL: [FlowAction; 2] = [FlowAction::Accept, FlowAction::Reject];
+
+    /// As flow logs write it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FlowAction::Accept => "ACCEPT",
+            FlowAction::Reject => "REJECT",
+        }
+    }
+}
+
 /// OK, NODATA (no traffic in the window) or SKIPDATA (records were skipped).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LogStatus {
@@ -358,6 +371,20 @@ pub enum LogStatus {
     NoData,
     #[serde(rename = "SKIPDATA")]
     SkipData,
+}
+
+impl LogStatus {
+    /// Every status.
+    pub const ALL: [LogStatus; 3] = [LogStatus::Ok, LogStatus::NoData, LogStatus::SkipData];
+
+    /// As flow logs write it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LogStatus::Ok => "OK",
+            LogStatus::NoData => "NODATA",
+            LogStatus::SkipData => "SKIPDATA",
+        }
+    }
 }
 
 /// Every field of VPC flow log versions 2–8 and of Transit Gateway flow logs (but
@@ -591,6 +618,16 @@ pub struct FindingFields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flow_action_and_status_texts_are_their_json() {
+        for a in FlowAction::ALL {
+            assert_eq!(serde_json::to_value(a).unwrap(), a.as_str());
+        }
+        for s in LogStatus::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
 
     #[test]
     fn threat_type_parts() {

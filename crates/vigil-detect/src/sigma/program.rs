@@ -146,7 +146,7 @@ impl Program {
         rule: u32,
         r: &CompiledRule,
         takes: impl Fn(u8) -> bool,
-        few: impl Fn(u8) -> Option<&'static [&'static str]>,
+        few: impl Fn(u8) -> Option<Vec<&'static str>>,
     ) -> bool {
         let typed_only = r.selections.iter().all(|(_, s)| match s {
             Selection::Maps(maps) => maps.iter().flatten().all(|f| f.typed.is_some_and(&takes)),
@@ -178,7 +178,7 @@ impl Program {
         &mut self,
         n: &Node,
         r: &CompiledRule,
-        few: &impl Fn(u8) -> Option<&'static [&'static str]>,
+        few: &impl Fn(u8) -> Option<Vec<&'static str>>,
         yes: u32,
         no: u32,
     ) -> Option<u32> {
@@ -223,7 +223,7 @@ impl Program {
     fn test(
         &mut self,
         f: &FieldMatcher,
-        few: &impl Fn(u8) -> Option<&'static [&'static str]>,
+        few: &impl Fn(u8) -> Option<Vec<&'static str>>,
     ) -> Option<u16> {
         let id = f.typed?;
         let test = match few(id) {
