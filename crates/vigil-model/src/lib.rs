@@ -7,11 +7,13 @@
 //! other crate can depend on it freely. The one piece of JSON scanning both of those
 //! need, finding where an object or array ends, is here: [`brackets`].
 
+pub mod account;
 pub mod brackets;
 pub mod event;
 pub mod severity;
 pub mod time;
 
+pub use account::{Account, AccountRegistry, Environment};
 pub use event::{
     Action, Actor, Event, FindingFields, FlowAction, FlowFields, IdentityType, LogStatus, Outcome,
     Raw, ResourceRef, SessionIssuer, SourceKind, ThreatType,

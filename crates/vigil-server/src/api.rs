@@ -1,0 +1,400 @@
+//! The read and incident routes of `/api/v1`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use vigil_detect::finding::Category;
+use vigil_model::{Severity, Timestamp};
+use vigil_store::{FindingQuery, IncidentQuery, IncidentStatus};
+
+use crate::{now, ApiError, AppState, Principal};
+
+type App = State<Arc<AppState>>;
+type ApiResult = Result<Json<Value>, ApiError>;
+
+pub(crate) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/metrics", get(metrics))
+        .route("/api/v1/metrics/threats", get(threats))
+        .route("/api/v1/accounts", get(accounts))
+        .route("/api/v1/findings", get(findings))
+        .route("/api/v1/findings/{id}", get(finding))
+        .route("/api/v1/incidents", get(incidents))
+        .route("/api/v1/incidents/{id}", get(incident))
+        .route("/api/v1/incidents/{id}/{step}", post(lifecycle))
+        .route("/api/v1/incidents/{id}/notes", post(note))
+        .route("/api/v1/incidents/{id}/assign", post(assign))
+        .route("/api/v1/audit", get(audit))
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+fn can_read(p: &Principal) -> Result<(), ApiError> {
+    if p.role.can_read() {
+        Ok(())
+    } else {
+        Err(ApiError::denied(format!("{} may not read", p.name)))
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: T) -> ApiResult {
+    serde_json::to_value(v)
+        .map(Json)
+        .map_err(ApiError::internal)
+}
+
+async fn health(State(app): App, Extension(p): Extension<Principal>) -> ApiResult {
+    can_read(&p)?;
+    let findings = app.read(|s| s.finding_count()).await?;
+    Ok(Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "findings": findings,
+        "ingest": app.ingest.is_some(),
+        "principal": p,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountParam {
+    account: Option<String>,
+}
+
+fn account_param(
+    q: Result<Query<AccountParam>, axum::extract::rejection::QueryRejection>,
+) -> Result<Option<String>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    Ok(q.account)
+}
+
+async fn metrics(
+    State(app): App,
+    Extension(p): Extension<Principal>,
+    q: Result<Query<AccountParam>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    can_read(&p)?;
+    let account = account_param(q)?;
+    let m = app
+        .read(move |s| s.metrics(account.as_deref(), now()))
+        .await?;
+    to_json(m)
+}
+
+async fn threats(
+    State(app): App,
+    Extension(p): Extension<Principal>,
+    q: Result<Query<AccountParam>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    can_read(&p)?;
+    let account = account_param(q)?;
+    let rows = app
+        .read(move |s| s.threat_table(account.as_deref(), now()))
+        .await?;
+    Ok(Json(json!({ "days": 30, "categories": rows })))
+}
+
+async fn accounts(State(app): App, Extension(p): Extension<Principal>) -> ApiResult {
+    can_read(&p)?;
+    let list: Vec<Value> = app
+        .read(|s| {
+            Ok(s.accounts()
+                .iter()
+                .map(|a| serde_json::to_value(a).unwrap_or(Value::Null))
+                .collect())
+        })
+        .await?;
+    Ok(Json(json!({ "items": list })))
+}
+
+/// Query parameters of the listings: lists are comma-separated.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    severity: Option<String>,
+    category: Option<String>,
+    status: Option<String>,
+    account: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    incident: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+fn list_of<T>(
+    name: &str,
+    v: &Option<String>,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<T>, ApiError> {
+    let Some(v) = v else { return Ok(Vec::new()) };
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            parse(s).ok_or_else(|| ApiError::bad_request(format!("{name}: unknown value {s:?}")))
+        })
+        .collect()
+}
+
+fn time_of(name: &str, v: &Option<String>) -> Result<Option<Timestamp>, ApiError> {
+    v.as_deref()
+        .map(|s| Timestamp::parse(s).map_err(|e| ApiError::bad_request(format!("{name}: {e}"))))
+        .transpose()
+}
+
+fn limit_of(v: Option<usize>) -> Result<usize, ApiError> {
+    match v {
+        Some(n) if n == 0 || n > vigil_store::MAX_PAGE => Err(ApiError::bad_request(format!(
+            "limit: must be 1–{}",
+            vigil_store::MAX_PAGE
+        ))),
+        Some(n) => Ok(n),
+        None => Ok(100),
+    }
+}
+
+fn params(
+    q: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+    allowed: &[&str],
+) -> Result<ListParams, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let given = [
+        ("status", q.status.is_some()),
+        ("since", q.since.is_some()),
+        ("until", q.until.is_some()),
+        ("incident", q.incident.is_some()),
+    ];
+    for (name, set) in given {
+        if set && !allowed.contains(&name) {
+            return Err(ApiError::bad_request(format!(
+                "{name}: not a filter of this listing"
+            )));
+        }
+    }
+    Ok(q)
+}
+
+async fn findings(
+    State(app): App,
+    Extension(p): Extension<Principal>,
+    q: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    can_read(&p)?;
+    let q = params(q, &["since", "until", "incident"])?;
+    let query = FindingQuery {
+        severities: list_of("severity", &q.severity, |s| s.parse::<Severity>().ok())?,
+        categories: list_of("category", &q.category, Category::parse)?,
+        account: q.account,
+        since: time_of("since", &q.since)?,
+        until: time_of("until", &q.until)?,
+        incident: q.incident,
+        limit: limit_of(q.limit)?,
+        cursor: q.cursor,
+    };
+    let page = app.read(move |s| s.findings(&query)).await?;
+    to_json(page)
+}
+
+async fn finding(
+    State(app): App,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    can_read(&p)?;
+    let missing = ApiError::not_found(format!("finding {id} not found"));
+    match app.read(move |s| s.finding(&id)).await? {
+        Some(raw) => Ok((
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            raw.get().to_owned(),
+        )
+            .into_response()),
+        None => Err(missing),
+    }
+}
+
+async fn incidents(
+    State(app): App,
+    Extension(p): Extension<Principal>,
+    q: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    can_read(&p)?;
+    let q = params(q, &["status"])?;
+    let query = IncidentQuery {
+        statuses: list_of("status", &q.status, IncidentStatus::parse)?,
+        severities: list_of("severity", &q.severity, |s| s.parse::<Severity>().ok())?,
+        categories: list_of("category", &q.category, Category::parse)?,
+        account: q.account,
+        limit: limit_of(q.limit)?,
+        cursor: q.cursor,
+    };
+    let page = app.read(move |s| s.incidents(&query)).await?;
+    to_json(page)
+}
+
+async fn incident(
+    State(app): App,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    can_read(&p)?;
+    let missing = ApiError::not_found(format!("incident {id} not found"));
+    match app.read(move |s| s.incident(&id)).await? {
+        Some(v) => to_json(v),
+        None => Err(missing),
+    }
+}
+
+/// A mutating call: checked against the principal's role, run, and written to the
+/// audit log with its outcome whether it was allowed or not.
+async fn act<R: serde::Serialize + Send + 'static>(
+    app: &Arc<AppState>,
+    p: &Principal,
+    action: String,
+    target: String,
+    allowed: bool,
+    f: impl FnOnce(&mut vigil_store::Store) -> Result<R, vigil_store::StoreError> + Send + 'static,
+) -> ApiResult {
+    let result = if allowed {
+        app.write(f).await.and_then(to_json)
+    } else {
+        Err(ApiError::denied(format!(
+            "{} ({:?}) may not act on incidents",
+            p.name, p.role
+        )))
+    };
+    let outcome = match &result {
+        Ok(_) => "200".to_owned(),
+        Err(e) => format!("{} {}", e.status.as_u16(), e.code),
+    };
+    let principal = format!("{} ({:?})", p.name, p.role).to_lowercase();
+    app.write(move |s| s.audit(now(), &principal, &action, &target, &outcome))
+        .await?;
+    result
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NoteBody {
+    note: Option<String>,
+}
+
+fn body<T: serde::de::DeserializeOwned + Default>(raw: &axum::body::Bytes) -> Result<T, ApiError> {
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(raw).map_err(|e| ApiError::bad_request(format!("body: {e}")))
+}
+
+/// `POST /api/v1/incidents/{id}/{move}`: acknowledge, remediating, resolve or
+/// false-positive, with an optional `{"note": …}`.
+async fn lifecycle(
+    State(app): App,
+    Extension(p): Extension<Principal>,
+    Path((id, step)): Path<(String, String)>,
+    raw: axum::body::Bytes,
+) -> ApiResult {
+    let to = match step.as_str() {
+        "acknowledge" => IncidentStatus::Acknowledged,
+        "remediating" => IncidentStatus::Remediating,
+        "resolve" => IncidentStatus::Resolved,
+        "false-positive" => IncidentStatus::FalsePositive,
+        _ => return Err(ApiError::not_found("no such route")),
+    };
+    let NoteBody { note } = body(&raw)?;
+    let action = format!("incident {}", to.as_str().to_lowercase());
+    let actor = p.name.clone();
+    act(&app, &p, action, id.clone(), p.role.can_act(), move |s| {
+        s.transition(&id, to, &actor, note.as_deref(), now())
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TextBody {
+    text: String,
+}
+
+async fn note(
+    State(app): App,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    raw: axum::body::Bytes,
+) -> ApiResult {
+    let TextBody { text } = body(&raw)?;
+    if text.trim().is_empty() {
+        return Err(ApiError::bad_request("text: a note needs text"));
+    }
+    let actor = p.name.clone();
+    act(
+        &app,
+        &p,
+        "incident note".into(),
+        id.clone(),
+        p.role.can_act(),
+        move |s| {
+            s.add_note(&id, &actor, &text, now())?;
+            Ok(json!({ "incident_id": id, "noted": true }))
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AssignBody {
+    assignee: Option<String>,
+}
+
+async fn assign(
+    State(app): App,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    raw: axum::body::Bytes,
+) -> ApiResult {
+    let AssignBody { assignee } = body(&raw)?;
+    let actor = p.name.clone();
+    act(
+        &app,
+        &p,
+        "incident assign".into(),
+        id.clone(),
+        p.role.can_act(),
+        move |s| s.assign(&id, assignee.as_deref(), &actor, now()),
+    )
+    .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    after: Option<i64>,
+    limit: Option<usize>,
+}
+
+async fn audit(
+    State(app): App,
+    Extension(p): Extension<Principal>,
+    q: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    if !p.role.can_audit() {
+        return Err(ApiError::denied(format!(
+            "{} may not read the audit log",
+            p.name
+        )));
+    }
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = limit_of(q.limit)?;
+    let after = q.after.unwrap_or(0);
+    let items = app.read(move |s| s.audit_log(after, limit)).await?;
+    Ok(Json(json!({ "items": items })))
+}

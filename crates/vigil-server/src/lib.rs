@@ -1,0 +1,305 @@
+//! Vigil's REST API over the store: findings, incidents and their lifecycle, the
+//! KPIs, the account registry, the audit log, and telemetry ingest — every call
+//! signed with AWS Signature Version 4 ([`sigv4`]) by a configured access key whose
+//! principal has a role:
+//!
+//! | role | may |
+//! |---|---|
+//! | `analyst` | read everything but the audit log |
+//! | `responder` | read, and act on incidents (acknowledge, resolve, note, assign…) |
+//! | `admin` | all of that, read the audit log, and ingest telemetry |
+//! | `ingest` | only send telemetry (for log forwarders) |
+//!
+//! A request whose signature is missing, malformed, wrong, from an unknown key or
+//! outside the allowed clock skew gets 403 with an AWS-style JSON error and nothing
+//! else. Every mutating call, allowed or not, is written to the audit log with its
+//! principal. The one unsigned route is the Kinesis Data Firehose HTTP endpoint,
+//! which authenticates with Firehose's own access-key header.
+//!
+//! What it is not: the pipeline. Telemetry posted here is handed to an [`Ingest`]
+//! the binary supplies (decode → detect → store); this crate only reads the store.
+
+mod api;
+mod error;
+mod ingest;
+pub mod sigv4;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use vigil_model::Timestamp;
+use vigil_store::Store;
+
+pub use error::ApiError;
+pub use ingest::{Ingest, IngestBatch, IngestReceipt};
+use sigv4::{Credential, SignedRequest, Verifier};
+
+/// What a principal may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Analyst,
+    Responder,
+    Admin,
+    Ingest,
+}
+
+impl Role {
+    pub fn can_read(self) -> bool {
+        self != Role::Ingest
+    }
+    pub fn can_act(self) -> bool {
+        matches!(self, Role::Responder | Role::Admin)
+    }
+    pub fn can_ingest(self) -> bool {
+        matches!(self, Role::Ingest | Role::Admin)
+    }
+    pub fn can_audit(self) -> bool {
+        self == Role::Admin
+    }
+}
+
+/// Who signed a request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Principal {
+    pub name: String,
+    pub role: Role,
+}
+
+/// One configured access key.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessKey {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub principal: String,
+    pub role: Role,
+}
+
+/// How the API authenticates and what it accepts.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// The SigV4 scope callers sign for.
+    pub region: String,
+    pub service: String,
+    /// How far a request's time may be from the server's.
+    pub max_skew_seconds: i64,
+    pub keys: Vec<AccessKey>,
+    /// Access keys Kinesis Data Firehose sends in `X-Amz-Firehose-Access-Key`; the
+    /// Firehose endpoint is off when there are none.
+    pub firehose_access_keys: Vec<String>,
+    /// The largest request body taken (telemetry batches are the large ones).
+    pub max_body_bytes: usize,
+    /// Read connections to the store, served side by side.
+    pub readers: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            region: "us-east-1".into(),
+            service: "execute-api".into(),
+            max_skew_seconds: 300,
+            keys: Vec::new(),
+            firehose_access_keys: Vec::new(),
+            max_body_bytes: 64 * 1024 * 1024,
+            readers: 4,
+        }
+    }
+}
+
+impl ApiConfig {
+    /// Refuses a configuration that could not work, naming the bad key.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        for k in &self.keys {
+            if k.access_key_id.is_empty() || k.secret_access_key.is_empty() {
+                return Err(format!(
+                    "api.keys: the key of principal {:?} has an empty id or secret",
+                    k.principal
+                ));
+            }
+            if !seen.insert(&k.access_key_id) {
+                return Err(format!(
+                    "api.keys: access key {} is listed twice",
+                    k.access_key_id
+                ));
+            }
+        }
+        if self.max_skew_seconds <= 0 || self.max_skew_seconds > 3600 {
+            return Err("api.max_skew_seconds must be 1–3600".into());
+        }
+        if self.firehose_access_keys.iter().any(|k| k.len() < 16) {
+            return Err("api.firehose_access_keys: each key must be at least 16 characters".into());
+        }
+        Ok(())
+    }
+}
+
+/// Read connections to the store, handed out in turn.
+struct Readers {
+    conns: Vec<Mutex<Store>>,
+    next: AtomicUsize,
+}
+
+impl Readers {
+    fn with<R>(&self, f: impl FnOnce(&Store) -> R) -> R {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
+        let guard = self.conns[i].lock().unwrap_or_else(|p| p.into_inner());
+        f(&guard)
+    }
+}
+
+/// What every handler shares.
+pub struct AppState {
+    readers: Readers,
+    writer: Arc<Mutex<Store>>,
+    verifier: Verifier<Principal>,
+    firehose_keys: Vec<String>,
+    ingest: Option<Arc<dyn Ingest>>,
+    max_body: usize,
+}
+
+impl AppState {
+    /// The state over `writer` (shared with the pipeline, which writes findings
+    /// through it) and read connections beside it.
+    pub fn new(
+        config: &ApiConfig,
+        writer: Arc<Mutex<Store>>,
+        ingest: Option<Arc<dyn Ingest>>,
+    ) -> Result<AppState, String> {
+        config.validate()?;
+        let mut verifier = Verifier::new(&config.region, &config.service, config.max_skew_seconds);
+        for k in &config.keys {
+            verifier.add_key(
+                &k.access_key_id,
+                Credential {
+                    secret: k.secret_access_key.clone(),
+                    principal: Principal {
+                        name: k.principal.clone(),
+                        role: k.role,
+                    },
+                },
+            );
+        }
+        let conns = {
+            let w = writer.lock().unwrap_or_else(|p| p.into_inner());
+            (0..config.readers.max(1))
+                .map(|_| w.open_reader().map(Mutex::new))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?
+        };
+        Ok(AppState {
+            readers: Readers {
+                conns,
+                next: AtomicUsize::new(0),
+            },
+            writer,
+            verifier,
+            firehose_keys: config.firehose_access_keys.clone(),
+            ingest,
+            max_body: config.max_body_bytes,
+        })
+    }
+
+    /// Runs a read on a store connection, off the async threads.
+    async fn read<R: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Store) -> Result<R, vigil_store::StoreError> + Send + 'static,
+    ) -> Result<R, ApiError> {
+        let app = Arc::clone(self);
+        tokio::task::spawn_blocking(move || app.readers.with(f))
+            .await
+            .map_err(|e| ApiError::internal(format!("read task: {e}")))?
+            .map_err(ApiError::from)
+    }
+
+    /// Runs a write on the writer connection, off the async threads.
+    async fn write<R: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Store) -> Result<R, vigil_store::StoreError> + Send + 'static,
+    ) -> Result<R, ApiError> {
+        let app = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let mut w = app.writer.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut w)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("write task: {e}")))?
+        .map_err(ApiError::from)
+    }
+}
+
+/// The wall clock as a [`Timestamp`].
+pub fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    Timestamp::from_millis(ms)
+}
+
+/// Every route, in one place.
+pub fn router(app: Arc<AppState>) -> Router {
+    let signed = api::routes()
+        .merge(ingest::signed_routes())
+        .fallback(api::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            authenticate,
+        ));
+    signed.merge(ingest::firehose_routes()).with_state(app)
+}
+
+/// Checks the signature of every request to a signed route; the handler gets the
+/// [`Principal`] and the body, already read (the signature covers it).
+async fn authenticate(State(app): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, app.max_body).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::too_large(app.max_body).into_response();
+        }
+    };
+    let headers: Vec<(&str, &[u8])> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_bytes()))
+        .collect();
+    let signed = SignedRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers,
+        body: &bytes,
+    };
+    let principal = match app.verifier.verify(&signed, now().as_secs()) {
+        Ok(v) => v.principal.clone(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    parts.extensions.insert(principal);
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(app).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

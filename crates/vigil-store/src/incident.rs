@@ -1,0 +1,513 @@
+//! Incidents: findings grouped by account, subject (the principal, else the
+//! resource) and category within a window of event time, and the lifecycle people
+//! move them through: OPEN → ACKNOWLEDGED → REMEDIATING → RESOLVED, or
+//! FALSE_POSITIVE from any open state. An incident's severity is the worst of its
+//! findings, weighed by its account's environment; its timeline records every
+//! finding, status change, assignment and note, with who did it.
+
+use std::fmt;
+
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use serde::{Deserialize, Serialize};
+use vigil_detect::finding::Category;
+use vigil_detect::Finding;
+use vigil_model::{Severity, Timestamp};
+
+use crate::{
+    severity_from_rank, severity_rank, Grouping, Listing, Page, Recorded, Result, StoreError,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum IncidentStatus {
+    Open,
+    Acknowledged,
+    Remediating,
+    Resolved,
+    FalsePositive,
+}
+
+impl IncidentStatus {
+    pub const ALL: [IncidentStatus; 5] = [
+        IncidentStatus::Open,
+        IncidentStatus::Acknowledged,
+        IncidentStatus::Remediating,
+        IncidentStatus::Resolved,
+        IncidentStatus::FalsePositive,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentStatus::Open => "OPEN",
+            IncidentStatus::Acknowledged => "ACKNOWLEDGED",
+            IncidentStatus::Remediating => "REMEDIATING",
+            IncidentStatus::Resolved => "RESOLVED",
+            IncidentStatus::FalsePositive => "FALSE_POSITIVE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<IncidentStatus> {
+        Self::ALL
+            .into_iter()
+            .find(|x| x.as_str().eq_ignore_ascii_case(s))
+    }
+
+    /// Resolved and false-positive incidents take no more findings or moves.
+    pub fn is_closed(self) -> bool {
+        matches!(
+            self,
+            IncidentStatus::Resolved | IncidentStatus::FalsePositive
+        )
+    }
+
+    /// The moves the lifecycle allows. Remediation that fails can step back to
+    /// ACKNOWLEDGED; nothing reopens a closed incident (a new finding opens a new
+    /// incident instead, so closed ones keep their history as it was).
+    pub fn can_become(self, to: IncidentStatus) -> bool {
+        use IncidentStatus::*;
+        matches!(
+            (self, to),
+            (Open, Acknowledged | Remediating | Resolved | FalsePositive)
+                | (Acknowledged, Remediating | Resolved | FalsePositive)
+                | (Remediating, Acknowledged | Resolved | FalsePositive)
+        )
+    }
+}
+
+impl fmt::Display for IncidentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Incident {
+    pub id: String,
+    pub title: String,
+    pub status: IncidentStatus,
+    pub severity: Severity,
+    pub category: Category,
+    pub account: Option<String>,
+    /// The principal the findings are about, else their resource.
+    pub subject: Option<String>,
+    /// Event time of the first and last event of its findings.
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    pub opened_at: Timestamp,
+    pub closed_at: Option<Timestamp>,
+    pub assignee: Option<String>,
+    pub finding_count: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TimelineEntry {
+    pub at: Timestamp,
+    /// `finding`, `status`, `note`, `assign` or `action`.
+    pub kind: String,
+    pub actor: Option<String>,
+    pub text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finding_id: Option<String>,
+}
+
+/// An incident with its timeline and the ids of its findings.
+#[derive(Clone, Debug, Serialize)]
+pub struct IncidentView {
+    #[serde(flatten)]
+    pub incident: Incident,
+    pub finding_ids: Vec<String>,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct IncidentQuery {
+    pub statuses: Vec<IncidentStatus>,
+    pub severities: Vec<Severity>,
+    pub categories: Vec<Category>,
+    pub account: Option<String>,
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+const INCIDENT_COLUMNS: &str = "seq, id, title, status, severity, category, account, subject, \
+    first_seen, last_seen, opened_at, closed_at, assignee, finding_count";
+
+/// Incident ids are name-based too: a replayed first finding names the same one.
+const INCIDENT_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x2b7e_41c9_8d05_4f3a_a6e2_1c94_b07d_5e38);
+
+fn subject_of(f: &Finding) -> Option<&str> {
+    f.detail
+        .principal
+        .as_deref()
+        .or(f.detail.resource_arn.as_deref())
+}
+
+fn group_key(f: &Finding) -> String {
+    format!(
+        "{}|{}|{}",
+        f.account.as_deref().unwrap_or(""),
+        f.detail.category.as_str(),
+        subject_of(f).unwrap_or("")
+    )
+}
+
+/// Stores one finding; a new one joins (or opens) its incident.
+pub(crate) fn record(
+    tx: &Transaction<'_>,
+    grouping: &Grouping,
+    f: &Finding,
+    now: Timestamp,
+    done: &mut Recorded,
+) -> Result<()> {
+    let body = serde_json::to_string(f).map_err(|e| StoreError::Damaged(e.to_string()))?;
+    let d = &f.detail;
+    let severity = grouping.accounts.weigh(f.account.as_deref(), d.severity);
+    let existing: Option<String> = tx
+        .query_row(
+            "SELECT incident_id FROM findings WHERE id = ?1",
+            [&f.id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let incident_id = match existing {
+        Some(incident_id) => {
+            tx.execute(
+                "UPDATE findings SET severity = ?2, first_seen = ?3, last_seen = ?4, updated_at = ?5, body = ?6
+                 WHERE id = ?1",
+                params![
+                    f.id,
+                    severity_rank(d.severity),
+                    d.first_seen.as_millis(),
+                    d.last_seen.as_millis(),
+                    now.as_millis(),
+                    body
+                ],
+            )?;
+            done.updated_findings += 1;
+            incident_id
+        }
+        None => {
+            let incident_id = incident_for(tx, grouping, f, now, done)?;
+            tx.execute(
+                "INSERT INTO findings (id, finding_id, account, severity, category, rule_id, subject,
+                    first_seen, last_seen, detected_at, updated_at, incident_id, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12)",
+                params![
+                    f.id,
+                    d.finding_id,
+                    f.account,
+                    severity_rank(d.severity),
+                    d.category.as_str(),
+                    d.rule.id,
+                    subject_of(f),
+                    d.first_seen.as_millis(),
+                    d.last_seen.as_millis(),
+                    now.as_millis(),
+                    incident_id,
+                    body
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO timeline (incident_id, at, kind, actor, text, finding_id)
+                 VALUES (?1, ?2, 'finding', NULL, ?3, ?4)",
+                params![
+                    incident_id,
+                    now.as_millis(),
+                    format!("{} ({})", d.title, d.severity),
+                    f.id
+                ],
+            )?;
+            tx.execute(
+                "UPDATE incidents SET finding_count = finding_count + 1 WHERE id = ?1",
+                [&incident_id],
+            )?;
+            done.new_findings += 1;
+            incident_id
+        }
+    };
+    tx.execute(
+        "UPDATE incidents SET severity = max(severity, ?2), first_seen = min(first_seen, ?3),
+            last_seen = max(last_seen, ?4) WHERE id = ?1",
+        params![
+            incident_id,
+            severity_rank(severity),
+            d.first_seen.as_millis(),
+            d.last_seen.as_millis()
+        ],
+    )?;
+    Ok(())
+}
+
+/// The open incident a new finding joins, or a new one.
+fn incident_for(
+    tx: &Transaction<'_>,
+    grouping: &Grouping,
+    f: &Finding,
+    now: Timestamp,
+    done: &mut Recorded,
+) -> Result<String> {
+    let key = group_key(f);
+    let d = &f.detail;
+    let w = grouping.window_ms;
+    let open: Option<String> = tx
+        .query_row(
+            "SELECT id FROM incidents
+             WHERE group_key = ?1 AND status NOT IN ('RESOLVED', 'FALSE_POSITIVE')
+               AND last_seen >= ?2 AND first_seen <= ?3
+             ORDER BY last_seen DESC LIMIT 1",
+            params![
+                key,
+                d.first_seen.as_millis().saturating_sub(w),
+                d.last_seen.as_millis().saturating_add(w)
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(id) = open {
+        return Ok(id);
+    }
+    let id =
+        uuid::Uuid::new_v5(&INCIDENT_NAMESPACE, format!("{key}|{}", f.id).as_bytes()).to_string();
+    let title = match subject_of(f) {
+        Some(s) => format!("{}: {s}", d.category.as_str()),
+        None => format!("{}: {}", d.category.as_str(), d.title),
+    };
+    tx.execute(
+        "INSERT INTO incidents (id, group_key, title, status, severity, category, account, subject,
+            first_seen, last_seen, opened_at)
+         VALUES (?1, ?2, ?3, 'OPEN', ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            id,
+            key,
+            title,
+            severity_rank(grouping.accounts.weigh(f.account.as_deref(), d.severity)),
+            d.category.as_str(),
+            f.account,
+            subject_of(f),
+            d.first_seen.as_millis(),
+            d.last_seen.as_millis(),
+            now.as_millis()
+        ],
+    )?;
+    done.new_incidents += 1;
+    Ok(id)
+}
+
+fn incident_row(r: &Row<'_>) -> rusqlite::Result<(i64, RawIncident)> {
+    Ok((
+        r.get(0)?,
+        RawIncident {
+            id: r.get(1)?,
+            title: r.get(2)?,
+            status: r.get(3)?,
+            severity: r.get(4)?,
+            category: r.get(5)?,
+            account: r.get(6)?,
+            subject: r.get(7)?,
+            first_seen: r.get(8)?,
+            last_seen: r.get(9)?,
+            opened_at: r.get(10)?,
+            closed_at: r.get(11)?,
+            assignee: r.get(12)?,
+            finding_count: r.get(13)?,
+        },
+    ))
+}
+
+/// A row as SQLite holds it, checked into an [`Incident`] by `cook`.
+struct RawIncident {
+    id: String,
+    title: String,
+    status: String,
+    severity: i64,
+    category: String,
+    account: Option<String>,
+    subject: Option<String>,
+    first_seen: i64,
+    last_seen: i64,
+    opened_at: i64,
+    closed_at: Option<i64>,
+    assignee: Option<String>,
+    finding_count: i64,
+}
+
+impl RawIncident {
+    fn cook(self) -> Result<Incident> {
+        let damaged = |what: &str| StoreError::Damaged(format!("incident {}: {what}", self.id));
+        Ok(Incident {
+            status: IncidentStatus::parse(&self.status).ok_or_else(|| damaged("status"))?,
+            severity: severity_from_rank(self.severity)?,
+            category: Category::parse(&self.category).ok_or_else(|| damaged("category"))?,
+            id: self.id,
+            title: self.title,
+            account: self.account,
+            subject: self.subject,
+            first_seen: Timestamp::from_millis(self.first_seen),
+            last_seen: Timestamp::from_millis(self.last_seen),
+            opened_at: Timestamp::from_millis(self.opened_at),
+            closed_at: self.closed_at.map(Timestamp::from_millis),
+            assignee: self.assignee,
+            finding_count: self.finding_count.max(0) as u64,
+        })
+    }
+}
+
+pub(crate) fn get(conn: &Connection, id: &str) -> Result<Option<Incident>> {
+    let row = conn
+        .query_row(
+            &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"),
+            [id],
+            incident_row,
+        )
+        .optional()?;
+    row.map(|(_, r)| r.cook()).transpose()
+}
+
+pub(crate) fn list(conn: &Connection, q: &IncidentQuery) -> Result<Page<Incident>> {
+    let mut l = Listing::new(&format!(
+        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE 1=1"
+    ));
+    l.any_of(
+        "status",
+        q.statuses.iter().map(|s| s.as_str().to_owned().into()),
+    );
+    l.any_of(
+        "severity",
+        q.severities.iter().map(|s| severity_rank(*s).into()),
+    );
+    l.any_of(
+        "category",
+        q.categories.iter().map(|c| c.as_str().to_owned().into()),
+    );
+    l.compare("account =", q.account.clone());
+    l.fetch(
+        conn,
+        q.cursor.as_deref(),
+        q.limit,
+        incident_row,
+        RawIncident::cook,
+    )
+}
+
+pub(crate) fn view(conn: &Connection, id: &str) -> Result<Option<IncidentView>> {
+    let Some(incident) = get(conn, id)? else {
+        return Ok(None);
+    };
+    let mut stmt =
+        conn.prepare_cached("SELECT id FROM findings WHERE incident_id = ?1 ORDER BY seq")?;
+    let finding_ids = stmt
+        .query_map([id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT at, kind, actor, text, finding_id FROM timeline WHERE incident_id = ?1 ORDER BY seq",
+    )?;
+    let timeline = stmt
+        .query_map([id], |r| {
+            Ok(TimelineEntry {
+                at: Timestamp::from_millis(r.get(0)?),
+                kind: r.get(1)?,
+                actor: r.get(2)?,
+                text: r.get(3)?,
+                finding_id: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Some(IncidentView {
+        incident,
+        finding_ids,
+        timeline,
+    }))
+}
+
+fn existing(tx: &Transaction<'_>, id: &str) -> Result<Incident> {
+    get(tx, id)?.ok_or_else(|| StoreError::NoIncident(id.to_owned()))
+}
+
+fn log(
+    tx: &Transaction<'_>,
+    id: &str,
+    at: Timestamp,
+    kind: &str,
+    actor: &str,
+    text: &str,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO timeline (incident_id, at, kind, actor, text) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, at.as_millis(), kind, actor, text],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn transition(
+    tx: &Transaction<'_>,
+    id: &str,
+    to: IncidentStatus,
+    actor: &str,
+    note: Option<&str>,
+    now: Timestamp,
+) -> Result<Incident> {
+    let inc = existing(tx, id)?;
+    if !inc.status.can_become(to) {
+        return Err(StoreError::Transition {
+            id: id.to_owned(),
+            from: inc.status,
+            to,
+        });
+    }
+    let closed_at = to.is_closed().then_some(now.as_millis());
+    tx.execute(
+        "UPDATE incidents SET status = ?2, closed_at = ?3 WHERE id = ?1",
+        params![id, to.as_str(), closed_at],
+    )?;
+    // Closing an incident is the triage verdict on its findings.
+    let triage = match to {
+        IncidentStatus::Resolved => Some("TRUE_POSITIVE"),
+        IncidentStatus::FalsePositive => Some("FALSE_POSITIVE"),
+        _ => None,
+    };
+    if let Some(t) = triage {
+        tx.execute(
+            "UPDATE findings SET triage = ?2 WHERE incident_id = ?1",
+            params![id, t],
+        )?;
+    }
+    let mut text = format!("{} → {}", inc.status, to);
+    if let Some(n) = note.filter(|n| !n.trim().is_empty()) {
+        text.push_str(": ");
+        text.push_str(n);
+    }
+    log(tx, id, now, "status", actor, &text)?;
+    existing(tx, id)
+}
+
+pub(crate) fn add_note(
+    tx: &Transaction<'_>,
+    id: &str,
+    actor: &str,
+    text: &str,
+    now: Timestamp,
+) -> Result<()> {
+    existing(tx, id)?;
+    log(tx, id, now, "note", actor, text)
+}
+
+pub(crate) fn assign(
+    tx: &Transaction<'_>,
+    id: &str,
+    assignee: Option<&str>,
+    actor: &str,
+    now: Timestamp,
+) -> Result<Incident> {
+    existing(tx, id)?;
+    tx.execute(
+        "UPDATE incidents SET assignee = ?2 WHERE id = ?1",
+        params![id, assignee],
+    )?;
+    let text = match assignee {
+        Some(a) => format!("assigned to {a}"),
+        None => "unassigned".to_owned(),
+    };
+    log(tx, id, now, "assign", actor, &text)?;
+    existing(tx, id)
+}

@@ -1,0 +1,505 @@
+//! Vigil's embedded store: findings, the incidents they are grouped into, the
+//! incidents' timelines, an append-only audit log, per-source checkpoints, and the
+//! KPIs computed from them — in one SQLite database (WAL, versioned migrations).
+//!
+//! What it is not: it detects nothing and serves nothing. Findings arrive already
+//! deduplicated by `vigil-detect`; the API in `vigil-server` reads and acts through
+//! this crate. A finding's `id` is a name-based UUID, so storing the same finding
+//! again (a re-delivered file, a restart after a crash) updates it rather than adding
+//! a second one; incidents are named the same way.
+//!
+//! One [`Store`] writes; any number of read-only ones ([`Store::open_reader`]) read
+//! beside it, which WAL mode allows without blocking the writer.
+
+mod incident;
+mod metrics;
+mod schema;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use vigil_detect::finding::Category;
+use vigil_detect::Finding;
+use vigil_model::{AccountRegistry, Severity, Timestamp};
+
+pub use incident::{Incident, IncidentQuery, IncidentStatus, IncidentView, TimelineEntry};
+pub use metrics::{Metrics, ThreatRow};
+
+/// What went wrong in the store. Messages name the file, the incident or the
+/// transition a user needs to act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("store {path}: cannot create its directory: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("store {path}: its schema is version {found}, newer than this Vigil knows ({known}); upgrade Vigil")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("incident {0} not found")]
+    NoIncident(String),
+    #[error("incident {id} is {from}; it cannot become {to}")]
+    Transition {
+        id: String,
+        from: IncidentStatus,
+        to: IncidentStatus,
+    },
+    #[error("bad cursor {0:?}")]
+    Cursor(String),
+    #[error("a stored row is damaged: {0}")]
+    Damaged(String),
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// How findings are grouped into incidents.
+#[derive(Clone, Debug)]
+pub struct Grouping {
+    /// A finding joins an open incident of its account, subject (principal, else
+    /// resource) and category when its events fall within this long (event time) of
+    /// the incident's.
+    pub window_ms: i64,
+    /// Weighs an incident's severity by its account's environment.
+    pub accounts: AccountRegistry,
+}
+
+impl Default for Grouping {
+    fn default() -> Self {
+        Grouping {
+            window_ms: 60 * 60 * 1000,
+            accounts: AccountRegistry::default(),
+        }
+    }
+}
+
+/// What storing a batch of findings did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Recorded {
+    pub new_findings: u64,
+    pub updated_findings: u64,
+    pub new_incidents: u64,
+}
+
+/// A page of a listing, newest first; `next_cursor` fetches the page after it.
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// Which findings to list. Times are event time; every filter is optional.
+#[derive(Clone, Debug, Default)]
+pub struct FindingQuery {
+    /// Any of these severities.
+    pub severities: Vec<Severity>,
+    pub categories: Vec<Category>,
+    pub account: Option<String>,
+    /// Findings whose events reach into `[since, until]`.
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub incident: Option<String>,
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+/// One entry of the audit log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub at: Timestamp,
+    pub principal: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+}
+
+/// The largest page a listing returns.
+pub const MAX_PAGE: usize = 1000;
+
+/// A connection to the store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    grouping: Grouping,
+}
+
+/// The database file inside a data directory.
+pub fn database_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("vigil.db")
+}
+
+impl Store {
+    /// Opens (creating it and its directory if need be) the store in `data_dir`,
+    /// and brings its schema up to date.
+    pub fn open(data_dir: &Path, grouping: Grouping) -> Result<Store> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Dir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = database_path(data_dir);
+        let open = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open(&path).map_err(open)?;
+        Self::configure(&conn).map_err(open)?;
+        schema::migrate(&mut conn, &path)?;
+        Ok(Store {
+            conn,
+            path,
+            grouping,
+        })
+    }
+
+    /// A store in memory, for tests and one-off runs.
+    pub fn in_memory(grouping: Grouping) -> Result<Store> {
+        let path = PathBuf::from(":memory:");
+        let mut conn = Connection::open_in_memory()?;
+        schema::migrate(&mut conn, &path)?;
+        Ok(Store {
+            conn,
+            path,
+            grouping,
+        })
+    }
+
+    /// A read-only connection beside this one (WAL lets it read while this writes).
+    pub fn open_reader(&self) -> Result<Store> {
+        let open = |source| StoreError::Open {
+            path: self.path.clone(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open)?;
+        Ok(Store {
+            conn,
+            path: self.path.clone(),
+            grouping: self.grouping.clone(),
+        })
+    }
+
+    fn configure(conn: &Connection) -> rusqlite::Result<()> {
+        // WAL: readers never block the writer; NORMAL sync is durable across a
+        // process crash (kill -9), which is what the pipeline must survive.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn accounts(&self) -> &AccountRegistry {
+        &self.grouping.accounts
+    }
+
+    /// Stores findings (new or updated) and files each new one under an incident,
+    /// all in one transaction. `now` is when they were detected.
+    pub fn record_findings(&mut self, findings: &[Finding], now: Timestamp) -> Result<Recorded> {
+        let tx = self.conn.transaction()?;
+        let mut done = Recorded::default();
+        for f in findings {
+            incident::record(&tx, &self.grouping, f, now, &mut done)?;
+        }
+        tx.commit()?;
+        Ok(done)
+    }
+
+    /// One finding's JSON, by its `id` or its `finding_id`.
+    pub fn finding(&self, id: &str) -> Result<Option<Box<RawValue>>> {
+        let body: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT body FROM findings WHERE id = ?1 OR finding_id = ?1 LIMIT 1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        body.map(raw).transpose()
+    }
+
+    /// Findings matching `q`, newest stored first.
+    pub fn findings(&self, q: &FindingQuery) -> Result<Page<Box<RawValue>>> {
+        let mut l = Listing::new("SELECT seq, body FROM findings WHERE 1=1");
+        l.any_of(
+            "severity",
+            q.severities.iter().map(|s| severity_rank(*s).into()),
+        );
+        l.any_of(
+            "category",
+            q.categories.iter().map(|c| c.as_str().to_owned().into()),
+        );
+        l.compare("account =", q.account.clone());
+        l.compare("last_seen >=", q.since.map(Timestamp::as_millis));
+        l.compare("first_seen <=", q.until.map(Timestamp::as_millis));
+        l.compare("incident_id =", q.incident.clone());
+        l.fetch(
+            &self.conn,
+            q.cursor.as_deref(),
+            q.limit,
+            |r| Ok((r.get(0)?, r.get::<_, String>(1)?)),
+            raw,
+        )
+    }
+
+    /// How many findings are stored.
+    pub fn finding_count(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM findings", [], |r| r.get::<_, i64>(0))?
+            as u64)
+    }
+
+    pub fn incidents(&self, q: &IncidentQuery) -> Result<Page<Incident>> {
+        incident::list(&self.conn, q)
+    }
+
+    pub fn incident(&self, id: &str) -> Result<Option<IncidentView>> {
+        incident::view(&self.conn, id)
+    }
+
+    /// Moves an incident through its lifecycle on behalf of `actor`, with an
+    /// optional note; refuses moves the lifecycle does not allow.
+    pub fn transition(
+        &mut self,
+        id: &str,
+        to: IncidentStatus,
+        actor: &str,
+        note: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Incident> {
+        let tx = self.conn.transaction()?;
+        let inc = incident::transition(&tx, id, to, actor, note, now)?;
+        tx.commit()?;
+        Ok(inc)
+    }
+
+    /// Adds a note to an incident's timeline.
+    pub fn add_note(&mut self, id: &str, actor: &str, text: &str, now: Timestamp) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        incident::add_note(&tx, id, actor, text, now)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Sets (or clears) who works an incident.
+    pub fn assign(
+        &mut self,
+        id: &str,
+        assignee: Option<&str>,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Incident> {
+        let tx = self.conn.transaction()?;
+        let inc = incident::assign(&tx, id, assignee, actor, now)?;
+        tx.commit()?;
+        Ok(inc)
+    }
+
+    /// Appends to the audit log (which refuses updates and deletes).
+    pub fn audit(
+        &self,
+        at: Timestamp,
+        principal: &str,
+        action: &str,
+        target: &str,
+        outcome: &str,
+    ) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO audit (at, principal, action, target, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![at.as_millis(), principal, action, target, outcome],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Audit entries after `after` (a sequence number), oldest first.
+    pub fn audit_log(&self, after: i64, limit: usize) -> Result<Vec<AuditEntry>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, at, principal, action, target, outcome FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after, page_limit(limit) as i64], |r| {
+            Ok(AuditEntry {
+                seq: r.get(0)?,
+                at: Timestamp::from_millis(r.get(1)?),
+                principal: r.get(2)?,
+                action: r.get(3)?,
+                target: r.get(4)?,
+                outcome: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Where a source got to (a file's fingerprint, an offset…), if anywhere.
+    pub fn checkpoint(&self, source: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT position FROM checkpoints WHERE source = ?1",
+                [source],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Records a source's position together with the findings it produced, so that
+    /// a crash leaves both or neither.
+    pub fn record_with_checkpoint(
+        &mut self,
+        findings: &[Finding],
+        source: &str,
+        position: &str,
+        now: Timestamp,
+    ) -> Result<Recorded> {
+        let tx = self.conn.transaction()?;
+        let mut done = Recorded::default();
+        for f in findings {
+            incident::record(&tx, &self.grouping, f, now, &mut done)?;
+        }
+        tx.execute(
+            "INSERT INTO checkpoints (source, position, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (source) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+            params![source, position, now.as_millis()],
+        )?;
+        tx.commit()?;
+        Ok(done)
+    }
+
+    /// The headline KPIs, overall or for one account, as of `now`.
+    pub fn metrics(&self, account: Option<&str>, now: Timestamp) -> Result<Metrics> {
+        metrics::headline(&self.conn, account, now)
+    }
+
+    /// The 30-day threat table, a row per category.
+    pub fn threat_table(&self, account: Option<&str>, now: Timestamp) -> Result<Vec<ThreatRow>> {
+        metrics::threats(&self.conn, account, now)
+    }
+}
+
+fn raw(body: String) -> Result<Box<RawValue>> {
+    RawValue::from_string(body).map_err(|e| StoreError::Damaged(format!("finding body: {e}")))
+}
+
+/// A listing's SQL, built filter by filter with every value a parameter, then
+/// fetched a page at a time, newest (highest `seq`) first.
+pub(crate) struct Listing {
+    sql: String,
+    args: Vec<rusqlite::types::Value>,
+}
+
+impl Listing {
+    pub(crate) fn new(select: &str) -> Listing {
+        Listing {
+            sql: select.to_owned(),
+            args: Vec::new(),
+        }
+    }
+
+    fn param(&mut self, v: rusqlite::types::Value) -> String {
+        self.args.push(v);
+        format!("?{}", self.args.len())
+    }
+
+    /// `column` is one of `values`; no filter when there are none.
+    pub(crate) fn any_of(
+        &mut self,
+        column: &str,
+        values: impl IntoIterator<Item = rusqlite::types::Value>,
+    ) {
+        let marks: Vec<String> = values.into_iter().map(|v| self.param(v)).collect();
+        if !marks.is_empty() {
+            self.sql
+                .push_str(&format!(" AND {column} IN ({})", marks.join(",")));
+        }
+    }
+
+    /// `column_op` (`"account ="`, `"last_seen >="`) holds for `v`, if given.
+    pub(crate) fn compare<V: Into<rusqlite::types::Value>>(
+        &mut self,
+        column_op: &str,
+        v: Option<V>,
+    ) {
+        if let Some(v) = v {
+            let mark = self.param(v.into());
+            self.sql.push_str(&format!(" AND {column_op} {mark}"));
+        }
+    }
+
+    /// A page of up to `limit` rows after `cursor`. `row` reads a row's `seq` and
+    /// its raw value, `cook` checks the value.
+    pub(crate) fn fetch<R, T>(
+        mut self,
+        conn: &Connection,
+        cursor: Option<&str>,
+        limit: usize,
+        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<(i64, R)>,
+        cook: impl Fn(R) -> Result<T>,
+    ) -> Result<Page<T>> {
+        let cursor = cursor.map(parse_cursor).transpose()?;
+        self.compare("seq <", cursor);
+        let limit = page_limit(limit);
+        self.sql
+            .push_str(&format!(" ORDER BY seq DESC LIMIT {}", limit + 1));
+        let mut stmt = conn.prepare_cached(&self.sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(self.args), row)?;
+        let mut items = Vec::new();
+        let mut next_cursor = None;
+        for r in rows {
+            let (seq, value) = r?;
+            if items.len() == limit {
+                // The first row not shown: the next page starts with it.
+                next_cursor = Some(format!("c{}", seq + 1));
+                break;
+            }
+            items.push(cook(value)?);
+        }
+        Ok(Page { items, next_cursor })
+    }
+}
+
+pub(crate) fn page_limit(asked: usize) -> usize {
+    match asked {
+        0 => 100,
+        n => n.min(MAX_PAGE),
+    }
+}
+
+/// Cursors are opaque to callers: `c` and a row sequence number.
+pub(crate) fn parse_cursor(c: &str) -> Result<i64> {
+    c.strip_prefix('c')
+        .and_then(|n| n.parse::<i64>().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| StoreError::Cursor(c.to_owned()))
+}
+
+/// Severities are stored as their rank so that SQL can take the worst.
+pub(crate) fn severity_rank(s: Severity) -> i64 {
+    Severity::ALL.iter().position(|&x| x == s).unwrap_or(0) as i64
+}
+
+pub(crate) fn severity_from_rank(r: i64) -> Result<Severity> {
+    usize::try_from(r)
+        .ok()
+        .and_then(|i| Severity::ALL.get(i).copied())
+        .ok_or_else(|| StoreError::Damaged(format!("severity rank {r}")))
+}

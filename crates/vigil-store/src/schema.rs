@@ -1,0 +1,121 @@
+//! The schema, as numbered migrations. `PRAGMA user_version` holds how many have
+//! run; each runs once, in its own transaction, in order. A store written by a newer
+//! Vigil is refused rather than misread.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use crate::{Result, StoreError};
+
+/// Append only: a released migration is never edited, a change is a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: findings, incidents and their timelines, the audit log, checkpoints, and
+    // the responses the playbook engine will record.
+    r#"
+    CREATE TABLE findings (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        id           TEXT NOT NULL UNIQUE,
+        finding_id   TEXT NOT NULL,
+        account      TEXT,
+        severity     INTEGER NOT NULL,
+        category     TEXT NOT NULL,
+        rule_id      TEXT NOT NULL,
+        subject      TEXT,
+        first_seen   INTEGER NOT NULL,
+        last_seen    INTEGER NOT NULL,
+        detected_at  INTEGER NOT NULL,
+        updated_at   INTEGER NOT NULL,
+        incident_id  TEXT NOT NULL REFERENCES incidents (id),
+        triage       TEXT CHECK (triage IN ('TRUE_POSITIVE', 'FALSE_POSITIVE')),
+        body         TEXT NOT NULL
+    );
+    CREATE INDEX findings_finding_id ON findings (finding_id);
+    CREATE INDEX findings_incident ON findings (incident_id);
+    CREATE INDEX findings_account ON findings (account, seq);
+    CREATE INDEX findings_detected ON findings (detected_at);
+
+    CREATE TABLE incidents (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        id           TEXT NOT NULL UNIQUE,
+        group_key    TEXT NOT NULL,
+        title        TEXT NOT NULL,
+        status       TEXT NOT NULL CHECK (status IN
+                        ('OPEN', 'ACKNOWLEDGED', 'REMEDIATING', 'RESOLVED', 'FALSE_POSITIVE')),
+        severity     INTEGER NOT NULL,
+        category     TEXT NOT NULL,
+        account      TEXT,
+        subject      TEXT,
+        first_seen   INTEGER NOT NULL,
+        last_seen    INTEGER NOT NULL,
+        opened_at    INTEGER NOT NULL,
+        closed_at    INTEGER,
+        assignee     TEXT,
+        finding_count INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX incidents_group ON incidents (group_key, status, last_seen);
+    CREATE INDEX incidents_opened ON incidents (opened_at);
+    CREATE INDEX incidents_account ON incidents (account, seq);
+
+    CREATE TABLE timeline (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        incident_id  TEXT NOT NULL REFERENCES incidents (id),
+        at           INTEGER NOT NULL,
+        kind         TEXT NOT NULL CHECK (kind IN ('finding', 'status', 'note', 'assign', 'action')),
+        actor        TEXT,
+        text         TEXT NOT NULL,
+        finding_id   TEXT
+    );
+    CREATE INDEX timeline_incident ON timeline (incident_id, seq);
+
+    CREATE TABLE audit (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        at           INTEGER NOT NULL,
+        principal    TEXT NOT NULL,
+        action       TEXT NOT NULL,
+        target       TEXT NOT NULL,
+        outcome      TEXT NOT NULL
+    );
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+    CREATE TABLE checkpoints (
+        source       TEXT PRIMARY KEY,
+        position     TEXT NOT NULL,
+        updated_at   INTEGER NOT NULL
+    );
+
+    CREATE TABLE responses (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        id           TEXT NOT NULL UNIQUE,
+        incident_id  TEXT REFERENCES incidents (id),
+        playbook     TEXT NOT NULL,
+        automated    INTEGER NOT NULL,
+        status       TEXT NOT NULL,
+        started_at   INTEGER NOT NULL,
+        finished_at  INTEGER
+    );
+    CREATE INDEX responses_started ON responses (started_at);
+    "#,
+];
+
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let known = MIGRATIONS.len() as i64;
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > known {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

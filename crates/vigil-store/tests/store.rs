@@ -1,0 +1,445 @@
+//! The store against its contract: idempotent findings, grouping into incidents,
+//! the lifecycle, KPIs from stored rows, the append-only audit log, pagination,
+//! and a database that survives reopening.
+
+use serde_json::{json, Value};
+use vigil_detect::finding::Category;
+use vigil_detect::Finding;
+use vigil_model::{Account, AccountRegistry, Environment, Severity, Timestamp};
+use vigil_store::{FindingQuery, Grouping, IncidentQuery, IncidentStatus, Store, StoreError};
+
+const MIN: i64 = 60_000;
+/// 2024-06-01T00:00:00Z
+const T0: i64 = 1_717_200_000_000;
+
+fn ts(ms: i64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+/// A finding as `vigil-detect` writes it, with the parts a test varies.
+fn finding(id: &str, category: &str, principal: &str, first: i64, severity: &str) -> Finding {
+    let v = json!({
+        "version": "1.0", "id": id, "detail-type": "Security Finding",
+        "source": "com.security.platform", "account": "123456789012",
+        "time": ts(first + MIN).to_string(), "region": "us-east-1", "resources": [],
+        "detail": {
+            "finding_id": format!("sec-2024-06-01-{id}"), "severity": severity, "confidence": 80,
+            "title": format!("rule for {id}"), "description": "d", "category": category,
+            "detection_source": "CloudTrail", "resource_type": null, "resource_arn": null,
+            "first_seen": ts(first).to_string(), "last_seen": ts(first).to_string(),
+            "remediation": {"playbook": "PB-001", "automated": true, "status": "PENDING"},
+            "evidence": {"source_ip": "203.0.113.9", "user_agent": null, "api_call": "ListUsers", "aws_region": "us-east-1"},
+            "count": 1, "rule": {"id": "r1", "title": "rule", "kind": "sigma"},
+            "mitre_attack": {"tactics": [], "techniques": []},
+            "principal": principal, "event_ids": ["e1"]
+        }
+    });
+    serde_json::from_value(v).expect("a valid finding")
+}
+
+fn store() -> Store {
+    Store::in_memory(Grouping::default()).unwrap()
+}
+
+#[test]
+fn the_same_finding_stored_twice_is_one_finding() {
+    let mut s = store();
+    let mut f = finding("a", "UnauthorizedAccess", "alice", T0, "HIGH");
+    let r = s.record_findings(&[f.clone()], ts(T0 + MIN)).unwrap();
+    assert_eq!((r.new_findings, r.new_incidents), (1, 1));
+    f.detail.count = 5;
+    f.detail.last_seen = ts(T0 + 10 * MIN);
+    let r = s.record_findings(&[f.clone()], ts(T0 + 11 * MIN)).unwrap();
+    assert_eq!(
+        (r.new_findings, r.updated_findings, r.new_incidents),
+        (0, 1, 0)
+    );
+    assert_eq!(s.finding_count().unwrap(), 1);
+    let stored: Value = serde_json::from_str(s.finding("a").unwrap().unwrap().get()).unwrap();
+    assert_eq!(stored["detail"]["count"], 5);
+    // By finding_id too.
+    assert!(s.finding("sec-2024-06-01-a").unwrap().is_some());
+    let incidents = s.incidents(&IncidentQuery::default()).unwrap().items;
+    assert_eq!(incidents.len(), 1);
+    assert_eq!(incidents[0].finding_count, 1);
+    assert_eq!(incidents[0].last_seen, ts(T0 + 10 * MIN));
+}
+
+#[test]
+fn findings_group_by_account_subject_and_category_within_the_window() {
+    let mut s = store();
+    let now = ts(T0 + 300 * MIN);
+    s.record_findings(
+        &[
+            finding("a", "UnauthorizedAccess", "alice", T0, "LOW"),
+            // Same group, 30 minutes later: joins, and raises the severity.
+            finding(
+                "b",
+                "UnauthorizedAccess",
+                "alice",
+                T0 + 30 * MIN,
+                "CRITICAL",
+            ),
+            // Another category, another principal: their own incidents.
+            finding("c", "DataExfiltration", "alice", T0, "HIGH"),
+            finding("d", "UnauthorizedAccess", "bob", T0, "HIGH"),
+            // Same group, but 3 hours after the last: a new incident (window 1 h).
+            finding("e", "UnauthorizedAccess", "alice", T0 + 210 * MIN, "LOW"),
+        ],
+        now,
+    )
+    .unwrap();
+    let all = s.incidents(&IncidentQuery::default()).unwrap().items;
+    assert_eq!(all.len(), 4);
+    let first = all
+        .iter()
+        .find(|i| i.subject.as_deref() == Some("alice") && i.finding_count == 2)
+        .expect("a and b grouped");
+    assert_eq!(first.severity, Severity::Critical);
+    assert_eq!(first.category, Category::UnauthorizedAccess);
+    assert_eq!(
+        (first.first_seen, first.last_seen),
+        (ts(T0), ts(T0 + 30 * MIN))
+    );
+    let view = s.incident(&first.id).unwrap().unwrap();
+    assert_eq!(view.finding_ids, vec!["a", "b"]);
+    assert_eq!(view.timeline.len(), 2);
+    assert!(view.timeline.iter().all(|t| t.kind == "finding"));
+}
+
+#[test]
+fn the_lifecycle_allows_only_its_moves_and_closing_is_the_triage_verdict() {
+    use IncidentStatus::*;
+    let mut s = store();
+    s.record_findings(&[finding("a", "Cryptojacking", "i-1", T0, "HIGH")], ts(T0))
+        .unwrap();
+    let id = s.incidents(&IncidentQuery::default()).unwrap().items[0]
+        .id
+        .clone();
+    s.transition(&id, Acknowledged, "ana", None, ts(T0 + MIN))
+        .unwrap();
+    s.assign(&id, Some("ana"), "lead", ts(T0 + MIN)).unwrap();
+    s.transition(
+        &id,
+        Remediating,
+        "ana",
+        Some("quarantined"),
+        ts(T0 + 2 * MIN),
+    )
+    .unwrap();
+    let done = s
+        .transition(&id, Resolved, "ana", None, ts(T0 + 5 * MIN))
+        .unwrap();
+    assert_eq!(done.status, Resolved);
+    assert_eq!(done.closed_at, Some(ts(T0 + 5 * MIN)));
+    assert_eq!(done.assignee.as_deref(), Some("ana"));
+    match s.transition(&id, Open, "ana", None, ts(T0 + 6 * MIN)) {
+        Err(StoreError::Transition { from, to, .. }) => assert_eq!((from, to), (Resolved, Open)),
+        other => panic!("reopened: {other:?}"),
+    }
+    assert!(matches!(
+        s.transition("nope", Resolved, "ana", None, ts(T0)),
+        Err(StoreError::NoIncident(_))
+    ));
+    let view = s.incident(&id).unwrap().unwrap();
+    let kinds: Vec<&str> = view.timeline.iter().map(|t| t.kind.as_str()).collect();
+    assert_eq!(kinds, ["finding", "status", "assign", "status", "status"]);
+    assert!(view.timeline[3].text.ends_with("quarantined"));
+    // A finding after the incident closed opens a new one, even within the window.
+    let r = s
+        .record_findings(
+            &[finding("b", "Cryptojacking", "i-1", T0 + MIN, "HIGH")],
+            ts(T0 + 7 * MIN),
+        )
+        .unwrap();
+    assert_eq!(r.new_incidents, 1);
+    // Every lifecycle pair, against the table the docs give.
+    for from in IncidentStatus::ALL {
+        for to in IncidentStatus::ALL {
+            let allowed = !from.is_closed()
+                && from != to
+                && to != Open
+                && !(from == Acknowledged && to == Acknowledged);
+            assert_eq!(from.can_become(to), allowed, "{from} → {to}");
+        }
+    }
+}
+
+#[test]
+fn kpis_come_from_stored_rows_and_are_null_with_nothing_to_measure() {
+    let mut s = store();
+    let now = ts(T0 + 24 * 60 * MIN);
+    let m = s.metrics(None, now).unwrap();
+    assert_eq!(
+        (m.mttd.clone(), m.mttr.clone(), m.false_positive_rate),
+        (None, None, None)
+    );
+    assert_eq!((m.compliance_score, m.incidents_last_24h), (None, 0));
+
+    // Stored 2 and 4 minutes after their first events: MTTD 3.0.
+    s.record_findings(
+        &[finding("a", "Cryptojacking", "i-1", T0, "HIGH")],
+        ts(T0 + 2 * MIN),
+    )
+    .unwrap();
+    s.record_findings(
+        &[finding("b", "NetworkAttack", "10.0.0.9", T0, "LOW")],
+        ts(T0 + 4 * MIN),
+    )
+    .unwrap();
+    let ids: Vec<(String, Category)> = s
+        .incidents(&IncidentQuery::default())
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|i| (i.id, i.category))
+        .collect();
+    let (crypto, scan) = (&ids[1].0, &ids[0].0);
+    assert_eq!(ids[1].1, Category::Cryptojacking);
+    // Resolved 10 minutes after it opened: MTTR 10.0; the other is a false positive.
+    s.transition(
+        crypto,
+        IncidentStatus::Resolved,
+        "ana",
+        None,
+        ts(T0 + 12 * MIN),
+    )
+    .unwrap();
+    s.transition(
+        scan,
+        IncidentStatus::FalsePositive,
+        "ana",
+        None,
+        ts(T0 + 13 * MIN),
+    )
+    .unwrap();
+    let m = s.metrics(None, ts(T0 + 60 * MIN)).unwrap();
+    assert_eq!(m.mttd.as_deref(), Some("3.0"));
+    assert_eq!(m.mttr.as_deref(), Some("10.0"));
+    assert_eq!(m.incidents_last_24h, 2);
+    assert_eq!(m.false_positive_rate, Some(50.0));
+    // A day later the incidents are no longer "last 24 h".
+    assert_eq!(
+        s.metrics(None, ts(T0 + 25 * 60 * MIN))
+            .unwrap()
+            .incidents_last_24h,
+        0
+    );
+    // Per account: another account has nothing.
+    let other = s.metrics(Some("999999999999"), ts(T0 + 60 * MIN)).unwrap();
+    assert_eq!((other.mttd, other.incidents_last_24h), (None, 0));
+    let json = serde_json::to_value(&m).unwrap();
+    let keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    // serde_json's map is sorted: the five keys of DESIGN.md, and no others.
+    assert_eq!(
+        keys,
+        [
+            "compliance_score",
+            "false_positive_rate",
+            "incidents_last_24h",
+            "mttd",
+            "mttr"
+        ]
+    );
+
+    let table = s.threat_table(None, ts(T0 + 60 * MIN)).unwrap();
+    assert_eq!(table.len(), Category::ALL.len());
+    let row = |c: Category| table.iter().find(|r| r.category == c).unwrap().clone();
+    let crypto_row = row(Category::Cryptojacking);
+    assert_eq!(
+        (
+            crypto_row.detections,
+            crypto_row.manual_interventions,
+            crypto_row.false_positives
+        ),
+        (1, 1, 0)
+    );
+    let scan_row = row(Category::NetworkAttack);
+    assert_eq!((scan_row.detections, scan_row.false_positives), (1, 1));
+    assert_eq!(crypto_row.automated_responses, 0);
+    assert_eq!(row(Category::DataExfiltration).detections, 0);
+}
+
+#[test]
+fn the_audit_log_is_append_only() {
+    let s = store();
+    let a = s
+        .audit(
+            ts(T0),
+            "ana",
+            "POST /api/v1/incidents/x/resolve",
+            "x",
+            "200",
+        )
+        .unwrap();
+    let b = s
+        .audit(
+            ts(T0 + 1),
+            "bob",
+            "POST /api/v1/incidents/y/acknowledge",
+            "y",
+            "409",
+        )
+        .unwrap();
+    assert!(b > a);
+    let log = s.audit_log(0, 10).unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[1].principal, "bob");
+    assert_eq!(s.audit_log(a, 10).unwrap().len(), 1);
+}
+
+#[test]
+fn the_audit_log_refuses_updates_and_deletes_in_sql_too() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Store::open(dir.path(), Grouping::default()).unwrap();
+        s.audit(ts(T0), "ana", "act", "t", "200").unwrap();
+    }
+    let conn = rusqlite_conn(dir.path());
+    for sql in ["UPDATE audit SET principal = 'eve'", "DELETE FROM audit"] {
+        let err = conn.execute(sql, []).unwrap_err().to_string();
+        assert!(err.contains("append-only"), "{sql}: {err}");
+    }
+}
+
+fn rusqlite_conn(dir: &std::path::Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(vigil_store::database_path(dir)).unwrap()
+}
+
+#[test]
+fn pages_cover_every_finding_once_and_filters_apply() {
+    let mut s = store();
+    let mut all = Vec::new();
+    for i in 0..25 {
+        let sev = if i % 5 == 0 { "CRITICAL" } else { "LOW" };
+        let cat = if i % 2 == 0 {
+            "NetworkAttack"
+        } else {
+            "PolicyViolation"
+        };
+        all.push(finding(
+            &format!("f{i:02}"),
+            cat,
+            &format!("p{i}"),
+            T0 + i * MIN,
+            sev,
+        ));
+    }
+    s.record_findings(&all, ts(T0 + 100 * MIN)).unwrap();
+    let mut seen = Vec::new();
+    let mut q = FindingQuery {
+        limit: 10,
+        ..Default::default()
+    };
+    let mut pages = 0;
+    loop {
+        let page = s.findings(&q).unwrap();
+        pages += 1;
+        for item in &page.items {
+            let v: Value = serde_json::from_str(item.get()).unwrap();
+            seen.push(v["id"].as_str().unwrap().to_owned());
+        }
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => break,
+        }
+        assert!(pages < 10, "pagination does not end");
+    }
+    assert_eq!(pages, 3);
+    let mut expected: Vec<String> = (0..25).rev().map(|i| format!("f{i:02}")).collect();
+    assert_eq!(seen, expected);
+    expected.sort();
+
+    let count = |q: FindingQuery| s.findings(&q).unwrap().items.len();
+    let crit = FindingQuery {
+        severities: vec![Severity::Critical],
+        ..Default::default()
+    };
+    assert_eq!(count(crit), 5);
+    let net_crit = FindingQuery {
+        severities: vec![Severity::Critical],
+        categories: vec![Category::NetworkAttack],
+        ..Default::default()
+    };
+    assert_eq!(count(net_crit), 3); // f00, f10, f20
+    let window = FindingQuery {
+        since: Some(ts(T0 + 5 * MIN)),
+        until: Some(ts(T0 + 9 * MIN)),
+        ..Default::default()
+    };
+    assert_eq!(count(window), 5);
+    let elsewhere = FindingQuery {
+        account: Some("999999999999".into()),
+        ..Default::default()
+    };
+    assert_eq!(count(elsewhere), 0);
+    let bad = FindingQuery {
+        cursor: Some("zzz".into()),
+        ..Default::default()
+    };
+    assert!(matches!(s.findings(&bad), Err(StoreError::Cursor(_))));
+}
+
+#[test]
+fn a_production_account_weighs_incidents_up() {
+    let accounts = AccountRegistry::new(vec![Account {
+        id: "123456789012".into(),
+        name: "payments-prod".into(),
+        environment: Environment::Production,
+        owner: Some("payments-team".into()),
+    }])
+    .unwrap();
+    let mut s = Store::in_memory(Grouping {
+        accounts,
+        ..Default::default()
+    })
+    .unwrap();
+    s.record_findings(
+        &[finding("a", "PolicyViolation", "alice", T0, "HIGH")],
+        ts(T0),
+    )
+    .unwrap();
+    let inc = &s.incidents(&IncidentQuery::default()).unwrap().items[0];
+    assert_eq!(inc.severity, Severity::Critical);
+    // The finding keeps its own severity.
+    let f: Value = serde_json::from_str(s.finding("a").unwrap().unwrap().get()).unwrap();
+    assert_eq!(f["detail"]["severity"], "HIGH");
+}
+
+#[test]
+fn the_database_survives_reopening_and_refuses_a_newer_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = Store::open(dir.path(), Grouping::default()).unwrap();
+        s.record_with_checkpoint(
+            &[finding("a", "NetworkAttack", "10.0.0.1", T0, "LOW")],
+            "inbox:flows.log",
+            "size=10",
+            ts(T0),
+        )
+        .unwrap();
+    }
+    let s = Store::open(dir.path(), Grouping::default()).unwrap();
+    assert_eq!(s.finding_count().unwrap(), 1);
+    assert_eq!(
+        s.checkpoint("inbox:flows.log").unwrap().as_deref(),
+        Some("size=10")
+    );
+    assert_eq!(s.checkpoint("elsewhere").unwrap(), None);
+    let reader = s.open_reader().unwrap();
+    assert_eq!(reader.finding_count().unwrap(), 1);
+    drop((s, reader));
+    rusqlite_conn(dir.path())
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    match Store::open(dir.path(), Grouping::default()) {
+        Err(e @ StoreError::TooNew { .. }) => assert!(e.to_string().contains("99")),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("opened a newer schema"),
+    }
+}
