@@ -7,10 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::Value;
-use vigil_model::{Event, IdentityType, Severity, SourceKind};
+use vigil_model::{Event, IdentityType, Severity, SourceKind, Timestamp};
 
 use crate::engine::{LazyDoc, RuleSet, Scratch};
-use crate::finding::{Alert, Evidence, RuleInfo, RuleKind, RuleSource};
+use crate::finding::{Alert, Evidence, Findings, RuleInfo, RuleKind, RuleSource, Update};
 use crate::native::{BaselineConfig, Natives};
 use crate::sigma::correlation::{BaseRef, Correlator, Hit};
 use crate::sigma::value::{FieldPath, Typed};
@@ -384,6 +384,33 @@ fn info_or_issue(src: RuleSource<'_>, origin: &Path, issues: &mut Vec<RuleIssue>
 }
 
 /// The detection source a finding from `event` names.
+/// Runs `event` through `detector` and folds what it raises into `findings`
+/// (detected at `now`); `heard` learns of every alert's rule and whether the
+/// alert opened a finding. Alerts that only update an open finding are folded in before their
+/// evidence is built. `alerts` is scratch space, reused across events.
+pub fn detect_into(
+    detector: &mut Detector,
+    findings: &mut Findings,
+    event: &Event,
+    now: Timestamp,
+    alerts: &mut Vec<Alert>,
+    heard: &mut dyn FnMut(&Arc<RuleInfo>, Update),
+) {
+    alerts.clear();
+    detector.observe_with(event, alerts, &mut |a: &Alert| {
+        let updated = findings.touch(a);
+        if updated {
+            heard(&a.rule, Update::Updated);
+        }
+        updated
+    });
+    for a in alerts.drain(..) {
+        let rule = Arc::clone(&a.rule);
+        let (update, _) = findings.record(a, now);
+        heard(&rule, update);
+    }
+}
+
 pub fn detection_source(s: SourceKind) -> &'static str {
     match s {
         SourceKind::CloudTrail => "CloudTrail",

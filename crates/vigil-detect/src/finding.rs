@@ -451,6 +451,17 @@ pub struct Findings {
     stride: u32,
     watermark: i64,
     closed: Vec<Finding>,
+    /// Keys of findings opened or updated since [`Findings::take_changed`], when
+    /// a service stores findings as they change (`None` for a scan).
+    changed: Option<hashbrown::HashSet<DedupKey, foldhash::fast::RandomState>>,
+}
+
+fn key_of(f: &Finding) -> DedupKey {
+    (
+        f.detail.rule.id.clone(),
+        f.detail.principal.clone(),
+        f.detail.resource_arn.clone(),
+    )
 }
 
 impl Findings {
@@ -463,6 +474,64 @@ impl Findings {
             stride: 1,
             watermark: i64::MIN,
             closed: Vec::new(),
+            changed: None,
+        }
+    }
+
+    /// Remembers which findings open or change, for [`take_changed`](Self::take_changed).
+    pub fn tracking_changes(mut self) -> Findings {
+        self.changed = Some(Default::default());
+        self
+    }
+
+    /// Hands out a copy of every finding opened or updated since the last call
+    /// (needs [`tracking_changes`](Self::tracking_changes)).
+    pub fn take_changed(&mut self, out: &mut Vec<Finding>) {
+        let Some(changed) = &mut self.changed else {
+            return;
+        };
+        for key in changed.drain() {
+            match self.open.get(&key) {
+                Some(f) => out.push(f.clone()),
+                // Changed, then closed by a later alert for the same key.
+                None => out.extend(self.closed.iter().filter(|f| key_of(f) == key).cloned()),
+            }
+        }
+    }
+
+    /// Takes back a finding stored before a restart, so that its alerts keep
+    /// updating it rather than opening a second one, and so that new findings of
+    /// its day are numbered after it.
+    pub fn reopen(&mut self, f: Finding) {
+        self.note_finding_id(&f.detail.finding_id);
+        self.watermark = self.watermark.max(f.detail.last_seen.as_millis());
+        self.open.insert(key_of(&f), f);
+    }
+
+    /// Numbers new findings of a day after `finding_id` (`sec-YYYY-MM-DD-N`), one
+    /// already given out; other ids are ignored.
+    pub fn note_finding_id(&mut self, finding_id: &str) {
+        let parse = || -> Option<((i64, u32, u32), u32)> {
+            let rest = finding_id.strip_prefix("sec-")?;
+            let (y, rest) = rest.split_once('-')?;
+            let (m, rest) = rest.split_once('-')?;
+            let (d, n) = rest.split_once('-')?;
+            Some((
+                (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?),
+                n.parse().ok()?,
+            ))
+        };
+        if let Some((day, seq)) = parse() {
+            // seq = offset + 1 + n·stride for the n-th id this stage gives out.
+            let given = seq.saturating_sub(self.offset).div_ceil(self.stride);
+            let n = self.per_day.entry(day).or_insert(0);
+            *n = (*n).max(given);
+        }
+    }
+
+    fn mark_changed(&mut self, key: impl FnOnce() -> DedupKey) {
+        if let Some(c) = &mut self.changed {
+            c.insert(key());
         }
     }
 
@@ -500,6 +569,9 @@ impl Findings {
             }
             None => Update::New,
         };
+        if self.changed.is_some() {
+            self.mark_changed(|| key.clone());
+        }
         if update == Update::Updated {
             let f = self.open.get_mut(&key).expect("checked above");
             let ids = std::mem::take(&mut alert.event_ids);
@@ -529,6 +601,13 @@ impl Findings {
             Some(f) if within(f, alert, window) => {
                 self.watermark = self.watermark.max(alert.last.as_millis());
                 merge(f, alert, &alert.event_ids, &alert.resources);
+                self.mark_changed(|| {
+                    (
+                        alert.rule.key.clone(),
+                        alert.principal.clone(),
+                        alert.resource_arn.clone(),
+                    )
+                });
                 true
             }
             _ => false,

@@ -53,11 +53,14 @@ fn to_json<T: serde::Serialize>(v: T) -> ApiResult {
 
 async fn health(State(app): App, Extension(p): Extension<Principal>) -> ApiResult {
     can_read(&p)?;
-    let findings = app.read(|s| s.finding_count()).await?;
+    let (findings, checkpoints) = app
+        .read(|s| Ok((s.finding_count()?, s.checkpoint_count()?)))
+        .await?;
     Ok(Json(json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "findings": findings,
+        "checkpoints": checkpoints,
         "ingest": app.ingest.is_some(),
         "principal": p,
     })))

@@ -262,6 +262,42 @@ impl Store {
         )
     }
 
+    /// The findings a restarted pipeline takes back: those whose last event is
+    /// within `window_ms` (event time) of the newest stored, so that the alerts
+    /// still to come update them rather than open a second finding.
+    pub fn recent_findings(&self, window_ms: i64) -> Result<Vec<Finding>> {
+        let newest: Option<i64> =
+            self.conn
+                .query_row("SELECT max(last_seen) FROM findings", [], |r| r.get(0))?;
+        let Some(newest) = newest else {
+            return Ok(Vec::new());
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT body FROM findings WHERE last_seen >= ?1 ORDER BY seq")?;
+        let rows = stmt.query_map([newest.saturating_sub(window_ms)], |r| {
+            r.get::<_, String>(0)
+        })?;
+        rows.map(|body| {
+            serde_json::from_str(&body?)
+                .map_err(|e| StoreError::Damaged(format!("finding body: {e}")))
+        })
+        .collect()
+    }
+
+    /// The last `finding_id` given out on each day (`sec-YYYY-MM-DD-N`), so that a
+    /// restarted pipeline numbers on from there.
+    pub fn last_finding_ids(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT substr(finding_id, 1, 15), max(CAST(substr(finding_id, 16) AS INTEGER))
+             FROM findings WHERE finding_id LIKE 'sec-____-__-__-%' GROUP BY 1",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(format!("{}{}", r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// How many findings are stored.
     pub fn finding_count(&self) -> Result<u64> {
         Ok(self
@@ -360,6 +396,15 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?)
+    }
+
+    /// How many sources have a checkpoint (inbox files done, for one).
+    pub fn checkpoint_count(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM checkpoints", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
     }
 
     /// Records a source's position together with the findings it produced, so that

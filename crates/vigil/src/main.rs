@@ -2,6 +2,7 @@
 
 mod rules;
 mod scan;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,9 @@ struct Cli {
 enum Command {
     /// Decode telemetry files and directories and report what they hold.
     Scan(scan::ScanArgs),
+    /// Run as a service: watch an inbox and take telemetry over HTTP, detect, group
+    /// findings into incidents, store them, and serve the SigV4-signed API.
+    Serve(serve::ServeArgs),
     /// Sigma rules: list them, or check that every feature they use is supported.
     #[command(subcommand)]
     Rules(rules::RulesCommand),
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Scan(args) => scan::run(&args),
+        Command::Serve(args) => serve::run(&args),
         Command::Rules(cmd) => rules::run(&cmd),
     };
     match result {

@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use vigil_detect::finding::{Alert, Update};
+use vigil_detect::finding::Update;
 use vigil_detect::{Finding, Findings};
 use vigil_ingest::{DecodeOptions, FileReport, FlowFormat, Format, Item, RecordError};
 use vigil_model::{Event, SourceKind, Timestamp};
@@ -137,13 +137,16 @@ struct RuleCount {
     findings: u64,
 }
 
-/// The counts of the alert's rule, made on its first alert.
-fn rule_count<'m>(per_rule: &'m mut HashMap<usize, RuleCount>, a: &Alert) -> &'m mut RuleCount {
+/// The counts of a rule, made on its first alert.
+fn rule_count<'m>(
+    per_rule: &'m mut HashMap<usize, RuleCount>,
+    rule: &Arc<vigil_detect::finding::RuleInfo>,
+) -> &'m mut RuleCount {
     per_rule
-        .entry(Arc::as_ptr(&a.rule) as usize)
+        .entry(Arc::as_ptr(rule) as usize)
         .or_insert_with(|| RuleCount {
-            rule: a.rule.title.clone(),
-            rule_id: a.rule.key.clone(),
+            rule: rule.title.clone(),
+            rule_id: rule.key.clone(),
             alerts: 0,
             findings: 0,
         })
@@ -151,25 +154,21 @@ fn rule_count<'m>(per_rule: &'m mut HashMap<usize, RuleCount>, a: &Alert) -> &'m
 
 impl Detection {
     fn observe(&mut self, event: &Event) -> Result<()> {
-        self.alerts.clear();
-        // Alerts that only update an open finding are folded in as they come,
-        // before their evidence is built.
-        let (findings, per_rule) = (&mut self.findings, &mut self.per_rule);
-        self.detector
-            .observe_with(event, &mut self.alerts, &mut |a: &Alert| {
-                let updated = findings.touch(a);
-                if updated {
-                    rule_count(per_rule, a).alerts += 1;
+        let per_rule = &mut self.per_rule;
+        vigil_detect::detector::detect_into(
+            &mut self.detector,
+            &mut self.findings,
+            event,
+            self.now,
+            &mut self.alerts,
+            &mut |rule, update| {
+                let c = rule_count(per_rule, rule);
+                c.alerts += 1;
+                if update == Update::New {
+                    c.findings += 1;
                 }
-                updated
-            });
-        for a in self.alerts.drain(..) {
-            let c = rule_count(&mut self.per_rule, &a);
-            c.alerts += 1;
-            if self.findings.record(a, self.now).0 == Update::New {
-                c.findings += 1;
-            }
-        }
+            },
+        );
         self.seen += 1;
         if self.seen % 4096 == 0 {
             self.findings.drain_closed(&mut self.closed);

@@ -1,0 +1,519 @@
+//! `vigil serve` as a user runs it: the real binary on a free loopback port, called
+//! with requests signed by the official `aws-sigv4` signer. The demo, telemetry
+//! posted over HTTP and through the Firehose format, and a `kill -9` in the middle
+//! of ingesting an inbox.
+
+#[path = "../../vigil-server/tests/support/mod.rs"]
+mod support;
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{raw_call, signed, Key, Reply, Signing};
+
+const ANALYST: Key = Key {
+    id: "AKIATESTANALYST0001",
+    secret: "test-analyst-secret-000000000000000000001",
+};
+const ADMIN: Key = Key {
+    id: "AKIATESTADMIN000001",
+    secret: "test-admin-secret-0000000000000000000001",
+};
+const FORWARDER: Key = Key {
+    id: "AKIATESTFORWARDER01",
+    secret: "test-forwarder-secret-000000000000000001",
+};
+const FIREHOSE_KEY: &str = "test-firehose-key-0123456789";
+
+fn write_config(dir: &Path) -> PathBuf {
+    let path = dir.join("vigil.toml");
+    let text = format!(
+        r#"poll_ms = 50
+[api]
+firehose_access_keys = ["{FIREHOSE_KEY}"]
+[[api.keys]]
+access_key_id = "{}"
+secret_access_key = "{}"
+principal = "ana"
+role = "analyst"
+[[api.keys]]
+access_key_id = "{}"
+secret_access_key = "{}"
+principal = "adm"
+role = "admin"
+[[api.keys]]
+access_key_id = "{}"
+secret_access_key = "{}"
+principal = "fwd"
+role = "ingest"
+[[accounts]]
+id = "111122223333"
+name = "payments-prod"
+environment = "production"
+owner = "payments"
+"#,
+        ANALYST.id, ANALYST.secret, ADMIN.id, ADMIN.secret, FORWARDER.id, FORWARDER.secret
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A running `vigil serve`; killed (and waited for) when dropped.
+struct Service {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Service {
+    fn start(dir: &Path, extra: &[&str]) -> Service {
+        let config = write_config(dir);
+        let data = dir.join("data");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(extra)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(a) = line.strip_prefix("vigil serve: listening on http://") {
+                    tx.send(a.parse::<SocketAddr>().unwrap()).ok();
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("vigil serve did not start: {:?}", log.lock().unwrap()));
+        Service { child, addr, log }
+    }
+
+    fn call(&self, key: &Key, method: &str, pq: &str, body: &[u8]) -> Reply {
+        let (pq, headers) = signed(self.addr, key, method, pq, &[], body, &Signing::default());
+        raw_call(self.addr, method, &pq, &headers, body)
+    }
+
+    fn get(&self, pq: &str) -> Value {
+        let r = self.call(&ANALYST, "GET", pq, b"");
+        assert_eq!(r.status, 200, "{pq}: {:?}", r.body);
+        r.body
+    }
+
+    /// Every finding's id and count, through the paged listing.
+    fn finding_ids(&self) -> Vec<(String, u64)> {
+        let mut ids = Vec::new();
+        let mut pq = "/api/v1/findings?limit=1000".to_owned();
+        for _ in 0..1000 {
+            let page = self.get(&pq);
+            for f in page["items"].as_array().unwrap() {
+                let count = f["detail"]["count"].as_u64().unwrap();
+                ids.push((f["id"].as_str().unwrap().to_owned(), count));
+            }
+            match page["next_cursor"].as_str() {
+                Some(c) => pq = format!("/api/v1/findings?limit=1000&cursor={c}"),
+                None => return ids,
+            }
+        }
+        panic!("the findings listing does not end");
+    }
+
+    /// SIGTERM, and the exit status once it has stopped.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < until {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("vigil serve did not stop on SIGTERM");
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// Polls `ready` every 20 ms for up to `secs` seconds.
+fn wait_for(secs: u64, what: &str, mut ready: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < until {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn the_demo_shows_incidents_and_kpis_within_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), &["--demo"]);
+    let started = Instant::now();
+    wait_for(60, "the demo's replay", || {
+        svc.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("demo: replayed"))
+    });
+    eprintln!("demo replayed after {:?}", started.elapsed());
+    let incidents = svc.get("/api/v1/incidents")["items"].clone();
+    let categories: BTreeSet<&str> = incidents
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["category"].as_str().unwrap())
+        .collect();
+    for c in [
+        "UnauthorizedAccess",
+        "PolicyViolation",
+        "Cryptojacking",
+        "NetworkAttack",
+        "DataExfiltration",
+    ] {
+        assert!(categories.contains(c), "no {c} incident: {categories:?}");
+    }
+    let m = svc.get("/api/v1/metrics");
+    assert!(m["incidents_last_24h"].as_u64().unwrap() >= 8, "{m:?}");
+    let mttd: f64 = m["mttd"].as_str().unwrap().parse().unwrap();
+    assert!(
+        (0.0..10.0).contains(&mttd),
+        "the demo happens in the last minutes: {m:?}"
+    );
+    assert_eq!(m["compliance_score"], Value::Null);
+    assert_eq!(m["mttr"], Value::Null);
+    // The demo's account is production in the registry: its incidents weigh up.
+    let accounts = svc.get("/api/v1/accounts");
+    assert_eq!(accounts["items"][0]["environment"], "production");
+    // An analyst may look but not act.
+    let id = incidents[0]["id"].as_str().unwrap();
+    let r = svc.call(
+        &ANALYST,
+        "POST",
+        &format!("/api/v1/incidents/{id}/resolve"),
+        b"",
+    );
+    assert_eq!(r.status, 403);
+    let status = svc.terminate();
+    assert!(status.success(), "{status:?}");
+}
+
+fn now_rfc3339() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    vigil_model_time(ms)
+}
+
+/// RFC 3339 from epoch milliseconds, seconds precision (as CloudTrail writes it).
+fn vigil_model_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's method).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn root_login(event_id: &str) -> Value {
+    json!({
+        "eventVersion": "1.08", "eventTime": now_rfc3339(), "eventSource": "signin.amazonaws.com",
+        "eventName": "ConsoleLogin", "awsRegion": "us-east-1", "sourceIPAddress": "198.51.100.23",
+        "userAgent": "Mozilla/5.0", "eventType": "AwsConsoleSignIn", "recipientAccountId": "111122223333",
+        "eventID": event_id, "responseElements": {"ConsoleLogin": "Success"},
+        "additionalEventData": {"MFAUsed": "No"},
+        "userIdentity": {"type": "Root", "principalId": "111122223333",
+                         "arn": "arn:aws:iam::111122223333:root", "accountId": "111122223333"}
+    })
+}
+
+#[test]
+fn telemetry_posted_is_queryable_when_the_post_is_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), &[]);
+
+    // A CloudTrail record, signed by a forwarder.
+    let body = serde_json::to_vec(&json!({"Records": [root_login("posted-1")]})).unwrap();
+    let posted = Instant::now();
+    let r = svc.call(&FORWARDER, "POST", "/api/v1/ingest", &body);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["events"], 1);
+    assert!(
+        r.body["new_findings"].as_u64().unwrap() >= 1,
+        "{:?}",
+        r.body
+    );
+    let findings = svc.get("/api/v1/findings");
+    eprintln!("ingest to queryable: {:?}", posted.elapsed());
+    let titles: Vec<&str> = findings["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["detail"]["title"].as_str().unwrap())
+        .collect();
+    assert!(titles.contains(&"Root account used"), "{titles:?}");
+    // Its incident: production account, so HIGH weighs up to CRITICAL.
+    let incidents = svc.get("/api/v1/incidents?category=UnauthorizedAccess");
+    assert_eq!(
+        incidents["items"][0]["severity"], "CRITICAL",
+        "{incidents:?}"
+    );
+
+    // Posting the same record again changes nothing.
+    let again = svc.call(&FORWARDER, "POST", "/api/v1/ingest", &body);
+    assert_eq!(again.body["new_findings"], 0, "{:?}", again.body);
+
+    // An EventBridge event, as a rule target would deliver it.
+    let eb = json!({"version": "0", "id": "eb-1", "detail-type": "AWS API Call via CloudTrail",
+                    "source": "aws.cloudtrail", "account": "111122223333", "time": now_rfc3339(),
+                    "region": "us-east-1", "resources": [], "detail": root_login("eb-1")});
+    let r = svc.call(
+        &FORWARDER,
+        "POST",
+        "/api/v1/ingest",
+        eb.to_string().as_bytes(),
+    );
+    assert_eq!(
+        (r.status, r.body["events"].as_u64()),
+        (200, Some(1)),
+        "{:?}",
+        r.body
+    );
+
+    // Firehose delivery, gzip-encoded, a record per line.
+    use base64_free::encode;
+    let record = root_login("firehose-1").to_string();
+    let fh = json!({"requestId": "fh-1", "timestamp": 1, "records": [{"data": encode(record.as_bytes())}]});
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, fh.to_string().as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    let headers = vec![
+        ("x-amz-firehose-request-id".to_owned(), "fh-1".to_owned()),
+        (
+            "x-amz-firehose-access-key".to_owned(),
+            FIREHOSE_KEY.to_owned(),
+        ),
+        ("content-encoding".to_owned(), "gzip".to_owned()),
+    ];
+    let r = raw_call(svc.addr, "POST", "/api/v1/firehose", &headers, &gz);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["requestId"], "fh-1");
+
+    // Bad telemetry: a clear 400 naming what was wrong, and the good records of a
+    // mixed batch still count.
+    let r = svc.call(
+        &FORWARDER,
+        "POST",
+        "/api/v1/ingest",
+        b"this is not telemetry",
+    );
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    let mixed = format!(
+        "{}\n{{\"eventVersion\": 7\n{}\n",
+        root_login("mixed-1"),
+        root_login("mixed-2")
+    );
+    let r = svc.call(&FORWARDER, "POST", "/api/v1/ingest", mixed.as_bytes());
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(r.body["events"].as_u64().unwrap() >= 1, "{:?}", r.body);
+    assert!(
+        !r.body["errors"].as_array().unwrap().is_empty(),
+        "{:?}",
+        r.body
+    );
+
+    // Every post is in the audit log with its principal.
+    let audit = svc.call(&ADMIN, "GET", "/api/v1/audit", b"").body;
+    let ingests = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "ingest")
+        .count();
+    assert!(ingests >= 6, "{audit:?}");
+}
+
+/// Base64 for the Firehose body, written out so the test needs no crate for it.
+mod base64_free {
+    pub fn encode(b: &[u8]) -> String {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for c in b.chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for i in 0..4 {
+                if i <= c.len() {
+                    out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The repository's samples cut into many small inbox files: CloudTrail records
+/// and flow-log lines (header kept) in slices, the EventBridge file whole.
+fn many_inbox_files(inbox: &Path) -> usize {
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples");
+    let gunzip = |p: &Path| {
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(p).unwrap())
+            .read_to_string(&mut s)
+            .unwrap();
+        s
+    };
+    let find = |sub: &str| -> PathBuf {
+        let mut found = Vec::new();
+        let mut stack = vec![samples.join(sub)];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    found.push(p);
+                }
+            }
+        }
+        found.pop().unwrap()
+    };
+    std::fs::create_dir_all(inbox).unwrap();
+    // First, one root sign-in a file, a minute apart: a single finding in the
+    // reference, which a kill in their midst must not split in two.
+    for i in 0..40 {
+        let mut r = root_login(&format!("root-{i}"));
+        r["eventTime"] = json!(format!("2024-06-01T06:{i:02}:00Z"));
+        let doc = json!({ "Records": [r] });
+        std::fs::write(inbox.join(format!("a-root-{i:04}.json")), doc.to_string()).unwrap();
+    }
+    let mut n = 40;
+    let trail: Value = serde_json::from_str(&gunzip(&find("cloudtrail"))).unwrap();
+    for chunk in trail["Records"].as_array().unwrap().chunks(10) {
+        let doc = json!({ "Records": chunk });
+        std::fs::write(inbox.join(format!("ct-{n:04}.json")), doc.to_string()).unwrap();
+        n += 1;
+    }
+    let flows = gunzip(&find("vpcflow"));
+    let mut lines = flows.lines();
+    let header = lines.next().unwrap().to_owned();
+    let body: Vec<&str> = lines.collect();
+    for chunk in body.chunks(150) {
+        let text = format!("{header}\n{}\n", chunk.join("\n"));
+        std::fs::write(inbox.join(format!("flow-{n:04}.log")), text).unwrap();
+        n += 1;
+    }
+    std::fs::copy(
+        samples.join("eventbridge/findings.jsonl"),
+        inbox.join("zz-eventbridge.jsonl"),
+    )
+    .unwrap();
+    n + 1
+}
+
+fn checkpoints(svc: &Service) -> u64 {
+    svc.get("/api/v1/health")["checkpoints"].as_u64().unwrap()
+}
+
+#[test]
+fn kill_9_during_ingestion_loses_no_finding_and_duplicates_none() {
+    // The reference: the whole inbox, undisturbed.
+    let reference = tempfile::tempdir().unwrap();
+    let files = many_inbox_files(&reference.path().join("data/inbox"));
+    assert!(files > 100, "{files}");
+    let svc = Service::start(reference.path(), &[]);
+    wait_for(240, "the reference run", || {
+        checkpoints(&svc) == files as u64
+    });
+    let expected = svc.finding_ids();
+    drop(svc);
+    let expected_set: BTreeSet<&(String, u64)> = expected.iter().collect();
+    assert!(
+        expected.iter().any(|(_, count)| *count == 40),
+        "the forty root sign-ins are one finding"
+    );
+    assert_eq!(expected_set.len(), expected.len());
+    assert!(expected.len() > 100, "{}", expected.len());
+
+    // The same inbox, killed with SIGKILL part way, then restarted.
+    let mut killed_mid_way = false;
+    for _attempt in 0..3 {
+        let run = tempfile::tempdir().unwrap();
+        many_inbox_files(&run.path().join("data/inbox"));
+        let mut svc = Service::start(run.path(), &[]);
+        let mut done_at_kill = 0;
+        wait_for(240, "the first files", || {
+            done_at_kill = checkpoints(&svc);
+            done_at_kill >= 5
+        });
+        svc.child.kill().unwrap(); // SIGKILL: no shutdown, no flush.
+        svc.child.wait().unwrap();
+        let log = svc.log.lock().unwrap().clone();
+        drop(svc);
+        let svc = Service::start(run.path(), &[]);
+        let resumed = checkpoints(&svc);
+        wait_for(240, "the restarted run", || {
+            checkpoints(&svc) == files as u64
+        });
+        let got = svc.finding_ids();
+        let got_set: BTreeSet<&(String, u64)> = got.iter().collect();
+        assert_eq!(got_set.len(), got.len(), "a finding was stored twice");
+        let missing: Vec<_> = expected_set.difference(&got_set).take(5).collect();
+        let extra: Vec<_> = got_set.difference(&expected_set).take(5).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "after kill -9 at {done_at_kill}/{files} files: missing {missing:?}, extra {extra:?}; log before the kill: {log:?}"
+        );
+        if resumed < files as u64 {
+            killed_mid_way = true;
+            break;
+        }
+    }
+    assert!(
+        killed_mid_way,
+        "every kill came after the inbox was done; the test proved nothing"
+    );
+}
