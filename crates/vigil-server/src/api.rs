@@ -31,6 +31,19 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/incidents/{id}/notes", post(note))
         .route("/api/v1/incidents/{id}/assign", post(assign))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/openapi.json", get(openapi))
+}
+
+/// The API's OpenAPI 3 document, checked in beside this crate.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+async fn openapi(Extension(p): Extension<Principal>) -> Result<axum::response::Response, ApiError> {
+    can_read(&p)?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response())
 }
 
 pub(crate) async fn not_found() -> ApiError {

@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use vigil_model::Timestamp;
 use vigil_store::Store;
 
+pub use api::OPENAPI;
 pub use error::ApiError;
 pub use ingest::{Ingest, IngestBatch, IngestReceipt};
 use sigv4::{Credential, SignedRequest, Verifier};

@@ -189,9 +189,13 @@ impl<P> Verifier<P> {
         // GET is signed over the empty body by most signers, over UNSIGNED-PAYLOAD
         // by S3-style ones); each candidate is compared in constant time.
         let mut matched = false;
-        for payload in payload_hashes(req, parts.presigned)? {
-            let canonical =
-                canonical_request(req, &parts.signed_headers, &payload, parts.presigned)?;
+        let queries = canonical_queries(req.query, parts.presigned)?;
+        let payloads = payload_hashes(req, parts.presigned)?;
+        for (query, payload) in queries
+            .iter()
+            .flat_map(|q| payloads.iter().map(move |p| (q, p)))
+        {
+            let canonical = canonical_request(req, &parts.signed_headers, query, payload)?;
             let to_sign = format!(
                 "{ALGORITHM}\n{}\n{scope_str}\n{}",
                 parts.amz_date,
@@ -335,22 +339,15 @@ fn payload_hashes(req: &SignedRequest<'_>, presigned: bool) -> Result<Vec<String
 fn canonical_request(
     req: &SignedRequest<'_>,
     signed: &[String],
+    query: &str,
     payload: &str,
-    presigned: bool,
 ) -> Result<String, AuthError> {
     let mut out = String::with_capacity(256);
     out.push_str(req.method);
     out.push('\n');
     out.push_str(&canonical_uri(req.path));
     out.push('\n');
-    let mut pairs: Vec<(String, String)> = query_pairs(req.query)?
-        .into_iter()
-        .filter(|(k, _)| !(presigned && k == "X-Amz-Signature"))
-        .map(|(k, v)| (uri_encode(&k, true), uri_encode(&v, true)))
-        .collect();
-    pairs.sort();
-    let q: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    out.push_str(&q.join("&"));
+    out.push_str(query);
     out.push('\n');
     for name in signed {
         let values: Vec<String> = req
@@ -374,6 +371,37 @@ fn canonical_request(
     out.push('\n');
     out.push_str(payload);
     Ok(out)
+}
+
+/// The canonical query strings the signature may cover: the query decoded and
+/// encoded again the strict SigV4 way (what `aws-sigv4` and AWS's services do),
+/// and, when it differs, its pairs sorted as sent (what botocore-based signers such
+/// as awscurl sign when handed an already-encoded URL, e.g. a `+` for a space).
+/// Both are made only of what the request carries, so either binds the signature
+/// to the query the server reads.
+fn canonical_queries(query: &str, presigned: bool) -> Result<Vec<String>, AuthError> {
+    let keep = |k: &str| !(presigned && k == "X-Amz-Signature");
+    let mut strict: Vec<(String, String)> = query_pairs(query)?
+        .into_iter()
+        .filter(|(k, _)| keep(k))
+        .map(|(k, v)| (uri_encode(&k, true), uri_encode(&v, true)))
+        .collect();
+    strict.sort();
+    let mut raw: Vec<(&str, &str)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .filter(|(k, _)| keep(&percent_encoding::percent_decode_str(k).decode_utf8_lossy()))
+        .collect();
+    raw.sort();
+    let join = |pairs: &mut dyn Iterator<Item = String>| pairs.collect::<Vec<_>>().join("&");
+    let strict = join(&mut strict.iter().map(|(k, v)| format!("{k}={v}")));
+    let raw = join(&mut raw.iter().map(|(k, v)| format!("{k}={v}")));
+    Ok(if raw == strict {
+        vec![strict]
+    } else {
+        vec![strict, raw]
+    })
 }
 
 /// A header value with its ends trimmed and inner runs of spaces made one.

@@ -754,3 +754,28 @@ fn the_firehose_endpoint_speaks_firehose() {
         .unwrap()
         .contains("not a Firehose request"));
 }
+
+#[test]
+fn every_documented_route_is_served_and_the_document_is_the_checked_in_one() {
+    let srv = Server::start();
+    let doc: Value = serde_json::from_str(vigil_server::OPENAPI).unwrap();
+    let served = get(&srv, &ANALYST, "/api/v1/openapi.json");
+    assert_eq!(served.body, doc);
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 15, "{}", paths.len());
+    for (path, ops) in paths {
+        for method in ops.as_object().unwrap().keys() {
+            let concrete = path.replace("{id}", "no-such-id");
+            let r = call(&srv, &ADMIN, &method.to_uppercase(), &concrete, b"{}");
+            let unrouted = r.status == 404 && r.body["message"] == "no such route";
+            assert!(!unrouted, "{method} {path} is documented but not served");
+            assert!(r.status < 500, "{method} {path}: {}", r.status);
+        }
+    }
+    // And an undocumented route is not served.
+    let r = get(&srv, &ADMIN, "/api/v1/nowhere");
+    assert_eq!(
+        (r.status, r.body["message"].as_str()),
+        (404, Some("no such route"))
+    );
+}

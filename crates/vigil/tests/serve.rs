@@ -106,6 +106,19 @@ impl Service {
         Service { child, addr, log }
     }
 
+    /// Started with `--demo`, once the demo has been replayed.
+    fn start_demo(dir: &Path) -> Service {
+        let svc = Service::start(dir, &["--demo"]);
+        wait_for(60, "the demo's replay", || {
+            svc.log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("demo: replayed"))
+        });
+        svc
+    }
+
     fn call(&self, key: &Key, method: &str, pq: &str, body: &[u8]) -> Reply {
         let (pq, headers) = signed(self.addr, key, method, pq, &[], body, &Signing::default());
         raw_call(self.addr, method, &pq, &headers, body)
@@ -174,15 +187,8 @@ fn wait_for(secs: u64, what: &str, mut ready: impl FnMut() -> bool) {
 #[test]
 fn the_demo_shows_incidents_and_kpis_within_seconds() {
     let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start(dir.path(), &["--demo"]);
     let started = Instant::now();
-    wait_for(60, "the demo's replay", || {
-        svc.log
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("demo: replayed"))
-    });
+    let svc = Service::start_demo(dir.path());
     eprintln!("demo replayed after {:?}", started.elapsed());
     let incidents = svc.get("/api/v1/incidents")["items"].clone();
     let categories: BTreeSet<&str> = incidents
@@ -515,5 +521,131 @@ fn kill_9_during_ingestion_loses_no_finding_and_duplicates_none() {
     assert!(
         killed_mid_way,
         "every kill came after the inbox was done; the test proved nothing"
+    );
+}
+
+/// A Python tool `scripts/test` installs (awscurl, schemathesis's `st`): from the
+/// virtualenv it names in VIGIL_PY_BIN, else from PATH.
+fn python_tool(name: &str) -> PathBuf {
+    if let Ok(dir) = std::env::var("VIGIL_PY_BIN") {
+        let p = Path::new(&dir).join(name);
+        assert!(
+            p.exists(),
+            "{} is missing: run scripts/test, which installs it",
+            p.display()
+        );
+        return p;
+    }
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.exists())
+    });
+    found.unwrap_or_else(|| panic!("{name} is not installed: run scripts/test, which installs it"))
+}
+
+/// Runs `cmd`, killing it if it takes longer than `secs`.
+fn run_bounded(mut cmd: Command, secs: u64) -> std::process::Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let id = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        tx.send(child.wait_with_output()).ok();
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            Command::new("kill")
+                .args(["-KILL", &id.to_string()])
+                .status()
+                .ok();
+            panic!("{cmd:?} ran longer than {secs} s");
+        }
+    }
+}
+
+#[test]
+fn awscurl_calls_the_running_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start_demo(dir.path());
+    let awscurl = python_tool("awscurl");
+    let call = |key: &Key, extra: &[&str], url: &str| {
+        let mut cmd = Command::new(&awscurl);
+        cmd.args(["--service", "execute-api", "--region", "us-east-1"])
+            .args(["--access_key", key.id, "--secret_key", key.secret])
+            .args(extra)
+            .arg(format!("http://{}{url}", svc.addr));
+        let out = run_bounded(cmd, 60);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "awscurl {url}: {text} {err}");
+        serde_json::from_str::<Value>(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text} {err}"))
+    };
+    let m = call(&ANALYST, &[], "/api/v1/metrics");
+    assert!(m["incidents_last_24h"].as_u64().unwrap() >= 8, "{m:?}");
+    let page = call(
+        &ANALYST,
+        &[],
+        "/api/v1/findings?severity=HIGH,CRITICAL&limit=3",
+    );
+    assert_eq!(page["items"].as_array().unwrap().len(), 3, "{page:?}");
+    let incidents = call(&ANALYST, &[], "/api/v1/incidents?status=OPEN");
+    let id = incidents["items"][0]["id"].as_str().unwrap().to_owned();
+    let acked = call(
+        &ADMIN,
+        &["-X", "POST", "-d", r#"{"note":"seen from awscurl"}"#],
+        &format!("/api/v1/incidents/{id}/acknowledge"),
+    );
+    assert_eq!(acked["status"], "ACKNOWLEDGED", "{acked:?}");
+    // A wrong secret gets the AWS-style refusal.
+    let wrong = Key {
+        id: ANALYST.id,
+        secret: "not-the-secret",
+    };
+    let mut cmd = Command::new(&awscurl);
+    cmd.args(["--service", "execute-api", "--region", "us-east-1"])
+        .args(["--access_key", wrong.id, "--secret_key", wrong.secret])
+        .arg(format!("http://{}/api/v1/metrics", svc.addr));
+    let out = run_bounded(cmd, 60);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("SignatureDoesNotMatch"), "{text}");
+}
+
+#[test]
+fn schemathesis_finds_no_server_error_or_schema_violation() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start_demo(dir.path());
+    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vigil-server/openapi.json");
+    let hooks = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/python");
+    let mut cmd = Command::new(python_tool("st"));
+    cmd.arg("run")
+        .arg(&doc)
+        .args(["--url", &format!("http://{}", svc.addr)])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+        ])
+        .args(["--max-examples", "30", "--seed", "7", "--no-color"])
+        .env("PYTHONPATH", &hooks)
+        .env("SCHEMATHESIS_HOOKS", "vigil_sigv4_hooks")
+        .env("VIGIL_ACCESS_KEY_ID", ADMIN.id)
+        .env("VIGIL_SECRET_ACCESS_KEY", ADMIN.secret)
+        .env("VIGIL_FIREHOSE_KEY", FIREHOSE_KEY)
+        .current_dir(dir.path());
+    let out = run_bounded(cmd, 420);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("passed"), "{text}");
+    assert!(
+        !text.contains("Authentication failed"),
+        "requests went unsigned:\n{text}"
     );
 }
