@@ -9,6 +9,7 @@
 //! (e) with every built-in detection too, (f) (e) on all cores, (g) the peer Sigma
 //! engine (`peer`, built with `--features peer`), and peak RSS.
 
+mod api;
 mod corpus;
 mod measure;
 #[cfg(feature = "peer")]
@@ -20,7 +21,7 @@ use anyhow::{bail, Result};
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  vigil-bench gen --out DIR [--cloudtrail-mb N] [--flow-mb N] [--file-mb N] [--seed N]\n  vigil-bench run --dir DIR --vigil PATH [--rounds N] [--rules DIR]\n  vigil-bench peer --dir DIR --rules DIR   (built with --features peer)"
+        "usage:\n  vigil-bench gen --out DIR [--cloudtrail-mb N] [--flow-mb N] [--file-mb N] [--seed N]\n  vigil-bench run --dir DIR --vigil PATH [--rounds N] [--rules DIR]\n  vigil-bench peer --dir DIR --rules DIR   (built with --features peer)\n  vigil-bench api --dir DIR --vigil PATH [--findings N] [--clients N] [--seconds N]"
     );
     std::process::exit(2)
 }
@@ -77,6 +78,18 @@ fn main() -> Result<()> {
                 usage()
             };
             peer::run(&PathBuf::from(dir), &PathBuf::from(rules))
+        }
+        "api" => {
+            let (Some(dir), Some(vigil)) = (get("--dir"), get("--vigil")) else {
+                usage()
+            };
+            api::run(&api::Spec {
+                dir: PathBuf::from(dir),
+                vigil: PathBuf::from(vigil),
+                findings: num("--findings", 1_000_000)?,
+                clients: num("--clients", 50)? as usize,
+                seconds: num("--seconds", 10)?,
+            })
         }
         other => bail!("unknown command {other:?}"),
     }

@@ -222,6 +222,18 @@ pub(crate) fn record(
                 "UPDATE incidents SET finding_count = finding_count + 1 WHERE id = ?1",
                 [&incident_id],
             )?;
+            let detect_ms = (now.as_millis() - d.first_seen.as_millis()).max(0);
+            tx.execute(
+                "INSERT INTO kpi_findings (day, account, category, findings, detect_ms)
+                 VALUES (?1, ?2, ?3, 1, ?4)
+                 ON CONFLICT DO UPDATE SET findings = findings + 1, detect_ms = detect_ms + excluded.detect_ms",
+                params![
+                    day_of(now.as_millis()),
+                    f.account.as_deref().unwrap_or(""),
+                    d.category.as_str(),
+                    detect_ms
+                ],
+            )?;
             done.new_findings += 1;
             incident_id
         }
@@ -424,9 +436,40 @@ fn existing(tx: &Transaction<'_>, id: &str) -> Result<Incident> {
     get(tx, id)?.ok_or_else(|| StoreError::NoIncident(id.to_owned()))
 }
 
+/// The UTC day (since 1970) of a time in milliseconds: the KPI sums' key.
+pub(crate) fn day_of(ms: i64) -> i64 {
+    ms.div_euclid(24 * 60 * 60 * 1000)
+}
+
+/// Adds to an incident's day in `kpi_incidents` (`sets` names the columns).
+fn count_incident(
+    tx: &Transaction<'_>,
+    inc: &Incident,
+    at: Timestamp,
+    sets: &str,
+    values: (i64, i64, i64),
+) -> Result<()> {
+    tx.execute(
+        &format!(
+            "INSERT INTO kpi_incidents (day, account, category, resolved, resolve_ms, acted_on)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO UPDATE SET {sets}"
+        ),
+        params![
+            day_of(at.as_millis()),
+            inc.account.as_deref().unwrap_or(""),
+            inc.category.as_str(),
+            values.0,
+            values.1,
+            values.2
+        ],
+    )?;
+    Ok(())
+}
+
+/// A person's entry on the timeline; the first one marks the incident as acted on.
 fn log(
     tx: &Transaction<'_>,
-    id: &str,
+    inc: &Incident,
     at: Timestamp,
     kind: &str,
     actor: &str,
@@ -434,8 +477,15 @@ fn log(
 ) -> Result<()> {
     tx.execute(
         "INSERT INTO timeline (incident_id, at, kind, actor, text) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id, at.as_millis(), kind, actor, text],
+        params![inc.id, at.as_millis(), kind, actor, text],
     )?;
+    let first = tx.execute(
+        "UPDATE incidents SET first_action_at = ?2 WHERE id = ?1 AND first_action_at IS NULL",
+        params![inc.id, at.as_millis()],
+    )?;
+    if first == 1 {
+        count_incident(tx, inc, at, "acted_on = acted_on + 1", (0, 0, 1))?;
+    }
     Ok(())
 }
 
@@ -471,13 +521,32 @@ pub(crate) fn transition(
             "UPDATE findings SET triage = ?2 WHERE incident_id = ?1",
             params![id, t],
         )?;
+        // A closed incident takes no more findings, so each is triaged once.
+        tx.execute(
+            "INSERT INTO kpi_findings (day, account, category, triaged, false_positives)
+             SELECT detected_at / 86400000, coalesce(account, ''), category, count(*), sum(triage IS 'FALSE_POSITIVE')
+             FROM findings WHERE incident_id = ?1 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+             ON CONFLICT DO UPDATE SET triaged = triaged + excluded.triaged,
+                false_positives = false_positives + excluded.false_positives",
+            [id],
+        )?;
+    }
+    if to == IncidentStatus::Resolved {
+        let took = (now.as_millis() - inc.opened_at.as_millis()).max(0);
+        count_incident(
+            tx,
+            &inc,
+            now,
+            "resolved = resolved + 1, resolve_ms = resolve_ms + excluded.resolve_ms",
+            (1, took, 0),
+        )?;
     }
     let mut text = format!("{} → {}", inc.status, to);
     if let Some(n) = note.filter(|n| !n.trim().is_empty()) {
         text.push_str(": ");
         text.push_str(n);
     }
-    log(tx, id, now, "status", actor, &text)?;
+    log(tx, &inc, now, "status", actor, &text)?;
     existing(tx, id)
 }
 
@@ -488,8 +557,8 @@ pub(crate) fn add_note(
     text: &str,
     now: Timestamp,
 ) -> Result<()> {
-    existing(tx, id)?;
-    log(tx, id, now, "note", actor, text)
+    let inc = existing(tx, id)?;
+    log(tx, &inc, now, "note", actor, text)
 }
 
 pub(crate) fn assign(
@@ -499,7 +568,7 @@ pub(crate) fn assign(
     actor: &str,
     now: Timestamp,
 ) -> Result<Incident> {
-    existing(tx, id)?;
+    let inc = existing(tx, id)?;
     tx.execute(
         "UPDATE incidents SET assignee = ?2 WHERE id = ?1",
         params![id, assignee],
@@ -508,6 +577,6 @@ pub(crate) fn assign(
         Some(a) => format!("assigned to {a}"),
         None => "unassigned".to_owned(),
     };
-    log(tx, id, now, "assign", actor, &text)?;
+    log(tx, &inc, now, "assign", actor, &text)?;
     existing(tx, id)
 }

@@ -1,16 +1,18 @@
-//! The KPIs, computed from stored rows when asked (never kept as counters that could
-//! drift from the data):
-//! - MTTD: the mean time from a finding's first event to the moment it was stored,
-//!   over findings stored in the last 30 days;
+//! The KPIs, read from the store: from running sums per UTC day, account and
+//! category that every write keeps in its own transaction (so they cannot drift
+//! from the rows), and from the incidents themselves:
+//! - MTTD: the mean time from a finding's first event to the moment it was first
+//!   stored, over findings stored in the last 30 days;
 //! - MTTR: the mean time from an incident opening to its resolution, over incidents
 //!   resolved in the last 30 days (false positives are not remediations);
-//! - incidents opened in the last 24 hours;
+//! - incidents opened in the last 24 hours (exact, from the incidents);
 //! - false-positive rate: findings marked false positive as a share of the findings
-//!   triaged (their incident closed) in the last 30 days;
+//!   triaged (their incident closed), among those stored in the last 30 days;
 //! - compliance score: `null` until the compliance checks exist — never made up.
 //!
-//! Times are minutes and rates percent, as in `DESIGN.md`. A KPI with nothing to
-//! measure yet is `null`, not zero.
+//! "The last 30 days" is the 30 UTC days up to and including today. Times are
+//! minutes and rates percent, as in `DESIGN.md`. A KPI with nothing to measure yet
+//! is `null`, not zero.
 
 use rusqlite::{params, Connection};
 use serde::Serialize;
@@ -20,7 +22,8 @@ use vigil_model::Timestamp;
 use crate::Result;
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
-const MONTH_MS: i64 = 30 * DAY_MS;
+/// Days in the KPI window, today included.
+const WINDOW_DAYS: i64 = 30;
 
 /// `GET /api/v1/metrics`, in exactly the shape of `DESIGN.md`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -56,48 +59,47 @@ fn one_decimal(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-/// `?2` stands for the account filter: NULL matches every account.
+/// `?2` stands for the account filter: NULL matches every account (the sums keep
+/// findings without an account under '').
 const ACCOUNT: &str = "(?2 IS NULL OR account = ?2)";
+
+/// The first day of the window that ends today.
+fn first_day(now: Timestamp) -> i64 {
+    crate::incident::day_of(now.as_millis()) - (WINDOW_DAYS - 1)
+}
 
 pub(crate) fn headline(
     conn: &Connection,
     account: Option<&str>,
     now: Timestamp,
 ) -> Result<Metrics> {
-    let now = now.as_millis();
-    let month = now - MONTH_MS;
-    let mttd: Option<f64> = conn.query_row(
+    let since = first_day(now);
+    let (found, detect_ms, triaged, false_positives): (i64, i64, i64, i64) = conn.query_row(
         &format!(
-            "SELECT avg(max(detected_at - first_seen, 0)) FROM findings
-             WHERE detected_at >= ?1 AND {ACCOUNT}"
+            "SELECT coalesce(sum(findings), 0), coalesce(sum(detect_ms), 0),
+                    coalesce(sum(triaged), 0), coalesce(sum(false_positives), 0)
+             FROM kpi_findings WHERE day >= ?1 AND {ACCOUNT}"
         ),
-        params![month, account],
-        |r| r.get(0),
+        params![since, account],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
-    let mttr: Option<f64> = conn.query_row(
+    let (resolved, resolve_ms): (i64, i64) = conn.query_row(
         &format!(
-            "SELECT avg(max(closed_at - opened_at, 0)) FROM incidents
-             WHERE status = 'RESOLVED' AND closed_at >= ?1 AND {ACCOUNT}"
+            "SELECT coalesce(sum(resolved), 0), coalesce(sum(resolve_ms), 0)
+             FROM kpi_incidents WHERE day >= ?1 AND {ACCOUNT}"
         ),
-        params![month, account],
-        |r| r.get(0),
+        params![since, account],
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let last_day: i64 = conn.query_row(
         &format!("SELECT count(*) FROM incidents WHERE opened_at >= ?1 AND {ACCOUNT}"),
-        params![now - DAY_MS, account],
+        params![now.as_millis() - DAY_MS, account],
         |r| r.get(0),
     )?;
-    let (triaged, false_positives): (i64, i64) = conn.query_row(
-        &format!(
-            "SELECT count(*), coalesce(sum(triage = 'FALSE_POSITIVE'), 0) FROM findings
-             WHERE triage IS NOT NULL AND detected_at >= ?1 AND {ACCOUNT}"
-        ),
-        params![month, account],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let mean = |sum: i64, n: i64| (n > 0).then(|| sum as f64 / n as f64);
     Ok(Metrics {
-        mttd: minutes(mttd),
-        mttr: minutes(mttr),
+        mttd: minutes(mean(detect_ms, found)),
+        mttr: minutes(mean(resolve_ms, resolved)),
         compliance_score: None,
         incidents_last_24h: last_day.max(0) as u64,
         false_positive_rate: (triaged > 0)
@@ -110,7 +112,7 @@ pub(crate) fn threats(
     account: Option<&str>,
     now: Timestamp,
 ) -> Result<Vec<ThreatRow>> {
-    let month = now.as_millis() - MONTH_MS;
+    let since = first_day(now);
     let mut rows: Vec<ThreatRow> = Category::ALL
         .into_iter()
         .map(|category| ThreatRow {
@@ -121,9 +123,9 @@ pub(crate) fn threats(
             false_positives: 0,
         })
         .collect();
-    let mut add = |sql: &str, pick: fn(&mut ThreatRow) -> &mut u64| -> Result<()> {
+    let mut add = |sql: &str, since: i64, pick: fn(&mut ThreatRow) -> &mut u64| -> Result<()> {
         let mut stmt = conn.prepare_cached(sql)?;
-        let counts = stmt.query_map(params![month, account], |r| {
+        let counts = stmt.query_map(params![since, account], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
         })?;
         for c in counts {
@@ -134,33 +136,29 @@ pub(crate) fn threats(
         }
         Ok(())
     };
+    let by_category = |table: &str, column: &str| {
+        format!(
+            "SELECT category, sum({column}) FROM {table} WHERE day >= ?1 AND {ACCOUNT} GROUP BY category"
+        )
+    };
+    add(&by_category("kpi_findings", "findings"), since, |r| {
+        &mut r.detections
+    })?;
     add(
-        &format!(
-            "SELECT category, count(*) FROM findings WHERE detected_at >= ?1 AND {ACCOUNT} GROUP BY category"
-        ),
-        |r| &mut r.detections,
-    )?;
-    add(
-        &format!(
-            "SELECT category, sum(triage IS 'FALSE_POSITIVE') FROM findings
-             WHERE detected_at >= ?1 AND {ACCOUNT} GROUP BY category"
-        ),
+        &by_category("kpi_findings", "false_positives"),
+        since,
         |r| &mut r.false_positives,
     )?;
-    add(
-        &format!(
-            "SELECT i.category, count(DISTINCT i.id) FROM incidents i JOIN timeline t ON t.incident_id = i.id
-             WHERE t.actor IS NOT NULL AND t.at >= ?1 AND {} GROUP BY i.category",
-            ACCOUNT.replace("account", "i.account")
-        ),
-        |r| &mut r.manual_interventions,
-    )?;
+    add(&by_category("kpi_incidents", "acted_on"), since, |r| {
+        &mut r.manual_interventions
+    })?;
     add(
         &format!(
             "SELECT i.category, count(*) FROM responses r JOIN incidents i ON r.incident_id = i.id
              WHERE r.automated = 1 AND r.started_at >= ?1 AND {} GROUP BY i.category",
             ACCOUNT.replace("account", "i.account")
         ),
+        since * DAY_MS,
         |r| &mut r.automated_responses,
     )?;
     Ok(rows)

@@ -33,6 +33,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX findings_finding_id ON findings (finding_id);
     CREATE INDEX findings_incident ON findings (incident_id);
     CREATE INDEX findings_account ON findings (account, seq);
+    -- Listing by category or severity walks one of these newest first.
+    CREATE INDEX findings_category ON findings (category, seq);
+    CREATE INDEX findings_severity ON findings (severity, seq);
     CREATE INDEX findings_detected ON findings (detected_at);
 
     CREATE TABLE incidents (
@@ -51,11 +54,14 @@ const MIGRATIONS: &[&str] = &[
         opened_at    INTEGER NOT NULL,
         closed_at    INTEGER,
         assignee     TEXT,
-        finding_count INTEGER NOT NULL DEFAULT 0
+        finding_count INTEGER NOT NULL DEFAULT 0,
+        -- When a person first acted on it (status, note, assignment).
+        first_action_at INTEGER
     );
     CREATE INDEX incidents_group ON incidents (group_key, status, last_seen);
     CREATE INDEX incidents_opened ON incidents (opened_at);
     CREATE INDEX incidents_account ON incidents (account, seq);
+    CREATE INDEX incidents_account_opened ON incidents (account, opened_at);
 
     CREATE TABLE timeline (
         seq          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -98,6 +104,32 @@ const MIGRATIONS: &[&str] = &[
         finished_at  INTEGER
     );
     CREATE INDEX responses_started ON responses (started_at);
+
+    -- The KPIs' running sums per UTC day (days since 1970), account ('' for none)
+    -- and category, kept in the same transactions as the rows they sum, so that
+    -- the KPIs read a few hundred rows however many findings there are.
+    -- kpi_findings is keyed by the day a finding was first stored.
+    CREATE TABLE kpi_findings (
+        day          INTEGER NOT NULL,
+        account      TEXT NOT NULL,
+        category     TEXT NOT NULL,
+        findings     INTEGER NOT NULL DEFAULT 0,
+        detect_ms    INTEGER NOT NULL DEFAULT 0,
+        triaged      INTEGER NOT NULL DEFAULT 0,
+        false_positives INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (day, account, category)
+    ) WITHOUT ROWID;
+    -- kpi_incidents: resolutions by the day they happened, and incidents by the
+    -- day a person first acted on them.
+    CREATE TABLE kpi_incidents (
+        day          INTEGER NOT NULL,
+        account      TEXT NOT NULL,
+        category     TEXT NOT NULL,
+        resolved     INTEGER NOT NULL DEFAULT 0,
+        resolve_ms   INTEGER NOT NULL DEFAULT 0,
+        acted_on     INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (day, account, category)
+    ) WITHOUT ROWID;
     "#,
 ];
 

@@ -443,3 +443,117 @@ fn the_database_survives_reopening_and_refuses_a_newer_schema() {
         Ok(_) => panic!("opened a newer schema"),
     }
 }
+
+/// The KPIs from the running sums equal the KPIs recomputed from the rows, after
+/// a random mix of findings over many days, accounts and categories, and random
+/// lifecycle moves.
+#[test]
+fn running_sums_agree_with_the_rows() {
+    const CATS: [&str; 5] = [
+        "UnauthorizedAccess",
+        "Cryptojacking",
+        "PolicyViolation",
+        "NetworkAttack",
+        "DataExfiltration",
+    ];
+    for seed in 1..=4u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path(), Grouping::default()).unwrap();
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut rnd = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let day = 24 * 60 * MIN;
+        let now = T0 + 40 * day;
+        for i in 0..300 {
+            let first = T0 + rnd(40 * day as u64) as i64;
+            let mut f = finding(
+                &format!("f{i}"),
+                CATS[rnd(5) as usize],
+                &format!("p{}", rnd(30)),
+                first,
+                "HIGH",
+            );
+            f.account = Some(format!("{:012}", rnd(3)));
+            let stored = first + rnd(30 * MIN as u64) as i64;
+            s.record_findings(&[f], ts(stored)).unwrap();
+        }
+        let ids: Vec<(String, Timestamp)> = s
+            .incidents(&IncidentQuery {
+                limit: 1000,
+                ..Default::default()
+            })
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|i| (i.id, i.opened_at))
+            .collect();
+        for (id, opened) in &ids {
+            let at = ts(opened.as_millis() + rnd(3 * day as u64) as i64);
+            let to = match rnd(4) {
+                0 => IncidentStatus::Resolved,
+                1 => IncidentStatus::FalsePositive,
+                2 => IncidentStatus::Acknowledged,
+                _ => continue,
+            };
+            s.transition(id, to, "ana", None, at).unwrap();
+        }
+        let conn = rusqlite_conn(dir.path());
+        for account in [None, Some("000000000001")] {
+            let m = s.metrics(account, ts(now)).unwrap();
+            let since_day = now / day - 29;
+            let acct = "(?2 IS NULL OR account = ?2)";
+            let (mttd, triaged, fps): (Option<f64>, i64, i64) = conn
+                .query_row(
+                    &format!(
+                        "SELECT avg(max(detected_at - first_seen, 0)), count(triage), sum(triage IS 'FALSE_POSITIVE')
+                         FROM findings WHERE detected_at / 86400000 >= ?1 AND {acct}"
+                    ),
+                    rusqlite::params![since_day, account],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .unwrap();
+            let mttr: Option<f64> = conn
+                .query_row(
+                    &format!(
+                        "SELECT avg(closed_at - opened_at) FROM incidents
+                         WHERE status = 'RESOLVED' AND closed_at / 86400000 >= ?1 AND {acct}"
+                    ),
+                    rusqlite::params![since_day, account],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            let minutes = |ms: Option<f64>| ms.map(|v| format!("{:.1}", v / 60_000.0));
+            assert_eq!(m.mttd, minutes(mttd), "seed {seed} {account:?}");
+            assert_eq!(m.mttr, minutes(mttr), "seed {seed} {account:?}");
+            let rate = (triaged > 0).then(|| (1000.0 * fps as f64 / triaged as f64).round() / 10.0);
+            assert_eq!(m.false_positive_rate, rate, "seed {seed} {account:?}");
+            let table = s.threat_table(account, ts(now)).unwrap();
+            for row in table {
+                let (found, acted): (i64, i64) = conn
+                    .query_row(
+                        &format!(
+                            "SELECT (SELECT count(*) FROM findings WHERE category = ?3 AND detected_at / 86400000 >= ?1 AND {acct}),
+                                    (SELECT count(*) FROM incidents WHERE category = ?3 AND first_action_at / 86400000 >= ?1 AND {acct})"
+                        ),
+                        rusqlite::params![since_day, account, row.category.as_str()],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .unwrap();
+                assert_eq!(
+                    row.detections, found as u64,
+                    "seed {seed} {:?}",
+                    row.category
+                );
+                assert_eq!(
+                    row.manual_interventions, acted as u64,
+                    "seed {seed} {:?}",
+                    row.category
+                );
+            }
+        }
+    }
+}
