@@ -213,7 +213,7 @@ async fn firehose(State(app): State<Arc<AppState>>, headers: HeaderMap, body: By
 /// The request id and the telemetry of a Firehose body: records that are gzip
 /// (CloudWatch Logs subscriptions send them so) each make a batch; the rest are
 /// joined one per line.
-fn firehose_batches(
+pub(crate) fn firehose_batches(
     body: &[u8],
     gzip: bool,
     limit: usize,

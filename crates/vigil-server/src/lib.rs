@@ -40,6 +40,17 @@ use vigil_store::Store;
 pub use api::OPENAPI;
 pub use error::ApiError;
 pub use ingest::{Ingest, IngestBatch, IngestReceipt};
+
+/// For the fuzz target: the Firehose body parser (request id and batches, or why
+/// the body was refused).
+#[doc(hidden)]
+pub fn firehose_batches(
+    body: &[u8],
+    gzip: bool,
+    limit: usize,
+) -> Result<(String, Vec<IngestBatch>), String> {
+    ingest::firehose_batches(body, gzip, limit)
+}
 use sigv4::{Credential, SignedRequest, Verifier};
 
 /// What a principal may do.
