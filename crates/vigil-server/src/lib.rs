@@ -23,8 +23,8 @@ mod api;
 mod error;
 mod ingest;
 pub mod sigv4;
+pub mod tls;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -112,6 +112,8 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Read connections to the store, served side by side.
     pub readers: usize,
+    /// Serve HTTPS (TLS 1.3) with this certificate and key instead of HTTP.
+    pub tls: Option<tls::TlsFiles>,
 }
 
 impl Default for ApiConfig {
@@ -124,6 +126,7 @@ impl Default for ApiConfig {
             firehose_access_keys: Vec::new(),
             max_body_bytes: 64 * 1024 * 1024,
             readers: 4,
+            tls: None,
         }
     }
 }
@@ -302,16 +305,18 @@ async fn authenticate(State(app): State<Arc<AppState>>, req: Request, next: Next
         .await
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+/// Serves the API on `listener` (plain TCP, or [`tls::TlsListener`]) until
+/// `shutdown` resolves.
+pub async fn serve<L>(
+    listener: L,
     app: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(app).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -403,14 +403,33 @@ pub fn run(args: &ServeArgs) -> Result<u8> {
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
         let addr = listener.local_addr()?;
-        announce(&config, addr, &data_dir, &inbox, keys_file.as_deref());
+        let tls = match &config.api.tls {
+            Some(files) => {
+                Some(vigil_server::tls::server_config(files).map_err(|e| anyhow::anyhow!(e))?)
+            }
+            None => None,
+        };
+        announce(
+            &config,
+            addr,
+            tls.is_some(),
+            &data_dir,
+            &inbox,
+            keys_file.as_deref(),
+        );
         if args.demo {
             let handle = Arc::clone(&handle);
             tokio::task::spawn_blocking(move || demo::replay(handle.as_ref()));
         }
-        vigil_server::serve(listener, Arc::new(app), shutdown_signal())
-            .await
-            .context("serving")
+        let app = Arc::new(app);
+        match tls {
+            Some(tls) => {
+                let listener = vigil_server::tls::TlsListener::new(listener, tls)?;
+                vigil_server::serve(listener, app, shutdown_signal()).await
+            }
+            None => vigil_server::serve(listener, app, shutdown_signal()).await,
+        }
+        .context("serving")
     });
     stop.store(true, Ordering::Relaxed);
     drop(handle);
@@ -426,12 +445,14 @@ pub fn run(args: &ServeArgs) -> Result<u8> {
 fn announce(
     config: &ServeConfig,
     addr: std::net::SocketAddr,
+    tls: bool,
     data_dir: &Path,
     inbox: &Path,
     keys_file: Option<&Path>,
 ) {
     // The first line is for scripts and tests: the address actually bound.
-    eprintln!("vigil serve: listening on http://{addr}");
+    let scheme = if tls { "https" } else { "http" };
+    eprintln!("vigil serve: listening on {scheme}://{addr}");
     eprintln!("vigil serve: data in {}", data_dir.display());
     eprintln!(
         "vigil serve: watching {} for telemetry files",
@@ -445,7 +466,7 @@ fn announce(
     }
     if let Some(k) = config.api.keys.first() {
         eprintln!(
-            "vigil serve: try  awscurl --service {} --region {} --access_key {} --secret_key <its secret> http://{addr}/api/v1/metrics",
+            "vigil serve: try  awscurl --service {} --region {} --access_key {} --secret_key <its secret> {scheme}://{addr}/api/v1/metrics",
             config.api.service, config.api.region, k.access_key_id
         );
     }

@@ -75,7 +75,17 @@ struct Service {
 
 impl Service {
     fn start(dir: &Path, extra: &[&str]) -> Service {
+        Service::start_with(dir, extra, "")
+    }
+
+    /// Started with `more` appended to the test configuration.
+    fn start_with(dir: &Path, extra: &[&str], more: &str) -> Service {
         let config = write_config(dir);
+        if !more.is_empty() {
+            let mut text = std::fs::read_to_string(&config).unwrap();
+            text.push_str(more);
+            std::fs::write(&config, text).unwrap();
+        }
         let data = dir.join("data");
         let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
@@ -94,7 +104,10 @@ impl Service {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(a) = line.strip_prefix("vigil serve: listening on http://") {
+                let bound = line
+                    .strip_prefix("vigil serve: listening on http://")
+                    .or_else(|| line.strip_prefix("vigil serve: listening on https://"));
+                if let Some(a) = bound {
                     tx.send(a.parse::<SocketAddr>().unwrap()).ok();
                 }
                 sink.lock().unwrap().push(line);
@@ -648,4 +661,83 @@ fn schemathesis_finds_no_server_error_or_schema_violation() {
         !text.contains("Authentication failed"),
         "requests went unsigned:\n{text}"
     );
+}
+
+#[test]
+fn tls_serves_tls_1_3_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl makes the test certificate");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    // `[api.tls]` is a sub-table of `[api]`, which the test configuration opens
+    // before its keys; TOML allows a dotted table anywhere after.
+    let svc = Service::start_with(
+        dir.path(),
+        &[],
+        &format!("[api.tls]\ncert = {:?}\nkey = {:?}\n", cert, key),
+    );
+    assert!(svc
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("https://")));
+    let curl = |extra: &[&str]| {
+        let pq = "/api/v1/metrics";
+        let (pq, headers) = signed(svc.addr, &ANALYST, "GET", pq, &[], b"", &Signing::default());
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "20", "--cacert"])
+            .arg(&cert)
+            .args(extra);
+        for (k, v) in headers.iter().filter(|(k, _)| k != "host") {
+            cmd.args(["-H", &format!("{k}: {v}")]);
+        }
+        cmd.arg(format!("https://{}{pq}", svc.addr));
+        run_bounded(cmd, 60)
+    };
+    let out = curl(&["--tlsv1.3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["compliance_score"], Value::Null);
+    // TLS 1.2 is refused at the handshake.
+    let old = curl(&["--tlsv1.2", "--tls-max", "1.2"]);
+    assert!(!old.status.success(), "TLS 1.2 was accepted");
+    // Plain HTTP to the TLS port gets no API answer.
+    let plain = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .arg(format!("http://{}/api/v1/metrics", svc.addr))
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("compliance_score"));
 }
