@@ -293,18 +293,24 @@ async fn load(
     Ok((all, errors))
 }
 
+/// A root console sign-in in account `2` + 11 digits of `i` (a new account, so a
+/// new finding, for each `i`).
 fn root_login(i: u64, now: i64) -> Value {
+    let account = account_of(i);
     json!({
         "eventVersion": "1.08", "eventTime": iso(now), "eventSource": "signin.amazonaws.com",
         "eventName": "ConsoleLogin", "awsRegion": "us-east-1", "sourceIPAddress": "198.51.100.23",
         "userAgent": "Mozilla/5.0", "eventType": "AwsConsoleSignIn",
-        "recipientAccountId": format!("{:012}", 200_000_000_000u64 + i),
+        "recipientAccountId": account,
         "eventID": format!("bench-ingest-{i}-{now}"), "responseElements": {"ConsoleLogin": "Success"},
         "additionalEventData": {"MFAUsed": "No"},
-        "userIdentity": {"type": "Root", "principalId": format!("{:012}", 200_000_000_000u64 + i),
-                         "arn": format!("arn:aws:iam::{:012}:root", 200_000_000_000u64 + i),
-                         "accountId": format!("{:012}", 200_000_000_000u64 + i)}
+        "userIdentity": {"type": "Root", "principalId": account,
+                         "arn": format!("arn:aws:iam::{account}:root"), "accountId": account}
     })
+}
+
+fn account_of(i: u64) -> String {
+    format!("2{:011}", i % 100_000_000_000)
 }
 
 /// An ordinary read call, which no rule flags.
@@ -361,7 +367,9 @@ pub fn run(spec: &Spec) -> Result<()> {
         // Ingest to queryable: one record, posted, then read back by its finding id.
         let mut conn = connect(&addr).await?;
         let mut lat = Vec::new();
-        for i in 0..200u64 {
+        // Accounts no earlier run used: each post raises a new finding.
+        let run = (now_ms() as u64 / 1000 % 1_000_000) * 1_000_000;
+        for i in run..run + 200 {
             let body = json!({ "Records": [root_login(i, now_ms())] }).to_string();
             let post = signed_request(&addr, "POST", "/api/v1/ingest", body.as_bytes())?;
             let t = Instant::now();
@@ -372,8 +380,7 @@ pub fn run(spec: &Spec) -> Result<()> {
             let newest = signed_request(&addr, "GET", "/api/v1/findings?limit=1", b"")?;
             let (_, page) = exchange(&mut conn, &newest).await?;
             let page: Value = serde_json::from_slice(&page)?;
-            let account = format!("{:012}", 200_000_000_000u64 + i);
-            if page["items"][0]["account"] != json!(account) {
+            if page["items"][0]["account"] != json!(account_of(i)) {
                 bail!("the posted record's finding is not the newest: {page}");
             }
             lat.push(t.elapsed());
@@ -398,7 +405,7 @@ pub fn run(spec: &Spec) -> Result<()> {
             tasks.push(tokio::spawn(async move {
                 let mut conn = connect(&addr).await?;
                 let mut events = 0u64;
-                let mut n = c * 1_000_000_000;
+                let mut n = c * 10_000_000_000 + 50_000_000_000;
                 while Instant::now() < until {
                     let now = now_ms();
                     let records: Vec<Value> = (0..1000)
