@@ -70,15 +70,13 @@ enum Work {
 
 /// The handle the API submits telemetry through.
 struct PipelineHandle {
-    tx: Mutex<Sender<Work>>,
+    tx: Sender<Work>,
 }
 
 impl Ingest for PipelineHandle {
     fn submit(&self, batches: Vec<IngestBatch>) -> Result<IngestReceipt, String> {
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
         self.tx
-            .lock()
-            .map_err(|_| "the pipeline is gone".to_owned())?
             .send(Work::Batches(batches, reply))
             .map_err(|_| "the pipeline has stopped".to_owned())?;
         answer
@@ -383,9 +381,7 @@ pub fn run(args: &ServeArgs) -> Result<u8> {
             .name("vigil-inbox".into())
             .spawn(move || watch_inbox(inbox, inbox_reader, tx, poll, stop))?
     };
-    let handle = Arc::new(PipelineHandle {
-        tx: Mutex::new(tx.clone()),
-    });
+    let handle = Arc::new(PipelineHandle { tx: tx.clone() });
     let app = vigil_server::AppState::new(
         &config.api,
         Arc::clone(&writer),
