@@ -223,17 +223,14 @@ pub(crate) fn record(
                 [&incident_id],
             )?;
             let detect_ms = (now.as_millis() - d.first_seen.as_millis()).max(0);
-            tx.execute(
-                "INSERT INTO kpi_findings (day, account, category, findings, detect_ms)
-                 VALUES (?1, ?2, ?3, 1, ?4)
-                 ON CONFLICT DO UPDATE SET findings = findings + 1, detect_ms = detect_ms + excluded.detect_ms",
-                params![
-                    day_of(now.as_millis()),
-                    f.account.as_deref().unwrap_or(""),
-                    d.category.as_str(),
-                    detect_ms
-                ],
-            )?;
+            for account in [f.account.as_deref().unwrap_or(""), ALL_ACCOUNTS] {
+                tx.execute(
+                    "INSERT INTO kpi_findings (day, account, category, findings, detect_ms)
+                     VALUES (?1, ?2, ?3, 1, ?4)
+                     ON CONFLICT DO UPDATE SET findings = findings + 1, detect_ms = detect_ms + excluded.detect_ms",
+                    params![day_of(now.as_millis()), account, d.category.as_str(), detect_ms],
+                )?;
+            }
             done.new_findings += 1;
             incident_id
         }
@@ -441,6 +438,11 @@ pub(crate) fn day_of(ms: i64) -> i64 {
     ms.div_euclid(24 * 60 * 60 * 1000)
 }
 
+/// The KPI sums keep, beside each account's rows, one row per day and category for
+/// all accounts together, so that the overall KPIs read 30 × 5 rows however many
+/// accounts there are. (Findings without an account are summed under ''.)
+pub(crate) const ALL_ACCOUNTS: &str = "*";
+
 /// Adds to an incident's day in `kpi_incidents` (`sets` names the columns).
 fn count_incident(
     tx: &Transaction<'_>,
@@ -449,20 +451,22 @@ fn count_incident(
     sets: &str,
     values: (i64, i64, i64),
 ) -> Result<()> {
-    tx.execute(
-        &format!(
-            "INSERT INTO kpi_incidents (day, account, category, resolved, resolve_ms, acted_on)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO UPDATE SET {sets}"
-        ),
-        params![
-            day_of(at.as_millis()),
-            inc.account.as_deref().unwrap_or(""),
-            inc.category.as_str(),
-            values.0,
-            values.1,
-            values.2
-        ],
-    )?;
+    for account in [inc.account.as_deref().unwrap_or(""), ALL_ACCOUNTS] {
+        tx.execute(
+            &format!(
+                "INSERT INTO kpi_incidents (day, account, category, resolved, resolve_ms, acted_on)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO UPDATE SET {sets}"
+            ),
+            params![
+                day_of(at.as_millis()),
+                account,
+                inc.category.as_str(),
+                values.0,
+                values.1,
+                values.2
+            ],
+        )?;
+    }
     Ok(())
 }
 
@@ -522,14 +526,18 @@ pub(crate) fn transition(
             params![id, t],
         )?;
         // A closed incident takes no more findings, so each is triaged once.
-        tx.execute(
-            "INSERT INTO kpi_findings (day, account, category, triaged, false_positives)
-             SELECT detected_at / 86400000, coalesce(account, ''), category, count(*), sum(triage IS 'FALSE_POSITIVE')
-             FROM findings WHERE incident_id = ?1 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-             ON CONFLICT DO UPDATE SET triaged = triaged + excluded.triaged,
-                false_positives = false_positives + excluded.false_positives",
-            [id],
-        )?;
+        for account in ["coalesce(account, '')", "'*'"] {
+            tx.execute(
+                &format!(
+                    "INSERT INTO kpi_findings (day, account, category, triaged, false_positives)
+                     SELECT detected_at / 86400000, {account}, category, count(*), sum(triage IS 'FALSE_POSITIVE')
+                     FROM findings WHERE incident_id = ?1 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+                     ON CONFLICT DO UPDATE SET triaged = triaged + excluded.triaged,
+                        false_positives = false_positives + excluded.false_positives"
+                ),
+                [id],
+            )?;
+        }
     }
     if to == IncidentStatus::Resolved {
         let took = (now.as_millis() - inc.opened_at.as_millis()).max(0);

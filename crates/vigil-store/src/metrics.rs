@@ -62,11 +62,21 @@ fn one_decimal(x: f64) -> f64 {
 /// The account filter on `column`, with `?2` its value: a plain equality when an
 /// account is asked for (so its index is used), and a constant `?2 IS NULL`
 /// otherwise — not one `OR` of the two, which keeps SQLite from the time index.
-/// (The sums keep findings without an account under ''.)
 fn account_filter(account: Option<&str>, column: &str) -> String {
     match account {
         Some(_) => format!("{column} = ?2"),
         None => "?2 IS NULL".to_owned(),
+    }
+}
+
+/// The same for the KPI sums, whose all-accounts rows are their own.
+fn sums_filter(account: Option<&str>) -> String {
+    match account {
+        Some(_) => "account = ?2".to_owned(),
+        None => format!(
+            "account = '{}' AND ?2 IS NULL",
+            crate::incident::ALL_ACCOUNTS
+        ),
     }
 }
 
@@ -81,12 +91,12 @@ pub(crate) fn headline(
     now: Timestamp,
 ) -> Result<Metrics> {
     let since = first_day(now);
-    let acct = account_filter(account, "account");
+    let sums = sums_filter(account);
     let (found, detect_ms, triaged, false_positives): (i64, i64, i64, i64) = conn.query_row(
         &format!(
             "SELECT coalesce(sum(findings), 0), coalesce(sum(detect_ms), 0),
                     coalesce(sum(triaged), 0), coalesce(sum(false_positives), 0)
-             FROM kpi_findings WHERE day >= ?1 AND {acct}"
+             FROM kpi_findings WHERE day >= ?1 AND {sums}"
         ),
         params![since, account],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
@@ -94,13 +104,16 @@ pub(crate) fn headline(
     let (resolved, resolve_ms): (i64, i64) = conn.query_row(
         &format!(
             "SELECT coalesce(sum(resolved), 0), coalesce(sum(resolve_ms), 0)
-             FROM kpi_incidents WHERE day >= ?1 AND {acct}"
+             FROM kpi_incidents WHERE day >= ?1 AND {sums}"
         ),
         params![since, account],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let last_day: i64 = conn.query_row(
-        &format!("SELECT count(*) FROM incidents WHERE opened_at >= ?1 AND {acct}"),
+        &format!(
+            "SELECT count(*) FROM incidents WHERE opened_at >= ?1 AND {}",
+            account_filter(account, "account")
+        ),
         params![now.as_millis() - DAY_MS, account],
         |r| r.get(0),
     )?;
@@ -121,7 +134,7 @@ pub(crate) fn threats(
     now: Timestamp,
 ) -> Result<Vec<ThreatRow>> {
     let since = first_day(now);
-    let acct = account_filter(account, "account");
+    let sums = sums_filter(account);
     let mut rows: Vec<ThreatRow> = Category::ALL
         .into_iter()
         .map(|category| ThreatRow {
@@ -147,7 +160,7 @@ pub(crate) fn threats(
     };
     let by_category = |table: &str, column: &str| {
         format!(
-            "SELECT category, sum({column}) FROM {table} WHERE day >= ?1 AND {acct} GROUP BY category"
+            "SELECT category, sum({column}) FROM {table} WHERE day >= ?1 AND {sums} GROUP BY category"
         )
     };
     add(&by_category("kpi_findings", "findings"), since, |r| {
