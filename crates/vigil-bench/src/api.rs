@@ -317,7 +317,10 @@ fn console_login(i: u64, now: i64) -> Value {
 }
 
 fn user_arn(i: u64) -> String {
-    format!("arn:aws:iam::{:012}:user/bench-u{i}", 100_000_000_000 + i % 20)
+    format!(
+        "arn:aws:iam::{:012}:user/bench-u{i}",
+        100_000_000_000 + i % 20
+    )
 }
 
 /// An ordinary read call, which no rule flags.

@@ -512,24 +512,18 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// `yyyymmddThhmmssZ` as Unix seconds.
+/// `yyyymmddThhmmssZ` as Unix seconds: exactly that shape (the model's parser
+/// also takes RFC 3339, which SigV4 does not).
 fn parse_amz_date(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+    let shape = b.len() == 16
+        && b[8] == b'T'
+        && b[15] == b'Z'
+        && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit);
+    if !shape {
         return None;
     }
-    let n = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = s.get(r)?;
-        t.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| t.parse().ok())?
-    };
-    let (y, mo, d) = (n(0..4)?, n(4..6)?, n(6..8)?);
-    let (h, mi, se) = (n(9..11)?, n(11..13)?, n(13..15)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
-        return None;
-    }
-    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se)
+    vigil_model::Timestamp::parse(s).ok().map(|t| t.as_secs())
 }
 
 /// Unix seconds as `yyyymmddThhmmssZ`.
@@ -537,17 +531,6 @@ pub fn amz_date(t: i64) -> String {
     let ts = vigil_model::Timestamp::from_secs(t);
     let (y, mo, d, h, mi, s, _) = ts.to_parts();
     format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's method).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

@@ -131,6 +131,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (day, account, category)
     ) WITHOUT ROWID;
     "#,
+    // 2: findings by their last event, so that a restart finds the open ones (and
+    // the newest) without reading every finding.
+    r#"
+    CREATE INDEX findings_last_seen ON findings (last_seen);
+    "#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {

@@ -106,11 +106,14 @@ impl Service {
                 let Ok(line) = line else { break };
                 let bound = line
                     .strip_prefix("vigil serve: listening on http://")
-                    .or_else(|| line.strip_prefix("vigil serve: listening on https://"));
-                if let Some(a) = bound {
-                    tx.send(a.parse::<SocketAddr>().unwrap()).ok();
-                }
+                    .or_else(|| line.strip_prefix("vigil serve: listening on https://"))
+                    .map(|a| a.parse::<SocketAddr>().unwrap());
+                // Logged before the address is handed over, so that a test
+                // that has the address also sees the line.
                 sink.lock().unwrap().push(line);
+                if let Some(a) = bound {
+                    tx.send(a).ok();
+                }
             }
         });
         let addr = rx
@@ -249,30 +252,8 @@ fn now_rfc3339() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    vigil_model_time(ms)
-}
-
-/// RFC 3339 from epoch milliseconds, seconds precision (as CloudTrail writes it).
-fn vigil_model_time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's method).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    // Whole seconds, as CloudTrail writes them.
+    vigil_model::Timestamp::from_secs(ms / 1000).to_string()
 }
 
 fn root_login(event_id: &str) -> Value {
@@ -341,9 +322,10 @@ fn telemetry_posted_is_queryable_when_the_post_is_answered() {
     );
 
     // Firehose delivery, gzip-encoded, a record per line.
-    use base64_free::encode;
+    use base64::Engine;
     let record = root_login("firehose-1").to_string();
-    let fh = json!({"requestId": "fh-1", "timestamp": 1, "records": [{"data": encode(record.as_bytes())}]});
+    let data = base64::engine::general_purpose::STANDARD.encode(record.as_bytes());
+    let fh = json!({"requestId": "fh-1", "timestamp": 1, "records": [{"data": data}]});
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     std::io::Write::write_all(&mut gz, fh.to_string().as_bytes()).unwrap();
     let gz = gz.finish().unwrap();
@@ -391,27 +373,6 @@ fn telemetry_posted_is_queryable_when_the_post_is_answered() {
         .filter(|e| e["action"] == "ingest")
         .count();
     assert!(ingests >= 6, "{audit:?}");
-}
-
-/// Base64 for the Firehose body, written out so the test needs no crate for it.
-mod base64_free {
-    pub fn encode(b: &[u8]) -> String {
-        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for c in b.chunks(3) {
-            let n = (u32::from(c[0]) << 16)
-                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-                | u32::from(*c.get(2).unwrap_or(&0));
-            for i in 0..4 {
-                if i <= c.len() {
-                    out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
 }
 
 /// The repository's samples cut into many small inbox files: CloudTrail records
