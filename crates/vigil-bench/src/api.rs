@@ -66,10 +66,12 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Finding `i` of a store spread over the last 30 days: 20 accounts, 5,000
-/// principals, every category and severity.
-fn finding(i: u64, rng: &mut Rng, now: i64) -> vigil_detect::Finding {
-    let first = now - rng.below(30 * 24 * 3600 * 1000) as i64;
+const SPAN_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// Finding `i` of `n`, spread evenly over the last 30 days in order (as a pipeline
+/// stores them): 20 accounts, 5,000 principals, every category and severity.
+fn finding(i: u64, n: u64, rng: &mut Rng, now: i64) -> vigil_detect::Finding {
+    let first = now - SPAN_MS + (i as i128 * SPAN_MS as i128 / n.max(1) as i128) as i64;
     let account = format!("{:012}", 100_000_000_000 + rng.below(20));
     let principal = format!("arn:aws:iam::{account}:user/u{}", rng.below(5000));
     let v = json!({
@@ -103,14 +105,15 @@ fn fill(data_dir: &Path, n: u64) -> Result<()> {
     let started = Instant::now();
     let now = now_ms();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut batch = Vec::with_capacity(10_000);
+    let mut batch = Vec::with_capacity(1_000);
     for i in 0..n {
-        let f = finding(i, &mut rng, now);
+        let f = finding(i, n, &mut rng, now);
         batch.push(f);
-        if batch.len() == 10_000 || i + 1 == n {
-            let detected = vigil_model::Timestamp::from_millis(
-                batch[0].detail.first_seen.as_millis() + 90_000,
-            );
+        if batch.len() == 1_000 || i + 1 == n {
+            // Stored 90 s after the newest event of its batch.
+            let newest = batch.iter().map(|f| f.detail.last_seen.as_millis()).max();
+            let detected =
+                vigil_model::Timestamp::from_millis(newest.unwrap_or(now).min(now) + 90_000);
             store.record_findings(&batch, detected)?;
             batch.clear();
         }
@@ -266,13 +269,18 @@ async fn load(
 ) -> Result<(Vec<Duration>, u64)> {
     let until = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
-    for _ in 0..clients {
+    for c in 0..clients {
         let addr = Arc::clone(&addr);
         tasks.push(tokio::spawn(async move {
             let mut conn = connect(&addr).await?;
             let mut lat = Vec::new();
             let mut errors = 0u64;
-            let mut tick = pace.map(tokio::time::interval);
+            // Independent clients do not tick in step: each starts at its own
+            // point of the period.
+            let mut tick = pace.map(|p| {
+                let offset = p.mul_f64(c as f64 / clients as f64);
+                tokio::time::interval_at(tokio::time::Instant::now() + offset, p)
+            });
             while Instant::now() < until {
                 if let Some(t) = &mut tick {
                     t.tick().await;
@@ -347,7 +355,9 @@ fn row(name: &str, lat: &[Duration], errors: u64, seconds: f64) {
 }
 
 pub fn run(spec: &Spec) -> Result<()> {
-    let data_dir = spec.dir.join(format!("api-store-{}", spec.findings));
+    // The name says how the store was filled: a change to `finding` or `fill`
+    // bumps the version, so an old store is not measured as a new one.
+    let data_dir = spec.dir.join(format!("api-store-v2-{}", spec.findings));
     fill(&data_dir, spec.findings)?;
     let svc = start(&spec.vigil, &spec.dir, &data_dir)?;
     let addr: Arc<str> = Arc::from(svc.addr.as_str());

@@ -15,7 +15,9 @@ use vigil_store::{FindingQuery, IncidentQuery, IncidentStatus};
 use crate::{now, ApiError, AppState, Principal};
 
 type App = State<Arc<AppState>>;
-type ApiResult = Result<Json<Value>, ApiError>;
+/// A JSON answer, serialized straight from its Rust value (never through a
+/// `serde_json::Value`, whose maps would re-parse stored finding bodies).
+type ApiResult = Result<axum::response::Response, ApiError>;
 
 pub(crate) fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -59,9 +61,7 @@ fn can_read(p: &Principal) -> Result<(), ApiError> {
 }
 
 fn to_json<T: serde::Serialize>(v: T) -> ApiResult {
-    serde_json::to_value(v)
-        .map(Json)
-        .map_err(ApiError::internal)
+    Ok(Json(v).into_response())
 }
 
 async fn health(State(app): App, Extension(p): Extension<Principal>) -> ApiResult {
@@ -69,14 +69,14 @@ async fn health(State(app): App, Extension(p): Extension<Principal>) -> ApiResul
     let (findings, checkpoints) = app
         .read(|s| Ok((s.finding_count()?, s.checkpoint_count()?)))
         .await?;
-    Ok(Json(json!({
+    to_json(json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "findings": findings,
         "checkpoints": checkpoints,
         "ingest": app.ingest.is_some(),
         "principal": p,
-    })))
+    }))
 }
 
 #[derive(Deserialize)]
@@ -115,7 +115,7 @@ async fn threats(
     let rows = app
         .read(move |s| s.threat_table(account.as_deref(), now()))
         .await?;
-    Ok(Json(json!({ "days": 30, "categories": rows })))
+    to_json(json!({ "days": 30, "categories": rows }))
 }
 
 async fn accounts(State(app): App, Extension(p): Extension<Principal>) -> ApiResult {
@@ -128,7 +128,7 @@ async fn accounts(State(app): App, Extension(p): Extension<Principal>) -> ApiRes
                 .collect())
         })
         .await?;
-    Ok(Json(json!({ "items": list })))
+    to_json(json!({ "items": list }))
 }
 
 /// Query parameters of the listings: lists are comma-separated.
@@ -217,7 +217,32 @@ async fn findings(
         cursor: q.cursor,
     };
     let page = app.read(move |s| s.findings(&query)).await?;
-    to_json(page)
+    Ok(json_page(&page))
+}
+
+/// A page of stored JSON texts as `{"items": [...], "next_cursor": ...}`, the
+/// texts copied in as they are.
+fn json_page(page: &vigil_store::Page<String>) -> axum::response::Response {
+    let size: usize = page.items.iter().map(|i| i.len() + 1).sum();
+    let mut out = Vec::with_capacity(size + 64);
+    out.extend_from_slice(b"{\"items\":[");
+    for (n, item) in page.items.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item.as_bytes());
+    }
+    out.extend_from_slice(b"],\"next_cursor\":");
+    match &page.next_cursor {
+        Some(c) => out.extend_from_slice(Value::from(c.as_str()).to_string().as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b'}');
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        out,
+    )
+        .into_response()
 }
 
 async fn finding(
@@ -412,5 +437,5 @@ async fn audit(
     let limit = limit_of(q.limit)?;
     let after = q.after.unwrap_or(0);
     let items = app.read(move |s| s.audit_log(after, limit)).await?;
-    Ok(Json(json!({ "items": items })))
+    to_json(json!({ "items": items }))
 }

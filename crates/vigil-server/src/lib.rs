@@ -25,8 +25,7 @@ mod ingest;
 pub mod sigv4;
 pub mod tls;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -159,19 +158,63 @@ impl ApiConfig {
     }
 }
 
-/// Read connections to the store, handed out in turn.
+/// Read connections to the store: a read takes whichever is free, and waits for
+/// one only when all are busy (not behind one busy connection while others idle).
 struct Readers {
     conns: Vec<Mutex<Store>>,
-    next: AtomicUsize,
+    /// The indexes in `conns` no read holds.
+    free: Mutex<Vec<usize>>,
+    returned: Condvar,
 }
 
 impl Readers {
+    fn new(conns: Vec<Store>) -> Readers {
+        Readers {
+            free: Mutex::new((0..conns.len()).collect()),
+            conns: conns.into_iter().map(Mutex::new).collect(),
+            returned: Condvar::new(),
+        }
+    }
+
+    /// Runs `f` on a free connection, waiting for one if all are busy.
     fn with<R>(&self, f: impl FnOnce(&Store) -> R) -> R {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
-        let guard = self.conns[i].lock().unwrap_or_else(|p| p.into_inner());
-        f(&guard)
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        let i = loop {
+            match free.pop() {
+                Some(i) => break i,
+                None => free = self.returned.wait(free).unwrap_or_else(|p| p.into_inner()),
+            }
+        };
+        drop(free);
+        self.on(i, f)
+    }
+
+    /// Runs `f` on a free connection, or gives `None` at once if all are busy.
+    fn try_with<R>(&self, f: impl FnOnce(&Store) -> R) -> Option<R> {
+        let i = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
+        Some(self.on(i, f))
+    }
+
+    /// Runs `f` on connection `i`, taken from the free list, and gives it back.
+    fn on<R>(&self, i: usize, f: impl FnOnce(&Store) -> R) -> R {
+        // Handed back even if `f` panics, so the pool never shrinks.
+        struct Back<'a>(&'a Readers, usize);
+        impl Drop for Back<'_> {
+            fn drop(&mut self) {
+                let mut free = self.0.free.lock().unwrap_or_else(|p| p.into_inner());
+                free.push(self.1);
+                self.0.returned.notify_one();
+            }
+        }
+        let _back = Back(self, i);
+        let store = self.conns[i].lock().unwrap_or_else(|p| p.into_inner());
+        f(&store)
     }
 }
+
+/// How many SQLite steps a read may take on an async thread (about a
+/// millisecond's work) before it is moved off it.
+const INLINE_STEPS: u32 = 100_000;
 
 /// What every handler shares.
 pub struct AppState {
@@ -208,15 +251,12 @@ impl AppState {
         let conns = {
             let w = writer.lock().unwrap_or_else(|p| p.into_inner());
             (0..config.readers.max(1))
-                .map(|_| w.open_reader().map(Mutex::new))
+                .map(|_| w.open_reader())
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| e.to_string())?
         };
         Ok(AppState {
-            readers: Readers {
-                conns,
-                next: AtomicUsize::new(0),
-            },
+            readers: Readers::new(conns),
             writer,
             verifier,
             firehose_keys: config.firehose_access_keys.clone(),
@@ -225,11 +265,20 @@ impl AppState {
         })
     }
 
-    /// Runs a read on a store connection, off the async threads.
+    /// Runs a read on a store connection. A short read (most are: an indexed page,
+    /// the KPI sums) runs right here, on the async thread, since handing it to
+    /// another thread and back costs more than the read; one that is still going
+    /// after [`INLINE_STEPS`] SQLite steps, or finds every connection busy, is
+    /// started again off the async threads, where it may take as long as it needs.
     async fn read<R: Send + 'static>(
         self: &Arc<Self>,
-        f: impl FnOnce(&Store) -> Result<R, vigil_store::StoreError> + Send + 'static,
+        f: impl Fn(&Store) -> Result<R, vigil_store::StoreError> + Send + 'static,
     ) -> Result<R, ApiError> {
+        if let Some(done) = self.readers.try_with(|s| s.bounded(INLINE_STEPS, &f)) {
+            if let Some(r) = done? {
+                return Ok(r);
+            }
+        }
         let app = Arc::clone(self);
         tokio::task::spawn_blocking(move || app.readers.with(f))
             .await

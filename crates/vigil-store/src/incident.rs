@@ -299,6 +299,13 @@ fn incident_for(
             now.as_millis()
         ],
     )?;
+    for account in [f.account.as_deref().unwrap_or(""), ALL_ACCOUNTS] {
+        tx.prepare_cached(
+            "INSERT INTO kpi_opened (account, hour, opened) VALUES (?1, ?2, 1)
+             ON CONFLICT DO UPDATE SET opened = opened + 1",
+        )?
+        .execute(params![account, hour_of(now.as_millis())])?;
+    }
     done.new_incidents += 1;
     Ok(id)
 }
@@ -437,6 +444,13 @@ fn existing(tx: &Transaction<'_>, id: &str) -> Result<Incident> {
 pub(crate) fn day_of(ms: i64) -> i64 {
     ms.div_euclid(24 * 60 * 60 * 1000)
 }
+
+/// The UTC hour (since 1970) of a time in milliseconds: `kpi_opened`'s key.
+pub(crate) fn hour_of(ms: i64) -> i64 {
+    ms.div_euclid(HOUR_MS)
+}
+
+pub(crate) const HOUR_MS: i64 = 60 * 60 * 1000;
 
 /// The KPI sums keep, beside each account's rows, one row per day and category for
 /// all accounts together, so that the overall KPIs read 30 × 5 rows however many

@@ -238,8 +238,10 @@ impl Store {
         body.map(raw).transpose()
     }
 
-    /// Findings matching `q`, newest stored first.
-    pub fn findings(&self, q: &FindingQuery) -> Result<Page<Box<RawValue>>> {
+    /// Findings matching `q`, newest stored first: each the JSON text it was stored
+    /// as, which only this store writes (from a serialized [`Finding`]), so that a
+    /// page goes out without being parsed again.
+    pub fn findings(&self, q: &FindingQuery) -> Result<Page<String>> {
         let mut l = Listing::new("SELECT seq, body FROM findings WHERE 1=1");
         l.any_of(
             "severity",
@@ -258,7 +260,7 @@ impl Store {
             q.cursor.as_deref(),
             q.limit,
             |r| Ok((r.get(0)?, r.get::<_, String>(1)?)),
-            raw,
+            Ok,
         )
     }
 
@@ -428,6 +430,36 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(done)
+    }
+
+    /// Runs `f` for at most about `steps` SQLite virtual-machine steps: `Ok(None)`
+    /// when it was cut short (its work undone, nothing partial returned). A server
+    /// runs short reads this way on its async threads and hands the rest to threads
+    /// that may block.
+    pub fn bounded<R>(&self, steps: u32, f: impl FnOnce(&Store) -> Result<R>) -> Result<Option<R>> {
+        const EVERY: i32 = 1000;
+        let mut left = steps / EVERY as u32;
+        self.conn.progress_handler(
+            EVERY,
+            Some(move || match left.checked_sub(1) {
+                Some(l) => {
+                    left = l;
+                    false
+                }
+                None => true,
+            }),
+        );
+        let result = f(self);
+        self.conn.progress_handler(0, None::<fn() -> bool>);
+        match result {
+            Ok(r) => Ok(Some(r)),
+            Err(StoreError::Sql(rusqlite::Error::SqliteFailure(e, _)))
+                if e.code == rusqlite::ErrorCode::OperationInterrupted =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The headline KPIs, overall or for one account, as of `now`.

@@ -19,6 +19,7 @@ use serde::Serialize;
 use vigil_detect::finding::Category;
 use vigil_model::Timestamp;
 
+use crate::incident::HOUR_MS;
 use crate::Result;
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -92,31 +93,22 @@ pub(crate) fn headline(
 ) -> Result<Metrics> {
     let since = first_day(now);
     let sums = sums_filter(account);
-    let (found, detect_ms, triaged, false_positives): (i64, i64, i64, i64) = conn.query_row(
-        &format!(
+    let (found, detect_ms, triaged, false_positives): (i64, i64, i64, i64) = conn
+        .prepare_cached(&format!(
             "SELECT coalesce(sum(findings), 0), coalesce(sum(detect_ms), 0),
                     coalesce(sum(triaged), 0), coalesce(sum(false_positives), 0)
              FROM kpi_findings WHERE day >= ?1 AND {sums}"
-        ),
-        params![since, account],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-    )?;
-    let (resolved, resolve_ms): (i64, i64) = conn.query_row(
-        &format!(
+        ))?
+        .query_row(params![since, account], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+    let (resolved, resolve_ms): (i64, i64) = conn
+        .prepare_cached(&format!(
             "SELECT coalesce(sum(resolved), 0), coalesce(sum(resolve_ms), 0)
              FROM kpi_incidents WHERE day >= ?1 AND {sums}"
-        ),
-        params![since, account],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    let last_day: i64 = conn.query_row(
-        &format!(
-            "SELECT count(*) FROM incidents WHERE opened_at >= ?1 AND {}",
-            account_filter(account, "account")
-        ),
-        params![now.as_millis() - DAY_MS, account],
-        |r| r.get(0),
-    )?;
+        ))?
+        .query_row(params![since, account], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let last_day = opened_since(conn, account, now.as_millis() - DAY_MS)?;
     let mean = |sum: i64, n: i64| (n > 0).then(|| sum as f64 / n as f64);
     Ok(Metrics {
         mttd: minutes(mean(detect_ms, found)),
@@ -126,6 +118,30 @@ pub(crate) fn headline(
         false_positive_rate: (triaged > 0)
             .then(|| one_decimal(100.0 * false_positives as f64 / triaged as f64)),
     })
+}
+
+/// Incidents opened at or after `start`: the whole hours from the per-hour sums,
+/// and the rows themselves only from `start` to the first whole hour.
+fn opened_since(conn: &Connection, account: Option<&str>, start: i64) -> Result<i64> {
+    let first_whole = crate::incident::hour_of(start + HOUR_MS - 1);
+    let whole: i64 = conn
+        .prepare_cached(
+            "SELECT coalesce(sum(opened), 0) FROM kpi_opened WHERE account = ?1 AND hour >= ?2",
+        )?
+        .query_row(
+            params![
+                account.unwrap_or(crate::incident::ALL_ACCOUNTS),
+                first_whole
+            ],
+            |r| r.get(0),
+        )?;
+    let part: i64 = conn
+        .prepare_cached(&format!(
+            "SELECT count(*) FROM incidents WHERE opened_at >= ?1 AND opened_at < ?3 AND {}",
+            account_filter(account, "account")
+        ))?
+        .query_row(params![start, account, first_whole * HOUR_MS], |r| r.get(0))?;
+    Ok(whole + part)
 }
 
 pub(crate) fn threats(

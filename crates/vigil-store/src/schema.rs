@@ -136,6 +136,59 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX findings_last_seen ON findings (last_seen);
     "#,
+    // 3: the KPI sums keyed account first, so that one account's (or the
+    // all-accounts) 30 days are one range of 150 rows rather than every account's
+    // rows of those days; and incidents opened per UTC hour (hours since 1970) and
+    // account, so that "incidents in the last 24 hours" sums whole hours and counts
+    // rows only in the part-hour at the window's start, filled from the incidents
+    // already stored. The findings' category and severity indexes carry the other
+    // of the two, so that a listing filtered by both checks it in the index and
+    // reads only the rows it returns.
+    r#"
+    DROP INDEX findings_category;
+    DROP INDEX findings_severity;
+    CREATE INDEX findings_category ON findings (category, seq, severity);
+    CREATE INDEX findings_severity ON findings (severity, seq, category);
+    CREATE TABLE kpi_findings_3 (
+        account      TEXT NOT NULL,
+        day          INTEGER NOT NULL,
+        category     TEXT NOT NULL,
+        findings     INTEGER NOT NULL DEFAULT 0,
+        detect_ms    INTEGER NOT NULL DEFAULT 0,
+        triaged      INTEGER NOT NULL DEFAULT 0,
+        false_positives INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (account, day, category)
+    ) WITHOUT ROWID;
+    INSERT INTO kpi_findings_3 (account, day, category, findings, detect_ms, triaged, false_positives)
+        SELECT account, day, category, findings, detect_ms, triaged, false_positives FROM kpi_findings;
+    DROP TABLE kpi_findings;
+    ALTER TABLE kpi_findings_3 RENAME TO kpi_findings;
+    CREATE TABLE kpi_incidents_3 (
+        account      TEXT NOT NULL,
+        day          INTEGER NOT NULL,
+        category     TEXT NOT NULL,
+        resolved     INTEGER NOT NULL DEFAULT 0,
+        resolve_ms   INTEGER NOT NULL DEFAULT 0,
+        acted_on     INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (account, day, category)
+    ) WITHOUT ROWID;
+    INSERT INTO kpi_incidents_3 (account, day, category, resolved, resolve_ms, acted_on)
+        SELECT account, day, category, resolved, resolve_ms, acted_on FROM kpi_incidents;
+    DROP TABLE kpi_incidents;
+    ALTER TABLE kpi_incidents_3 RENAME TO kpi_incidents;
+    CREATE TABLE kpi_opened (
+        account      TEXT NOT NULL,
+        hour         INTEGER NOT NULL,
+        opened       INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (account, hour)
+    ) WITHOUT ROWID;
+    INSERT INTO kpi_opened (account, hour, opened)
+        SELECT coalesce(account, ''), opened_at / 3600000, count(*)
+        FROM incidents WHERE opened_at >= 0 GROUP BY 1, 2;
+    INSERT INTO kpi_opened (account, hour, opened)
+        SELECT '*', opened_at / 3600000, count(*)
+        FROM incidents WHERE opened_at >= 0 GROUP BY 2;
+    "#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {

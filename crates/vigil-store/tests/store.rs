@@ -341,7 +341,7 @@ fn pages_cover_every_finding_once_and_filters_apply() {
         let page = s.findings(&q).unwrap();
         pages += 1;
         for item in &page.items {
-            let v: Value = serde_json::from_str(item.get()).unwrap();
+            let v: Value = serde_json::from_str(item).unwrap();
             seen.push(v["id"].as_str().unwrap().to_owned());
         }
         match page.next_cursor {
@@ -526,6 +526,23 @@ fn running_sums_agree_with_the_rows() {
                     |r| r.get(0),
                 )
                 .unwrap();
+            // Incidents of the last 24 hours, the window's start at many points
+            // of an hour (and on one), against counting the rows.
+            for k in 0..12i64 {
+                let at = now - k * 7 * 60 * MIN - rnd(60 * MIN as u64) as i64 * (k % 2);
+                let opened: i64 = conn
+                    .query_row(
+                        &format!("SELECT count(*) FROM incidents WHERE opened_at >= ?1 AND {acct}"),
+                        rusqlite::params![at - day, account],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                assert_eq!(
+                    s.metrics(account, ts(at)).unwrap().incidents_last_24h,
+                    opened as u64,
+                    "seed {seed} {account:?} at {at}"
+                );
+            }
             let minutes = |ms: Option<f64>| ms.map(|v| format!("{:.1}", v / 60_000.0));
             assert_eq!(m.mttd, minutes(mttd), "seed {seed} {account:?}");
             assert_eq!(m.mttr, minutes(mttr), "seed {seed} {account:?}");
@@ -556,4 +573,49 @@ fn running_sums_agree_with_the_rows() {
             }
         }
     }
+}
+
+/// A bounded read that runs out of steps gives `None` (not a partial page), one
+/// within its steps gives the whole answer, and the connection reads unbounded
+/// afterwards as before.
+#[test]
+fn a_bounded_read_is_cut_short_whole_or_not_at_all() {
+    let mut s = store();
+    let all: Vec<Finding> = (0..2000)
+        .map(|i| {
+            finding(
+                &format!("b{i}"),
+                "NetworkAttack",
+                &format!("p{i}"),
+                T0 + i * MIN,
+                "LOW",
+            )
+        })
+        .collect();
+    s.record_findings(&all, ts(T0 + 3000 * MIN)).unwrap();
+    // No finding starts this early: the page walks every row to find none.
+    let scan = FindingQuery {
+        until: Some(ts(T0 - MIN)),
+        limit: 10,
+        ..Default::default()
+    };
+    assert!(s.bounded(2_000, |s| s.findings(&scan)).unwrap().is_none());
+    let whole = s
+        .bounded(10_000_000, |s| s.findings(&scan))
+        .unwrap()
+        .expect("within its steps");
+    assert!(whole.items.is_empty() && whole.next_cursor.is_none());
+    let newest = FindingQuery {
+        limit: 5,
+        ..Default::default()
+    };
+    let quick = s.bounded(2_000, |s| s.findings(&newest)).unwrap().unwrap();
+    assert_eq!(quick.items.len(), 5);
+    // Unbounded again: the long walk completes.
+    let everything = FindingQuery {
+        limit: 1000,
+        ..Default::default()
+    };
+    assert_eq!(s.findings(&everything).unwrap().items.len(), 1000);
+    assert!(s.findings(&scan).unwrap().items.is_empty());
 }
