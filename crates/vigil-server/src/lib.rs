@@ -212,8 +212,9 @@ impl Readers {
     }
 }
 
-/// How many SQLite steps a read may take on an async thread (about a
-/// millisecond's work) before it is moved off it.
+/// How many SQLite steps a read may take on an async thread before it is moved
+/// off it: a page of 100 findings or the KPIs take a few thousand, a listing
+/// whose filter no index serves can take millions.
 const INLINE_STEPS: u32 = 100_000;
 
 /// What every handler shares.
