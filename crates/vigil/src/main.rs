@@ -1,5 +1,6 @@
 //! The `vigil` command: argument parsing and wiring only; the work is in the crates.
 
+mod playbooks;
 mod rules;
 mod scan;
 mod serve;
@@ -40,6 +41,10 @@ enum Command {
     /// Sigma rules: list them, or check that every feature they use is supported.
     #[command(subcommand)]
     Rules(rules::RulesCommand),
+    /// Response playbooks: list them, show one, or plan one against a finding (a
+    /// dry run that calls nothing).
+    #[command(subcommand)]
+    Playbooks(playbooks::PlaybooksCommand),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +53,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => scan::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Rules(cmd) => rules::run(&cmd),
+        Command::Playbooks(cmd) => playbooks::run(&cmd),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,241 @@
+//! `vigil playbooks list | show | plan | actions`: the response playbooks in force
+//! (built in, overridden from `--dir`), and the dry run of one against a finding.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context as _, Result};
+use clap::{Args, Subcommand};
+use vigil_detect::Finding;
+use vigil_model::Environment;
+use vigil_respond::{plan, Context, Library, Plan};
+
+#[derive(Subcommand)]
+pub enum PlaybooksCommand {
+    /// List the playbooks in force: id, automation, steps, name.
+    List(LibraryArgs),
+    /// Print one playbook: its triggers and each step's action, API calls,
+    /// parameters, condition, retries, timeout and failure handling.
+    Show(ShowArgs),
+    /// Dry run: what a playbook would do for a finding (a JSON file, as the API
+    /// serves it), step by step — the exact API calls and their parameters, which
+    /// steps skip and which wait for approval. Calls nothing, changes nothing. Exit
+    /// 3 when a step that would run cannot (a parameter with no value).
+    Plan(PlanArgs),
+    /// List the actions a step may name, with their parameters and API calls.
+    Actions,
+}
+
+#[derive(Args)]
+pub struct LibraryArgs {
+    /// A directory of playbook files (`*.yaml`) that replace built-in playbooks of
+    /// the same id and add new ones.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    library: LibraryArgs,
+    /// The playbook id (PB-001…).
+    id: String,
+    /// Print it as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    library: LibraryArgs,
+    /// The playbook id; by default the one the finding names.
+    #[arg(long)]
+    playbook: Option<String>,
+    /// The finding, as JSON (`GET /api/v1/findings/{id}` gives one).
+    #[arg(long, value_name = "FILE")]
+    finding: PathBuf,
+    /// The environment of the finding's account (destructive steps wait for
+    /// approval in production and security-tooling).
+    #[arg(long, value_parser = parse_environment)]
+    environment: Option<Environment>,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_environment(s: &str) -> Result<Environment, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| "one of security-tooling, production, development, sandbox".to_owned())
+}
+
+fn load(args: &LibraryArgs) -> Result<Library> {
+    Library::load(args.dir.as_deref()).map_err(|errors| {
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow!(
+            "{} playbook file(s) refused:\n{}",
+            errors.len(),
+            list.join("\n")
+        )
+    })
+}
+
+pub fn run(cmd: &PlaybooksCommand) -> Result<u8> {
+    match cmd {
+        PlaybooksCommand::List(args) => {
+            let lib = load(args)?;
+            println!("{:<8} {:<7} {:>5}  NAME", "ID", "AUTO", "STEPS");
+            for p in lib.all() {
+                println!(
+                    "{:<8} {:<7} {:>5}  {}",
+                    p.id,
+                    format!("{:?}", p.automation).to_lowercase(),
+                    p.steps.len(),
+                    p.name
+                );
+            }
+            Ok(0)
+        }
+        PlaybooksCommand::Show(args) => {
+            let lib = load(&args.library)?;
+            let p = lib
+                .get(&args.id)
+                .ok_or_else(|| anyhow!("no playbook {} (`vigil playbooks list`)", args.id))?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(p)?);
+                return Ok(0);
+            }
+            println!(
+                "{} {} ({:?}, about {:?}; from {})",
+                p.id, p.name, p.automation, p.expected_duration, p.source
+            );
+            println!("{}", p.description.trim());
+            let t = &p.triggers;
+            println!(
+                "triggers: categories {:?}, rules {:?}, GuardDuty types {:?}",
+                t.categories, t.rules, t.guardduty_types
+            );
+            for (list, steps) in [("step", &p.steps), ("rollback", &p.rollback)] {
+                for (i, s) in steps.iter().enumerate() {
+                    println!("\n{list} {} {}: {}", i + 1, s.id, s.action.name);
+                    println!("  calls: {}", s.action.calls.join(", "));
+                    println!("  parameters: {}", serde_json::to_string(&s.parameters)?);
+                    if let Some(w) = &s.when {
+                        println!("  when: {}", serde_json::to_string(w)?);
+                    }
+                    println!(
+                        "  timeout {:?}, retries {}, on failure {:?}{}{}",
+                        s.timeout,
+                        s.retries.as_ref().map_or("none".to_owned(), |r| format!(
+                            "{} (backoff {:?})",
+                            r.max, r.backoff
+                        )),
+                        s.on_failure,
+                        if s.approval {
+                            ", waits for approval"
+                        } else {
+                            ""
+                        },
+                        if s.action.destructive {
+                            ", hard to undo"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+            Ok(0)
+        }
+        PlaybooksCommand::Plan(args) => {
+            let lib = load(&args.library)?;
+            let finding = read_finding(&args.finding)?;
+            let id = match &args.playbook {
+                Some(id) => id.clone(),
+                None => finding.detail.remediation.playbook.clone().ok_or_else(|| {
+                    anyhow!(
+                        "{}: the finding names no playbook; give --playbook",
+                        args.finding.display()
+                    )
+                })?,
+            };
+            let p = lib
+                .get(&id)
+                .ok_or_else(|| anyhow!("no playbook {id} (`vigil playbooks list`)"))?;
+            let ctx = Context::new(&finding, None, "dry-run");
+            let plan = plan(p, &ctx, args.environment);
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+            } else {
+                print_plan(&plan, &p.name);
+            }
+            Ok(if plan.problems().next().is_some() {
+                crate::EXIT_COMPLETED_WITH_ERRORS
+            } else {
+                0
+            })
+        }
+        PlaybooksCommand::Actions => {
+            for a in vigil_respond::CATALOGUE {
+                println!(
+                    "{}{}",
+                    a.name,
+                    if a.destructive { " (hard to undo)" } else { "" }
+                );
+                println!("  {}", a.summary);
+                println!("  requires: {}", list_or_none(a.required));
+                println!("  optional: {}", list_or_none(a.optional));
+                println!("  calls: {}", a.calls.join(", "));
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn list_or_none(v: &[&str]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn read_finding(path: &Path) -> Result<Finding> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a Vigil finding", path.display()))
+}
+
+fn print_plan(plan: &Plan, name: &str) {
+    println!(
+        "dry run: {} {} ({:?}){} — nothing is called",
+        plan.playbook,
+        name,
+        plan.automation,
+        plan.environment
+            .map(|e| format!(", {} account", e.as_str()))
+            .unwrap_or_default()
+    );
+    for (i, s) in plan.steps.iter().enumerate() {
+        let state = if !s.runs {
+            "skipped (its condition does not hold)".to_owned()
+        } else if let Some(problem) = &s.problem {
+            format!("CANNOT RUN: {problem}")
+        } else if let Some(g) = s.gate {
+            format!("waits for approval ({g:?})")
+        } else {
+            "runs".to_owned()
+        };
+        println!("\n{}. {} — {}: {state}", i + 1, s.id, s.action);
+        if !s.runs {
+            continue;
+        }
+        println!(
+            "   in account {} region {}",
+            s.account.as_deref().unwrap_or("?"),
+            s.region.as_deref().unwrap_or("?")
+        );
+        println!("   calls {}", s.calls.join(" → "));
+        if let Some(p) = &s.parameters {
+            println!("   with {p}");
+        }
+    }
+}
