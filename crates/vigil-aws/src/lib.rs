@@ -1,0 +1,287 @@
+//! Every call Vigil makes to AWS, through aws-sdk-rust. Today: the response
+//! actions of `vigil-respond`'s catalogue, each run in the finding's account by
+//! assuming a configured response role there (STS AssumeRole with an external
+//! id), with errors sorted into those worth a retry and those that are final.
+//!
+//! The only crate that pulls the SDK, so the rest of the workspace builds and
+//! tests without it. What it is not: the playbook engine (which decides what to
+//! run, when, and records it) — this crate carries out one action when asked.
+
+mod iam;
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::Credentials;
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+/// Where and as whom Vigil calls AWS.
+#[derive(Clone, Debug, Default)]
+pub struct AwsSettings {
+    /// Send every call here instead of AWS's endpoints (an emulator, a proxy).
+    pub endpoint_url: Option<String>,
+    /// The role assumed in a finding's account to act there (its name; the ARN is
+    /// made from the account). No role: act with Vigil's own credentials.
+    pub response_role: Option<String>,
+    /// The external id the response role's trust policy requires.
+    pub external_id: Option<String>,
+    /// The account Vigil's own credentials belong to: no role is assumed there.
+    pub home_account: Option<String>,
+    /// The partition's home region, where IAM and STS are called.
+    pub home_region: Option<String>,
+    /// Vigil's own credentials, when they are not to be found the SDK's usual way
+    /// (an emulator's, in tests).
+    pub credentials: Option<Credentials>,
+}
+
+/// Why an action did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// Worth another try: throttling, a 5xx, a network failure or timeout.
+    #[error("{op}: {message} (may pass on retry)")]
+    Transient { op: String, message: String },
+    /// The resource the action is about does not exist.
+    #[error("{op}: {message}")]
+    NotFound { op: String, message: String },
+    /// Not allowed: the response role lacks the permission, or cannot be assumed.
+    #[error("{op}: access denied: {message}")]
+    Denied { op: String, message: String },
+    /// A parameter is missing or malformed.
+    #[error("parameter {name}: {message}")]
+    Parameter { name: String, message: String },
+    /// The catalogue names an action this build does not carry out yet.
+    #[error("action {0} is not available in this build")]
+    Unsupported(String),
+    /// Anything else AWS refused.
+    #[error("{op}: {message}")]
+    Failed { op: String, message: String },
+}
+
+impl ActionError {
+    /// Whether a retry may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ActionError::Transient { .. })
+    }
+}
+
+/// What an action did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    /// False when AWS was already in the state asked for (nothing changed).
+    pub changed: bool,
+    /// The API operations made, in order (`iam:UpdateAccessKey`).
+    pub calls: Vec<String>,
+    /// What was found and done: ids, the state before (for a rollback).
+    pub detail: Value,
+}
+
+/// Credentials of an assumed role, kept until shortly before they expire.
+struct Session {
+    credentials: Credentials,
+    expires: SystemTime,
+}
+
+/// Calls AWS for Vigil: holds the base configuration and one session per
+/// account whose response role was assumed.
+pub struct Aws {
+    base: SdkConfig,
+    settings: AwsSettings,
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+/// How long an assumed role's credentials are asked for (STS's minimum).
+const SESSION_SECONDS: i32 = 900;
+
+impl Aws {
+    /// Loads Vigil's own credentials the SDK's usual way (environment, profile,
+    /// container or instance role).
+    pub async fn new(settings: AwsSettings) -> Aws {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http_client())
+            .region(Region::new(home_region(&settings)));
+        if let Some(url) = &settings.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        if let Some(c) = &settings.credentials {
+            loader = loader.credentials_provider(c.clone());
+        }
+        Aws {
+            base: loader.load().await,
+            settings,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The credentials to act in `account` with: the response role's there,
+    /// assumed (and kept) when needed, else Vigil's own.
+    async fn credentials_for(
+        &self,
+        account: Option<&str>,
+    ) -> Result<Option<SharedCredentialsProvider>, ActionError> {
+        let (Some(account), Some(role)) = (account, &self.settings.response_role) else {
+            return Ok(None);
+        };
+        if self.settings.home_account.as_deref() == Some(account) {
+            return Ok(None);
+        }
+        let mut sessions = self.sessions.lock().await;
+        if let Some(s) = sessions.get(account) {
+            if s.expires > SystemTime::now() + Duration::from_secs(120) {
+                return Ok(Some(SharedCredentialsProvider::new(s.credentials.clone())));
+            }
+        }
+        let arn = format!(
+            "arn:{}:iam::{account}:role/{role}",
+            partition(&home_region(&self.settings))
+        );
+        let op = format!("sts:AssumeRole {arn}");
+        let mut ask = aws_sdk_sts::Client::new(&self.base)
+            .assume_role()
+            .role_arn(&arn)
+            .role_session_name("vigil-response")
+            .duration_seconds(SESSION_SECONDS);
+        if let Some(id) = &self.settings.external_id {
+            ask = ask.external_id(id);
+        }
+        let out = ask.send().await.map_err(|e| sdk_error(&op, e))?;
+        let c = out.credentials().ok_or_else(|| ActionError::Failed {
+            op: op.clone(),
+            message: "no credentials in the answer".into(),
+        })?;
+        let expires = SystemTime::try_from(*c.expiration())
+            .unwrap_or_else(|_| SystemTime::now() + Duration::from_secs(SESSION_SECONDS as u64));
+        let credentials = Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_owned()),
+            Some(expires),
+            "vigil-response-role",
+        );
+        sessions.insert(
+            account.to_owned(),
+            Session {
+                credentials: credentials.clone(),
+                expires,
+            },
+        );
+        Ok(Some(SharedCredentialsProvider::new(credentials)))
+    }
+
+    /// An IAM client acting in `account`.
+    async fn iam(&self, account: Option<&str>) -> Result<aws_sdk_iam::Client, ActionError> {
+        let mut conf = aws_sdk_iam::config::Builder::from(&self.base);
+        if let Some(c) = self.credentials_for(account).await? {
+            conf = conf.credentials_provider(c);
+        }
+        Ok(aws_sdk_iam::Client::from_conf(conf.build()))
+    }
+
+    /// Carries out action `name` with `params` (already rendered) in `account`
+    /// and `region`.
+    pub async fn run(
+        &self,
+        name: &str,
+        params: &Value,
+        account: Option<&str>,
+        _region: Option<&str>,
+    ) -> Result<Outcome, ActionError> {
+        if name.starts_with("iam.") {
+            let client = self.iam(account).await?;
+            return iam::run(&client, name, params).await;
+        }
+        Err(ActionError::Unsupported(name.to_owned()))
+    }
+}
+
+/// The HTTP client every SDK client of Vigil's uses: hyper with rustls over ring
+/// (HTTPS to AWS, or plain HTTP to an emulator's endpoint).
+pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
+fn home_region(s: &AwsSettings) -> String {
+    s.home_region.clone().unwrap_or_else(|| "us-east-1".into())
+}
+
+fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+/// Sorts an SDK error into the kinds the engine acts on.
+pub(crate) fn sdk_error<E>(
+    op: &str,
+    e: aws_sdk_iam::error::SdkError<E, aws_sdk_iam::config::http::HttpResponse>,
+) -> ActionError
+where
+    E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+    let op = op.to_owned();
+    let code = e.code().unwrap_or("").to_owned();
+    let message = match e.message() {
+        Some(m) if !code.is_empty() => format!("{code}: {m}"),
+        _ => DisplayErrorContext(&e).to_string(),
+    };
+    match &e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            return ActionError::Transient { op, message }
+        }
+        SdkError::ServiceError(s) if s.raw().status().is_server_error() => {
+            return ActionError::Transient { op, message }
+        }
+        _ => {}
+    }
+    match code.as_str() {
+        "Throttling"
+        | "ThrottlingException"
+        | "RequestLimitExceeded"
+        | "TooManyRequestsException"
+        | "ServiceUnavailable"
+        | "InternalFailure"
+        | "ServiceFailure" => ActionError::Transient { op, message },
+        "NoSuchEntity"
+        | "NoSuchEntityException"
+        | "NotFoundException"
+        | "ResourceNotFoundException" => ActionError::NotFound { op, message },
+        "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" => {
+            ActionError::Denied { op, message }
+        }
+        _ => ActionError::Failed { op, message },
+    }
+}
+
+/// A string parameter, required.
+pub(crate) fn param<'a>(params: &'a Value, name: &str) -> Result<&'a str, ActionError> {
+    match params.get(name) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(_) => Err(ActionError::Parameter {
+            name: name.into(),
+            message: "must be a non-empty string".into(),
+        }),
+        None => Err(ActionError::Parameter {
+            name: name.into(),
+            message: "missing".into(),
+        }),
+    }
+}
+
+/// A string parameter that may be left out.
+pub(crate) fn optional<'a>(params: &'a Value, name: &str) -> Result<Option<&'a str>, ActionError> {
+    match params.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => param(params, name).map(Some),
+    }
+}
