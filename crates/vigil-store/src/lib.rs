@@ -11,6 +11,7 @@
 //! One [`Store`] writes; any number of read-only ones ([`Store::open_reader`]) read
 //! beside it, which WAL mode allows without blocking the writer.
 
+mod audit;
 mod incident;
 mod metrics;
 mod schema;
@@ -20,6 +21,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 use serde_json::value::RawValue;
+
+pub use audit::AuditCheck;
 use vigil_detect::finding::Category;
 use vigil_detect::Finding;
 use vigil_model::{AccountRegistry, Severity, Timestamp};
@@ -363,11 +366,13 @@ impl Store {
         target: &str,
         outcome: &str,
     ) -> Result<i64> {
-        self.conn.execute(
-            "INSERT INTO audit (at, principal, action, target, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![at.as_millis(), principal, action, target, outcome],
-        )?;
-        Ok(self.conn.last_insert_rowid())
+        audit::append(&self.conn, at, principal, action, target, outcome)
+    }
+
+    /// Walks the audit log's hash chain: how many entries, the head, and the first
+    /// entry edited or missing, if any.
+    pub fn verify_audit(&self) -> Result<AuditCheck> {
+        audit::verify(&self.conn)
     }
 
     /// Audit entries after `after` (a sequence number), oldest first.

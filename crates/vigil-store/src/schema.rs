@@ -189,7 +189,15 @@ const MIGRATIONS: &[&str] = &[
         SELECT '*', opened_at / 3600000, count(*)
         FROM incidents WHERE opened_at >= 0 GROUP BY 2;
     "#,
+    // 4: the audit log becomes a hash chain (each entry hashes the one before);
+    // the entries already there are chained by `audit::seal_existing`.
+    r#"
+    ALTER TABLE audit ADD COLUMN hash TEXT;
+    "#,
 ];
+
+/// The migration after which the existing audit entries are chained.
+const SEAL_AUDIT: usize = 3;
 
 pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     let known = MIGRATIONS.len() as i64;
@@ -204,6 +212,9 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        if i == SEAL_AUDIT {
+            crate::audit::seal_existing(&tx)?;
+        }
         tx.pragma_update(None, "user_version", i as i64 + 1)?;
         tx.commit()?;
     }

@@ -619,3 +619,98 @@ fn a_bounded_read_is_cut_short_whole_or_not_at_all() {
     assert_eq!(s.findings(&everything).unwrap().items.len(), 1000);
     assert!(s.findings(&scan).unwrap().items.is_empty());
 }
+
+/// Someone with the database file can drop the triggers and edit the log; the hash
+/// chain shows where.
+#[test]
+fn the_audit_chain_finds_an_edited_or_removed_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), Grouping::default()).unwrap();
+    for i in 0..5 {
+        s.audit(
+            ts(T0 + i),
+            &format!("p{i}"),
+            "POST /api/v1/incidents/x/resolve",
+            "x",
+            "200",
+        )
+        .unwrap();
+    }
+    let ok = s.verify_audit().unwrap();
+    assert_eq!((ok.entries, ok.broken.clone()), (5, None));
+    let (head_seq, head) = ok.head.clone().unwrap();
+    assert_eq!((head_seq, head.len()), (5, 64));
+
+    let conn = rusqlite_conn(dir.path());
+    conn.execute_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
+        .unwrap();
+    // An edited principal breaks the chain at that entry.
+    conn.execute(
+        "UPDATE audit SET principal = 'someone-else' WHERE seq = 2",
+        [],
+    )
+    .unwrap();
+    let bad = s.verify_audit().unwrap();
+    assert_eq!(bad.broken.as_ref().map(|b| b.0), Some(2), "{bad:?}");
+    conn.execute("UPDATE audit SET principal = 'p1' WHERE seq = 2", [])
+        .unwrap();
+    assert_eq!(s.verify_audit().unwrap().broken, None);
+    // An edited hash too (the forger cannot recompute what follows without
+    // rewriting every later entry, which the recorded head then shows).
+    conn.execute(
+        "UPDATE audit SET hash = substr(hash, 2) || '0' WHERE seq = 3",
+        [],
+    )
+    .unwrap();
+    assert_eq!(s.verify_audit().unwrap().broken.map(|b| b.0), Some(3));
+    conn.execute("DELETE FROM audit WHERE seq >= 3", [])
+        .unwrap();
+    // Cutting the newest entries off leaves a whole chain: only the recorded head
+    // shows it.
+    let cut = s.verify_audit().unwrap();
+    assert_eq!(cut.broken, None);
+    assert_ne!(cut.head.unwrap().1, head);
+    // A removed entry in the middle is missing from the sequence.
+    for i in 0..3 {
+        s.audit(ts(T0 + 10 + i), "q", "act", "t", "200").unwrap();
+    }
+    conn.execute("DELETE FROM audit WHERE seq = 4", []).unwrap();
+    let gap = s.verify_audit().unwrap();
+    let (seq, why) = gap.broken.unwrap();
+    assert_eq!(seq, 5);
+    assert!(why.contains("entry 4 is missing"), "{why}");
+}
+
+/// A store from before the chain: its entries are chained (and renumbered) when
+/// it is opened, and the log stays append-only.
+#[test]
+fn entries_from_before_the_chain_are_sealed_on_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path(), Grouping::default()).unwrap());
+    {
+        // Back to schema 3: no hash column, entries numbered with gaps.
+        let conn = rusqlite_conn(dir.path());
+        conn.execute_batch(
+            "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;
+             ALTER TABLE audit DROP COLUMN hash;
+             INSERT INTO audit (seq, at, principal, action, target, outcome) VALUES
+                 (3, 1, 'ana', 'a', 't', '200'), (7, 2, 'bob', 'b', 't', '403');
+             CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+                 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+             CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+                 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+    }
+    let s = Store::open(dir.path(), Grouping::default()).unwrap();
+    let check = s.verify_audit().unwrap();
+    assert_eq!((check.entries, check.broken), (2, None));
+    let log = s.audit_log(0, 10).unwrap();
+    let seqs: Vec<(i64, &str)> = log.iter().map(|e| (e.seq, e.principal.as_str())).collect();
+    assert_eq!(seqs, [(1, "ana"), (2, "bob")]);
+    assert_eq!(s.audit(ts(T0), "cy", "c", "t", "200").unwrap(), 3);
+    assert_eq!(s.verify_audit().unwrap().broken, None);
+    let conn = rusqlite_conn(dir.path());
+    assert!(conn.execute("DELETE FROM audit", []).is_err());
+}

@@ -1,5 +1,6 @@
 //! The `vigil` command: argument parsing and wiring only; the work is in the crates.
 
+mod audit;
 mod playbooks;
 mod rules;
 mod scan;
@@ -45,6 +46,9 @@ enum Command {
     /// dry run that calls nothing).
     #[command(subcommand)]
     Playbooks(playbooks::PlaybooksCommand),
+    /// The audit log: check its hash chain.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&args),
         Command::Rules(cmd) => rules::run(&cmd),
         Command::Playbooks(cmd) => playbooks::run(&cmd),
+        Command::Audit(cmd) => audit::run(&cmd),
     };
     match result {
         Ok(code) => ExitCode::from(code),
