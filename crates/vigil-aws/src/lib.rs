@@ -1,5 +1,6 @@
-//! Every call Vigil makes to AWS, through aws-sdk-rust. Today: the response
-//! actions of `vigil-respond`'s catalogue, each run in the finding's account by
+//! Every call Vigil makes to AWS, through aws-sdk-rust. Today: the IAM and EC2
+//! response actions of `vigil-respond`'s catalogue (the others answer
+//! [`ActionError::Unsupported`] until they land), each run in the finding's account by
 //! assuming a configured response role there (STS AssumeRole with an external
 //! id), with errors sorted into those worth a retry and those that are final.
 //!
@@ -7,6 +8,7 @@
 //! tests without it. What it is not: the playbook engine (which decides what to
 //! run, when, and records it) — this crate carries out one action when asked.
 
+mod ec2;
 mod iam;
 
 use std::collections::HashMap;
@@ -179,6 +181,22 @@ impl Aws {
         Ok(aws_sdk_iam::Client::from_conf(conf.build()))
     }
 
+    /// An EC2 client acting in `account` and `region` (else the home region).
+    async fn ec2(
+        &self,
+        account: Option<&str>,
+        region: Option<&str>,
+    ) -> Result<aws_sdk_ec2::Client, ActionError> {
+        let mut conf = aws_sdk_ec2::config::Builder::from(&self.base);
+        if let Some(c) = self.credentials_for(account).await? {
+            conf = conf.credentials_provider(c);
+        }
+        if let Some(r) = region {
+            conf = conf.region(Region::new(r.to_owned()));
+        }
+        Ok(aws_sdk_ec2::Client::from_conf(conf.build()))
+    }
+
     /// Carries out action `name` with `params` (already rendered) in `account`
     /// and `region`.
     pub async fn run(
@@ -186,11 +204,15 @@ impl Aws {
         name: &str,
         params: &Value,
         account: Option<&str>,
-        _region: Option<&str>,
+        region: Option<&str>,
     ) -> Result<Outcome, ActionError> {
         if name.starts_with("iam.") {
             let client = self.iam(account).await?;
             return iam::run(&client, name, params).await;
+        }
+        if name.starts_with("ec2.") {
+            let client = self.ec2(account, region).await?;
+            return ec2::run(&client, name, params).await;
         }
         Err(ActionError::Unsupported(name.to_owned()))
     }
@@ -252,10 +274,13 @@ where
         | "ServiceUnavailable"
         | "InternalFailure"
         | "ServiceFailure" => ActionError::Transient { op, message },
-        "NoSuchEntity"
-        | "NoSuchEntityException"
-        | "NotFoundException"
-        | "ResourceNotFoundException" => ActionError::NotFound { op, message },
+        // IAM's NoSuchEntity; EC2's InvalidInstanceID.NotFound and kin.
+        c if c.starts_with("NoSuchEntity")
+            || c.ends_with("NotFound")
+            || c.ends_with("NotFoundException") =>
+        {
+            ActionError::NotFound { op, message }
+        }
         "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" => {
             ActionError::Denied { op, message }
         }

@@ -4,92 +4,13 @@
 //! repeat that changes nothing, a missing resource that fails cleanly, and an
 //! action carried into a second account through STS AssumeRole.
 
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod moto;
 
 use aws_credential_types::Credentials;
 use aws_sdk_iam::types::StatusType;
+use moto::{aws, start_moto, test_credentials, Moto, HOME};
 use serde_json::{json, Value};
-use vigil_aws::{ActionError, Aws, AwsSettings};
-
-/// moto's default account: what its emulator treats static test keys as.
-const HOME: &str = "123456789012";
-
-/// A moto_server on a free loopback port, stopped when dropped.
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
-}
-
-fn moto_server() -> PathBuf {
-    let dir = std::env::var("VIGIL_PY_BIN").unwrap_or_else(|_| {
-        panic!("VIGIL_PY_BIN is not set: run scripts/test, which installs moto_server")
-    });
-    let p = Path::new(&dir).join("moto_server");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/test, which installs it",
-        p.display()
-    );
-    p
-}
-
-fn start_moto() -> Moto {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap();
-    let child = Command::new(moto_server())
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moto_server starts");
-    let moto = Moto {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let until = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < until,
-            "moto_server did not listen within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    moto
-}
-
-fn test_credentials() -> Credentials {
-    Credentials::new(
-        "AKIAIOSFODNN7EXAMPLE",
-        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-        None,
-        None,
-        "test",
-    )
-}
-
-async fn aws(moto: &Moto, role: Option<&str>) -> Aws {
-    Aws::new(AwsSettings {
-        endpoint_url: Some(moto.url.clone()),
-        response_role: role.map(str::to_owned),
-        external_id: role.map(|_| "vigil-test-external-id".to_owned()),
-        home_account: Some(HOME.into()),
-        home_region: None,
-        credentials: Some(test_credentials()),
-    })
-    .await
-}
+use vigil_aws::ActionError;
 
 /// An IAM client of the home account, for seeding and reading back.
 async fn iam(moto: &Moto, credentials: Credentials) -> aws_sdk_iam::Client {
