@@ -1,15 +1,22 @@
-//! Every call Vigil makes to AWS, through aws-sdk-rust. Today: the IAM and EC2
-//! response actions of `vigil-respond`'s catalogue (the others answer
-//! [`ActionError::Unsupported`] until they land), each run in the finding's account by
-//! assuming a configured response role there (STS AssumeRole with an external
-//! id), with errors sorted into those worth a retry and those that are final.
+//! Every call Vigil makes to AWS, through aws-sdk-rust: the response actions of
+//! `vigil-respond`'s catalogue (IAM, EC2, S3 and S3 Control, CloudTrail, GuardDuty,
+//! KMS, Organizations, EventBridge), each run in the finding's account by assuming
+//! a configured response role there (STS AssumeRole with an external id), with
+//! errors sorted into those worth a retry and those that are final. [`Aws`] is the
+//! engine's [`Executor`].
 //!
 //! The only crate that pulls the SDK, so the rest of the workspace builds and
 //! tests without it. What it is not: the playbook engine (which decides what to
 //! run, when, and records it) — this crate carries out one action when asked.
 
+mod cloudtrail;
 mod ec2;
+mod events;
+mod guardduty;
 mod iam;
+mod kms;
+mod organizations;
+mod s3;
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -17,8 +24,11 @@ use std::time::{Duration, SystemTime};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
+pub use s3::FixedEndpoint;
 use serde_json::Value;
 use tokio::sync::Mutex;
+pub use vigil_respond::exec::{ActionError, Outcome};
+use vigil_respond::exec::{ActionFuture, Executor};
 
 /// Where and as whom Vigil calls AWS.
 #[derive(Clone, Debug, Default)]
@@ -39,45 +49,20 @@ pub struct AwsSettings {
     pub credentials: Option<Credentials>,
 }
 
-/// Why an action did not complete.
-#[derive(Debug, thiserror::Error)]
-pub enum ActionError {
-    /// Worth another try: throttling, a 5xx, a network failure or timeout.
-    #[error("{op}: {message} (may pass on retry)")]
-    Transient { op: String, message: String },
-    /// The resource the action is about does not exist.
-    #[error("{op}: {message}")]
-    NotFound { op: String, message: String },
-    /// Not allowed: the response role lacks the permission, or cannot be assumed.
-    #[error("{op}: access denied: {message}")]
-    Denied { op: String, message: String },
-    /// A parameter is missing or malformed.
-    #[error("parameter {name}: {message}")]
-    Parameter { name: String, message: String },
-    /// The catalogue names an action this build does not carry out yet.
-    #[error("action {0} is not available in this build")]
-    Unsupported(String),
-    /// Anything else AWS refused.
-    #[error("{op}: {message}")]
-    Failed { op: String, message: String },
-}
-
-impl ActionError {
-    /// Whether a retry may succeed.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, ActionError::Transient { .. })
-    }
-}
-
-/// What an action did.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Outcome {
-    /// False when AWS was already in the state asked for (nothing changed).
-    pub changed: bool,
-    /// The API operations made, in order (`iam:UpdateAccessKey`).
-    pub calls: Vec<String>,
-    /// What was found and done: ids, the state before (for a rollback).
-    pub detail: Value,
+/// A client of SDK crate `$sdk` acting in `account` and `region` (`None`: the home
+/// region), built from `Aws`'s base configuration.
+macro_rules! client {
+    ($sdk:ident, $aws:expr, $account:expr, $region:expr) => {{
+        let t = $aws.target($account, $region).await?;
+        let mut conf = $sdk::config::Builder::from(&$aws.base);
+        if let Some(c) = t.credentials {
+            conf = conf.credentials_provider(c);
+        }
+        if let Some(r) = t.region {
+            conf = conf.region(r);
+        }
+        $sdk::Client::from_conf(conf.build())
+    }};
 }
 
 /// Credentials of an assumed role, kept until shortly before they expire.
@@ -172,33 +157,41 @@ impl Aws {
         Ok(Some(SharedCredentialsProvider::new(credentials)))
     }
 
-    /// An IAM client acting in `account`.
-    async fn iam(&self, account: Option<&str>) -> Result<aws_sdk_iam::Client, ActionError> {
-        let mut conf = aws_sdk_iam::config::Builder::from(&self.base);
-        if let Some(c) = self.credentials_for(account).await? {
-            conf = conf.credentials_provider(c);
-        }
-        Ok(aws_sdk_iam::Client::from_conf(conf.build()))
-    }
-
-    /// An EC2 client acting in `account` and `region` (else the home region).
-    async fn ec2(
+    /// The credentials and region an SDK client acting in `account` and `region`
+    /// is built with.
+    async fn target(
         &self,
         account: Option<&str>,
         region: Option<&str>,
-    ) -> Result<aws_sdk_ec2::Client, ActionError> {
-        let mut conf = aws_sdk_ec2::config::Builder::from(&self.base);
-        if let Some(c) = self.credentials_for(account).await? {
-            conf = conf.credentials_provider(c);
+    ) -> Result<Target, ActionError> {
+        Ok(Target {
+            credentials: self.credentials_for(account).await?,
+            region: region.map(|r| Region::new(r.to_owned())),
+        })
+    }
+
+    /// The account `account` names, or Vigil's own (asked of STS once, if not
+    /// configured).
+    async fn account_id(&self, account: Option<&str>) -> Result<String, ActionError> {
+        if let Some(a) = account.or(self.settings.home_account.as_deref()) {
+            return Ok(a.to_owned());
         }
-        if let Some(r) = region {
-            conf = conf.region(Region::new(r.to_owned()));
-        }
-        Ok(aws_sdk_ec2::Client::from_conf(conf.build()))
+        let op = "sts:GetCallerIdentity";
+        let me = aws_sdk_sts::Client::new(&self.base)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| sdk_error(op, e))?;
+        me.account()
+            .map(str::to_owned)
+            .ok_or_else(|| ActionError::Failed {
+                op: op.into(),
+                message: "no account in the answer".into(),
+            })
     }
 
     /// Carries out action `name` with `params` (already rendered) in `account`
-    /// and `region`.
+    /// and `region` (global services: the home region whatever is given).
     pub async fn run(
         &self,
         name: &str,
@@ -206,15 +199,96 @@ impl Aws {
         account: Option<&str>,
         region: Option<&str>,
     ) -> Result<Outcome, ActionError> {
-        if name.starts_with("iam.") {
-            let client = self.iam(account).await?;
-            return iam::run(&client, name, params).await;
+        let (service, _) = name.split_once('.').unwrap_or((name, ""));
+        match service {
+            "iam" => iam::run(&client!(aws_sdk_iam, self, account, None), name, params).await,
+            "ec2" => ec2::run(&client!(aws_sdk_ec2, self, account, region), name, params).await,
+            "s3" if name == "s3.block_account_public_access" => {
+                let id = self.account_id(account).await?;
+                s3::block_account(&self.s3control(account, region).await?, &id).await
+            }
+            "s3" => s3::run(&self.s3(account, region).await?, name, params).await,
+            "cloudtrail" => {
+                let c = client!(aws_sdk_cloudtrail, self, account, region);
+                cloudtrail::run(&c, name, params).await
+            }
+            "guardduty" => {
+                let c = client!(aws_sdk_guardduty, self, account, region);
+                guardduty::run(&c, name, params).await
+            }
+            "kms" => kms::run(&client!(aws_sdk_kms, self, account, region), name, params).await,
+            // The organization's management account: Vigil's own credentials.
+            "organizations" => {
+                let c = client!(aws_sdk_organizations, self, None, None);
+                organizations::run(&c, name, params).await
+            }
+            // Vigil's own bus, in its own account and home region.
+            "events" => {
+                let c = client!(aws_sdk_eventbridge, self, None, None);
+                events::run(&c, name, params).await
+            }
+            _ => Err(ActionError::Unsupported(name.to_owned())),
         }
-        if name.starts_with("ec2.") {
-            let client = self.ec2(account, region).await?;
-            return ec2::run(&client, name, params).await;
+    }
+
+    /// An S3 client; against an endpoint of one's own (an emulator), buckets go
+    /// in the path, since its host name has no bucket subdomains.
+    async fn s3(
+        &self,
+        account: Option<&str>,
+        region: Option<&str>,
+    ) -> Result<aws_sdk_s3::Client, ActionError> {
+        let t = self.target(account, region).await?;
+        let mut conf = aws_sdk_s3::config::Builder::from(&self.base)
+            .force_path_style(self.settings.endpoint_url.is_some());
+        if let Some(c) = t.credentials {
+            conf = conf.credentials_provider(c);
         }
-        Err(ActionError::Unsupported(name.to_owned()))
+        if let Some(r) = t.region {
+            conf = conf.region(r);
+        }
+        Ok(aws_sdk_s3::Client::from_conf(conf.build()))
+    }
+
+    /// An S3 Control client. Its calls go to `{account}.s3-control…`; against an
+    /// endpoint of one's own that host prefix would name no host, so the endpoint
+    /// is taken as given (what boto3's `inject_host_prefix=False` does).
+    async fn s3control(
+        &self,
+        account: Option<&str>,
+        region: Option<&str>,
+    ) -> Result<aws_sdk_s3control::Client, ActionError> {
+        let t = self.target(account, region).await?;
+        let mut conf = aws_sdk_s3control::config::Builder::from(&self.base);
+        if let Some(c) = t.credentials {
+            conf = conf.credentials_provider(c);
+        }
+        if let Some(r) = t.region {
+            conf = conf.region(r);
+        }
+        if let Some(url) = &self.settings.endpoint_url {
+            conf = conf.endpoint_resolver(s3::FixedEndpoint(url.clone()));
+        }
+        Ok(aws_sdk_s3control::Client::from_conf(conf.build()))
+    }
+}
+
+/// Where an SDK client acts: with whose credentials (none: Vigil's own) and in
+/// which region (none: the home one).
+struct Target {
+    credentials: Option<SharedCredentialsProvider>,
+    region: Option<Region>,
+}
+
+impl Executor for Aws {
+    fn execute<'a>(
+        &'a self,
+        name: &'a str,
+        params: &'a Value,
+        account: Option<&'a str>,
+        region: Option<&'a str>,
+    ) -> ActionFuture<'a> {
+        Box::pin(self.run(name, params, account, region))
     }
 }
 
@@ -274,8 +348,9 @@ where
         | "ServiceUnavailable"
         | "InternalFailure"
         | "ServiceFailure" => ActionError::Transient { op, message },
-        // IAM's NoSuchEntity; EC2's InvalidInstanceID.NotFound and kin.
-        c if c.starts_with("NoSuchEntity")
+        // IAM's NoSuchEntity, S3's NoSuchBucket; EC2's InvalidInstanceID.NotFound
+        // and kin.
+        c if c.starts_with("NoSuch")
             || c.ends_with("NotFound")
             || c.ends_with("NotFoundException") =>
         {

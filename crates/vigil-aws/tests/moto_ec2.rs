@@ -10,7 +10,7 @@ use aws_sdk_ec2::types::{
     LaunchPermissionModifications, OperationType, PermissionGroup, RuleAction,
     SnapshotAttributeName,
 };
-use moto::{aws, start_moto, test_credentials, Moto, HOME};
+use moto::{aws, described, launch, start_moto, test_credentials, Moto, HOME};
 use serde_json::json;
 use vigil_aws::ActionError;
 
@@ -18,6 +18,11 @@ const REGION: &str = "eu-west-1";
 
 fn ec2(moto: &Moto) -> aws_sdk_ec2::Client {
     ec2_in(moto, REGION)
+}
+
+/// A running instance of one of moto's images; its id.
+async fn instance(ec2: &aws_sdk_ec2::Client) -> String {
+    launch(ec2).await.instance_id().unwrap().to_owned()
 }
 
 fn ec2_in(moto: &Moto, region: &str) -> aws_sdk_ec2::Client {
@@ -29,32 +34,6 @@ fn ec2_in(moto: &Moto, region: &str) -> aws_sdk_ec2::Client {
         .credentials_provider(test_credentials())
         .build();
     aws_sdk_ec2::Client::from_conf(conf)
-}
-
-/// A running instance of one of moto's images; its id.
-async fn instance(ec2: &aws_sdk_ec2::Client) -> String {
-    let images = ec2.describe_images().send().await.unwrap();
-    let image = images.images()[0].image_id().unwrap().to_owned();
-    let out = ec2
-        .run_instances()
-        .image_id(image)
-        .min_count(1)
-        .max_count(1)
-        .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
-        .send()
-        .await
-        .unwrap();
-    out.instances()[0].instance_id().unwrap().to_owned()
-}
-
-async fn described(ec2: &aws_sdk_ec2::Client, id: &str) -> aws_sdk_ec2::types::Instance {
-    let out = ec2
-        .describe_instances()
-        .instance_ids(id)
-        .send()
-        .await
-        .unwrap();
-    out.reservations()[0].instances()[0].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ mod moto;
 
 use aws_credential_types::Credentials;
 use aws_sdk_iam::types::StatusType;
-use moto::{aws, start_moto, test_credentials, Moto, HOME};
+use moto::{aws, key_status, start_moto, test_credentials, user_with_key, Moto, HOME};
 use serde_json::{json, Value};
 use vigil_aws::ActionError;
 
@@ -22,26 +22,6 @@ async fn iam(moto: &Moto, credentials: Credentials) -> aws_sdk_iam::Client {
         .credentials_provider(credentials)
         .build();
     aws_sdk_iam::Client::from_conf(conf)
-}
-
-async fn user_with_key(iam: &aws_sdk_iam::Client, user: &str) -> String {
-    iam.create_user().user_name(user).send().await.unwrap();
-    let key = iam
-        .create_access_key()
-        .user_name(user)
-        .send()
-        .await
-        .unwrap();
-    key.access_key().unwrap().access_key_id().to_owned()
-}
-
-async fn key_status(iam: &aws_sdk_iam::Client, user: &str, key: &str) -> StatusType {
-    let keys = iam.list_access_keys().user_name(user).send().await.unwrap();
-    keys.access_key_metadata()
-        .iter()
-        .find(|k| k.access_key_id() == Some(key))
-        .and_then(|k| k.status().cloned())
-        .unwrap()
 }
 
 fn policy_doc(raw: &str) -> Value {

@@ -98,6 +98,28 @@ impl Context {
     }
 }
 
+/// The CloudFormation type of the resource an ARN names, for the kinds playbooks
+/// act on; `None` for other kinds.
+pub fn resource_type_of(arn: &str) -> Option<&'static str> {
+    let [_, _, service, _, _, res] = arn_parts(arn)?;
+    let kind = res.split(['/', ':']).next().unwrap_or("");
+    Some(match (service, kind) {
+        ("ec2", "instance") => "AWS::EC2::Instance",
+        ("ec2", "security-group") => "AWS::EC2::SecurityGroup",
+        ("ec2", "snapshot") => "AWS::EC2::Snapshot",
+        ("ec2", "image") => "AWS::EC2::Image",
+        ("ec2", "volume") => "AWS::EC2::Volume",
+        // A bucket's ARN names the bucket alone; an object's has a path.
+        ("s3", _) if !res.contains('/') => "AWS::S3::Bucket",
+        ("kms", "key") => "AWS::KMS::Key",
+        ("cloudtrail", "trail") => "AWS::CloudTrail::Trail",
+        ("iam", "policy") => "AWS::IAM::Policy",
+        ("iam", "user") => "AWS::IAM::User",
+        ("iam", "role") => "AWS::IAM::Role",
+        _ => return None,
+    })
+}
+
 fn string_at(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_owned)
 }
@@ -194,6 +216,35 @@ mod tests {
         assert_eq!(k["id"], "1234-abcd");
         let t = resource("arn:aws:cloudtrail:us-east-1:123456789012:trail/main", None);
         assert_eq!(t["id"], "main");
+    }
+
+    #[test]
+    fn resource_types_come_from_the_arn() {
+        let cases = [
+            (
+                "arn:aws:ec2:eu-west-1:123456789012:instance/i-0abc",
+                Some("AWS::EC2::Instance"),
+            ),
+            (
+                "arn:aws:ec2:eu-west-1:123456789012:security-group/sg-1",
+                Some("AWS::EC2::SecurityGroup"),
+            ),
+            ("arn:aws:s3:::my-bucket", Some("AWS::S3::Bucket")),
+            ("arn:aws:s3:::my-bucket/key.txt", None),
+            (
+                "arn:aws:kms:eu-west-1:123456789012:key/1234",
+                Some("AWS::KMS::Key"),
+            ),
+            (
+                "arn:aws:iam::123456789012:policy/app",
+                Some("AWS::IAM::Policy"),
+            ),
+            ("arn:aws:lambda:eu-west-1:123456789012:function:f", None),
+            ("not an arn", None),
+        ];
+        for (arn, want) in cases {
+            assert_eq!(resource_type_of(arn), want, "{arn}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! in, and whether it waits for a person. A dry run is a plan printed; a run
 //! carries one out. Planning changes nothing and calls nothing.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use vigil_model::Environment;
 
@@ -13,7 +13,7 @@ use crate::playbook::{Automation, OnFailure, Playbook, Step};
 use crate::template::render;
 
 /// Why a step waits for a person, if it does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Gate {
     /// The playbook says so for this step.
@@ -119,16 +119,18 @@ pub fn plan_step(
     } else {
         None
     };
+    // Vigil's own bus is in its own account and home region (none: the home one).
     let region = match step.action.scope {
         Scope::Global => Some(GLOBAL_REGION.to_owned()),
-        Scope::Regional | Scope::Vigil | Scope::Organization => ctx
+        Scope::Vigil => None,
+        Scope::Regional | Scope::Organization => ctx
             .lookup("region")
             .and_then(Value::as_str)
             .map(str::to_owned),
     };
     // Organizations calls go to the management account, whichever the finding's.
     let account = match step.action.scope {
-        Scope::Organization => None,
+        Scope::Organization | Scope::Vigil => None,
         _ => ctx
             .lookup("account")
             .and_then(Value::as_str)

@@ -528,6 +528,33 @@ impl Library {
             .find(|p| p.id.eq_ignore_ascii_case(id))
     }
 
+    /// The playbook a finding starts: the one its rule names, else the first (by
+    /// id) whose triggers match its category, rule or GuardDuty finding type.
+    pub fn for_finding(&self, f: &vigil_detect::Finding) -> Option<&Playbook> {
+        if let Some(p) = f
+            .detail
+            .remediation
+            .playbook
+            .as_deref()
+            .and_then(|id| self.get(id))
+        {
+            return Some(p);
+        }
+        let finding_type = f
+            .detail
+            .evidence
+            .extra
+            .get("finding_type")
+            .and_then(Value::as_str);
+        let mut matching: Vec<&Playbook> = self
+            .playbooks
+            .iter()
+            .filter(|p| p.triggered_by(f.detail.category, &f.detail.rule.id, finding_type))
+            .collect();
+        matching.sort_by(|a, b| a.id.cmp(&b.id));
+        matching.first().copied()
+    }
+
     pub fn all(&self) -> &[Playbook] {
         &self.playbooks
     }

@@ -278,7 +278,7 @@ fn gates_come_from_the_step_the_playbook_and_the_account() {
         None,
     );
     let g: Vec<Option<Gate>> = p.steps.iter().map(|s| s.gate).collect();
-    assert_eq!(g, [Some(Gate::Playbook), None, None]);
+    assert_eq!(g, [Some(Gate::Playbook), None, None, None]);
     assert_eq!(
         p.steps[0].parameters,
         Some(json!({"bucket": "open-bucket"}))

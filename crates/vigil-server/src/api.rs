@@ -17,7 +17,7 @@ use crate::{now, ApiError, AppState, Principal};
 type App = State<Arc<AppState>>;
 /// A JSON answer, serialized straight from its Rust value (never through a
 /// `serde_json::Value`, whose maps would re-parse stored finding bodies).
-type ApiResult = Result<axum::response::Response, ApiError>;
+pub(crate) type ApiResult = Result<axum::response::Response, ApiError>;
 
 pub(crate) fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -52,7 +52,7 @@ pub(crate) async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
 }
 
-fn can_read(p: &Principal) -> Result<(), ApiError> {
+pub(crate) fn can_read(p: &Principal) -> Result<(), ApiError> {
     if p.role.can_read() {
         Ok(())
     } else {
@@ -60,7 +60,7 @@ fn can_read(p: &Principal) -> Result<(), ApiError> {
     }
 }
 
-fn to_json<T: serde::Serialize>(v: T) -> ApiResult {
+pub(crate) fn to_json<T: serde::Serialize>(v: T) -> ApiResult {
     Ok(Json(v).into_response())
 }
 
@@ -167,7 +167,7 @@ fn time_of(name: &str, v: &Option<String>) -> Result<Option<Timestamp>, ApiError
         .transpose()
 }
 
-fn limit_of(v: Option<usize>) -> Result<usize, ApiError> {
+pub(crate) fn limit_of(v: Option<usize>) -> Result<usize, ApiError> {
     match v {
         Some(n) if n == 0 || n > vigil_store::MAX_PAGE => Err(ApiError::bad_request(format!(
             "limit: must be 1–{}",
@@ -312,14 +312,39 @@ async fn act<R: serde::Serialize + Send + 'static>(
             p.name, p.role
         )))
     };
-    let outcome = match &result {
-        Ok(_) => "200".to_owned(),
+    record(app, p, action, target, &result).await?;
+    result
+}
+
+/// Writes a mutating call to the audit log with its outcome (status and error
+/// code), whether it was allowed or not.
+pub(crate) fn record<'a>(
+    app: &'a Arc<AppState>,
+    p: &'a Principal,
+    action: String,
+    target: String,
+    result: &ApiResult,
+) -> impl std::future::Future<Output = Result<(), ApiError>> + Send + 'a {
+    // Worked out before the write (not in it): a response is not `Sync`, so no
+    // reference to one may be held across an await.
+    let outcome = match result {
+        Ok(r) => r.status().as_u16().to_string(),
         Err(e) => format!("{} {}", e.status.as_u16(), e.code),
     };
+    write_audit(app, p, action, target, outcome)
+}
+
+async fn write_audit(
+    app: &Arc<AppState>,
+    p: &Principal,
+    action: String,
+    target: String,
+    outcome: String,
+) -> Result<(), ApiError> {
     let principal = format!("{} ({:?})", p.name, p.role).to_lowercase();
     app.write(move |s| s.audit(now(), &principal, &action, &target, &outcome))
         .await?;
-    result
+    Ok(())
 }
 
 #[derive(Deserialize, Default)]
@@ -328,7 +353,9 @@ struct NoteBody {
     note: Option<String>,
 }
 
-fn body<T: serde::de::DeserializeOwned + Default>(raw: &axum::body::Bytes) -> Result<T, ApiError> {
+pub(crate) fn body<T: serde::de::DeserializeOwned + Default>(
+    raw: &axum::body::Bytes,
+) -> Result<T, ApiError> {
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }

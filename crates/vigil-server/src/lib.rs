@@ -22,6 +22,7 @@
 mod api;
 mod error;
 mod ingest;
+mod respond;
 pub mod sigv4;
 pub mod tls;
 
@@ -225,6 +226,10 @@ pub struct AppState {
     firehose_keys: Vec<String>,
     ingest: Option<Arc<dyn Ingest>>,
     max_body: usize,
+    /// The playbook engine, when response is on.
+    engine: Option<vigil_respond::Engine>,
+    /// The playbooks listed (the engine's, else the built-in ones).
+    library: Arc<vigil_respond::Library>,
 }
 
 impl AppState {
@@ -263,7 +268,16 @@ impl AppState {
             firehose_keys: config.firehose_access_keys.clone(),
             ingest,
             max_body: config.max_body_bytes,
+            engine: None,
+            library: Arc::new(vigil_respond::Library::load(None).map_err(|e| format!("{e:?}"))?),
         })
+    }
+
+    /// Turns response on: remediation routes run playbooks with `engine`.
+    pub fn with_engine(mut self, engine: vigil_respond::Engine) -> AppState {
+        self.library = Arc::clone(engine.library());
+        self.engine = Some(engine);
+        self
     }
 
     /// Runs a read on a store connection. A short read (most are: an indexed page,
@@ -315,6 +329,7 @@ pub fn now() -> Timestamp {
 /// Every route, in one place.
 pub fn router(app: Arc<AppState>) -> Router {
     let signed = api::routes()
+        .merge(respond::routes())
         .merge(ingest::signed_routes())
         .fallback(api::not_found)
         .layer(axum::middleware::from_fn_with_state(

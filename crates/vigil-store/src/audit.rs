@@ -59,7 +59,8 @@ fn insert(conn: &Connection, prev: &str, seq: i64, e: &Entry<'_>) -> Result<Stri
     Ok(hash)
 }
 
-/// Appends an entry, chained to the last one; its sequence number.
+/// Appends an entry, chained to the last one; its sequence number. Inside a
+/// transaction already open on `conn`, it is part of that transaction.
 pub(crate) fn append(
     conn: &Connection,
     at: Timestamp,
@@ -68,13 +69,6 @@ pub(crate) fn append(
     target: &str,
     outcome: &str,
 ) -> Result<i64> {
-    let tx = conn.unchecked_transaction()?;
-    let last: Option<(i64, String)> = tx
-        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let (prev_seq, prev_hash) = last.unwrap_or((0, String::new()));
-    let seq = prev_seq + 1;
     let entry = Entry {
         at: at.as_millis(),
         principal,
@@ -82,8 +76,23 @@ pub(crate) fn append(
         target,
         outcome,
     };
-    insert(&tx, &prev_hash, seq, &entry)?;
+    if !conn.is_autocommit() {
+        return append_in(conn, &entry);
+    }
+    let tx = conn.unchecked_transaction()?;
+    let seq = append_in(&tx, &entry)?;
     tx.commit()?;
+    Ok(seq)
+}
+
+fn append_in(conn: &Connection, entry: &Entry<'_>) -> Result<i64> {
+    let last: Option<(i64, String)> = conn
+        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (prev_seq, prev_hash) = last.unwrap_or((0, String::new()));
+    let seq = prev_seq + 1;
+    insert(conn, &prev_hash, seq, entry)?;
     Ok(seq)
 }
 

@@ -14,6 +14,7 @@
 mod audit;
 mod incident;
 mod metrics;
+mod runs;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use vigil_model::{AccountRegistry, Severity, Timestamp};
 
 pub use incident::{Incident, IncidentQuery, IncidentStatus, IncidentView, TimelineEntry};
 pub use metrics::{Metrics, ThreatRow};
+pub use runs::{AuditLine, RunRecord, StepRecord};
 
 /// What went wrong in the store. Messages name the file, the incident or the
 /// transition a user needs to act on.
@@ -241,6 +243,18 @@ impl Store {
         body.map(raw).transpose()
     }
 
+    /// The incident a finding (by its `id`) is filed under.
+    pub fn incident_of(&self, finding: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT incident_id FROM findings WHERE id = ?1 OR finding_id = ?1 LIMIT 1",
+                [finding],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// Findings matching `q`, newest stored first: each the JSON text it was stored
     /// as, which only this store writes (from a serialized [`Finding`]), so that a
     /// page goes out without being parsed again.
@@ -367,6 +381,69 @@ impl Store {
         outcome: &str,
     ) -> Result<i64> {
         audit::append(&self.conn, at, principal, action, target, outcome)
+    }
+
+    /// Stores a new run with its steps, and its audit entry.
+    pub fn create_run(&mut self, run: &RunRecord, line: &AuditLine<'_>) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        runs::create(&tx, run, line)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Writes a step's state, with an audit entry if given, in one transaction.
+    pub fn update_step(
+        &mut self,
+        run_id: &str,
+        step: &StepRecord,
+        now: Timestamp,
+        line: Option<&AuditLine<'_>>,
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        runs::update_step(&tx, run_id, step, now, line)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Sets a run's status (and why), with its audit entry.
+    pub fn set_run_status(
+        &mut self,
+        run_id: &str,
+        status: &str,
+        note: Option<&str>,
+        finished: bool,
+        now: Timestamp,
+        line: &AuditLine<'_>,
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        runs::set_status(&tx, run_id, status, note, finished, now, line)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A run with its steps.
+    pub fn run(&self, id: &str) -> Result<Option<RunRecord>> {
+        runs::get(&self.conn, id)
+    }
+
+    /// Runs, newest first, of one incident and/or in one status.
+    pub fn runs(
+        &self,
+        incident: Option<&str>,
+        status: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>> {
+        runs::list(&self.conn, incident, status, page_limit(limit))
+    }
+
+    /// The ids of the runs in any of `statuses`, oldest first.
+    pub fn run_ids_in(&self, statuses: &[&str]) -> Result<Vec<String>> {
+        runs::ids_in(&self.conn, statuses)
+    }
+
+    /// Whether an incident already has a run of a playbook.
+    pub fn has_run(&self, incident: &str, playbook: &str) -> Result<bool> {
+        runs::exists(&self.conn, incident, playbook)
     }
 
     /// Walks the audit log's hash chain: how many entries, the head, and the first

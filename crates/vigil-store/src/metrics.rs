@@ -192,8 +192,8 @@ pub(crate) fn threats(
     })?;
     add(
         &format!(
-            "SELECT i.category, count(*) FROM responses r JOIN incidents i ON r.incident_id = i.id
-             WHERE r.automated = 1 AND r.started_at >= ?1 AND {} GROUP BY i.category",
+            "SELECT i.category, count(*) FROM runs r JOIN incidents i ON r.incident_id = i.id
+             WHERE r.requested_by = 'vigil:auto' AND r.created_at >= ?1 AND {} GROUP BY i.category",
             account_filter(account, "i.account")
         ),
         since * DAY_MS,

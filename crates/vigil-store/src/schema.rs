@@ -194,6 +194,48 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE audit ADD COLUMN hash TEXT;
     "#,
+    // 5: playbook runs and their steps, written at every move of the engine (in
+    // place of migration 1's `responses`, which nothing wrote).
+    r#"
+    DROP TABLE responses;
+    CREATE TABLE runs (
+        id           TEXT PRIMARY KEY,
+        playbook     TEXT NOT NULL,
+        incident_id  TEXT,
+        finding_id   TEXT,
+        status       TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        account      TEXT,
+        region       TEXT,
+        environment  TEXT,
+        created_at   INTEGER NOT NULL,
+        updated_at   INTEGER NOT NULL,
+        finished_at  INTEGER,
+        detected_at  INTEGER,
+        note         TEXT,
+        context      TEXT NOT NULL
+    );
+    CREATE INDEX runs_incident ON runs (incident_id, playbook);
+    CREATE INDEX runs_status ON runs (status, created_at);
+    CREATE TABLE run_steps (
+        run_id       TEXT NOT NULL REFERENCES runs (id),
+        seq          INTEGER NOT NULL,
+        phase        TEXT NOT NULL,
+        step_id      TEXT NOT NULL,
+        action       TEXT NOT NULL,
+        plan         TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        approved_by  TEXT,
+        started_at   INTEGER,
+        ended_at     INTEGER,
+        changed      INTEGER,
+        calls        TEXT,
+        result       TEXT,
+        error        TEXT,
+        PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The migration after which the existing audit entries are chained.

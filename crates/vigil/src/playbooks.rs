@@ -1,5 +1,6 @@
-//! `vigil playbooks list | show | plan | actions`: the response playbooks in force
-//! (built in, overridden from `--dir`), and the dry run of one against a finding.
+//! `vigil playbooks list | show | plan | run | actions`: the response playbooks in
+//! force (built in, overridden from `--dir`), the dry run of one against a
+//! finding, and a run of one against AWS, recorded in the store.
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,13 @@ pub enum PlaybooksCommand {
     /// steps skip and which wait for approval. Calls nothing, changes nothing. Exit
     /// 3 when a step that would run cannot (a parameter with no value).
     Plan(PlanArgs),
+    /// Run a playbook for a finding against AWS, through the engine, as `vigil
+    /// serve` does: the finding is filed in the store (opening its incident), the
+    /// run and every step are recorded there and in the audit log, and the AWS
+    /// settings are those of the serve configuration's `[response]`. A gate stops
+    /// the run (exit 3) unless `--approve` is given, which approves it as you.
+    /// Exit 0 when the run succeeds, 3 when it does not.
+    Run(RunArgs),
     /// List the actions a step may name, with their parameters and API calls.
     Actions,
 }
@@ -68,8 +76,35 @@ fn parse_environment(s: &str) -> Result<Environment, String> {
         .map_err(|_| "one of security-tooling, production, development, sandbox".to_owned())
 }
 
+#[derive(Args)]
+pub struct RunArgs {
+    /// The playbook id; by default the one the finding triggers.
+    #[arg(long)]
+    playbook: Option<String>,
+    /// The finding, as JSON.
+    #[arg(long, value_name = "FILE")]
+    finding: PathBuf,
+    /// The serve configuration (`[response]`, accounts, data_dir).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The data directory (else the configuration's).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Approve every gate, as the user running this.
+    #[arg(long)]
+    approve: bool,
+    /// Print the run as JSON at the end.
+    #[arg(long)]
+    json: bool,
+}
+
 fn load(args: &LibraryArgs) -> Result<Library> {
-    Library::load(args.dir.as_deref()).map_err(|errors| {
+    load_library(args.dir.as_deref())
+}
+
+/// The built-in playbooks with those of `dir` over them; every refusal listed.
+pub fn load_library(dir: Option<&Path>) -> Result<Library> {
+    Library::load(dir).map_err(|errors| {
         let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
         anyhow!(
             "{} playbook file(s) refused:\n{}",
@@ -173,6 +208,7 @@ pub fn run(cmd: &PlaybooksCommand) -> Result<u8> {
                 0
             })
         }
+        PlaybooksCommand::Run(args) => run_playbook(args),
         PlaybooksCommand::Actions => {
             for a in vigil_respond::CATALOGUE {
                 println!(
@@ -238,4 +274,112 @@ fn print_plan(plan: &Plan, name: &str) {
             println!("   with {p}");
         }
     }
+}
+
+/// `vigil playbooks run`.
+fn run_playbook(args: &RunArgs) -> Result<u8> {
+    use std::sync::{Arc, Mutex};
+    use vigil_respond::{Engine, EngineConfig, RunStatus, Start};
+
+    let mut config = match &args.config {
+        Some(p) => crate::serve::ServeConfig::load(p)?,
+        None => crate::serve::ServeConfig::default(),
+    };
+    config.apply_env()?;
+    let data_dir = args.data_dir.clone().unwrap_or(config.data_dir.clone());
+    let finding = read_finding(&args.finding)?;
+    let library = config.response.library()?;
+    let playbook = match &args.playbook {
+        Some(id) => id.clone(),
+        None => library
+            .for_finding(&finding)
+            .map(|p| p.id.clone())
+            .ok_or_else(|| {
+                anyhow!(
+                    "{}: no playbook is triggered by this finding; give --playbook",
+                    args.finding.display()
+                )
+            })?,
+    };
+    let grouping = vigil_store::Grouping {
+        window_ms: config.incident_window_ms()?,
+        accounts: config.registry()?,
+    };
+    let mut store = vigil_store::Store::open(&data_dir, grouping).context("opening the store")?;
+    let now = vigil_server::now();
+    store.record_findings(std::slice::from_ref(&finding), now)?;
+    let incident_id = store.incident_of(&finding.id)?;
+    let incident = match &incident_id {
+        Some(id) => store
+            .incident(id)?
+            .and_then(|v| serde_json::to_value(v).ok()),
+        None => None,
+    };
+    let store = Arc::new(Mutex::new(store));
+    let user = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (run, status) = rt.block_on(async {
+        let aws = vigil_aws::Aws::new(config.response.aws_settings()).await;
+        let engine = Engine::new(
+            Arc::clone(&store),
+            Arc::new(aws),
+            Arc::new(library),
+            EngineConfig::default(),
+        );
+        let run = engine
+            .create(Start {
+                playbook,
+                finding,
+                incident,
+                incident_id,
+                requested_by: format!("cli:{user}"),
+            })
+            .await?;
+        let mut status = engine.drive(&run.id).await?;
+        while status == RunStatus::AwaitingApproval && args.approve {
+            engine.approve(&run.id, &format!("cli:{user}")).await?;
+            status = engine.drive(&run.id).await?;
+        }
+        anyhow::Ok((run.id, status))
+    })?;
+    let record = store
+        .lock()
+        .map_err(|_| anyhow!("store lock"))?
+        .run(&run)?
+        .ok_or_else(|| anyhow!("run {run} vanished"))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&record)?);
+    } else {
+        println!(
+            "{} {} {}: {}",
+            record.id,
+            record.playbook,
+            record.status,
+            record.note.as_deref().unwrap_or("")
+        );
+        for s in record
+            .steps
+            .iter()
+            .filter(|s| s.status != "NOT_RUN" || s.phase == "step")
+        {
+            println!(
+                "  {:<8} {:<28} {:<36} {:<17} {}",
+                s.phase,
+                s.step_id,
+                s.action,
+                s.status,
+                s.error.clone().unwrap_or_else(|| s.calls.join(", "))
+            );
+        }
+        if status == RunStatus::AwaitingApproval {
+            println!("waits for approval: run again with --approve, or approve it through the API");
+        }
+    }
+    Ok(if status == RunStatus::Succeeded {
+        0
+    } else {
+        crate::EXIT_COMPLETED_WITH_ERRORS
+    })
 }

@@ -96,6 +96,15 @@ struct Pipeline {
     last_baseline_save: Instant,
     changed: Vec<Finding>,
     closed: Vec<Finding>,
+    /// Where findings that trigger a playbook go once stored (response on and
+    /// automatic).
+    trigger: Option<Trigger>,
+}
+
+/// The playbooks in force and the engine's inbox of findings that start them.
+struct Trigger {
+    library: Arc<vigil_respond::Library>,
+    tx: tokio::sync::mpsc::UnboundedSender<Finding>,
 }
 
 /// How many record errors a receipt or the log lists for one piece of work.
@@ -158,6 +167,14 @@ impl Pipeline {
         }
         .map_err(|e| e.to_string())?;
         drop(store);
+        if let Some(t) = &self.trigger {
+            for f in &self.changed {
+                if t.library.for_finding(f).is_some() {
+                    // The engine's task ends only at shutdown.
+                    let _ = t.tx.send(f.clone());
+                }
+            }
+        }
         receipt.new_findings += done.new_findings;
         receipt.updated_findings += done.updated_findings;
         receipt.new_incidents += done.new_incidents;
@@ -357,7 +374,23 @@ pub fn run(args: &ServeArgs) -> Result<u8> {
             eprintln!("vigil serve: took back {n} open findings from the store");
         }
     }
+    // Response: the playbook library, and the channel new findings reach the
+    // engine by (the engine itself is made on the runtime below).
+    let library = if config.response.enabled {
+        Some(Arc::new(config.response.library()?))
+    } else {
+        None
+    };
+    let (trigger_tx, trigger_rx) = tokio::sync::mpsc::unbounded_channel::<Finding>();
+    let trigger = match &library {
+        Some(l) if config.response.automatic => Some(Trigger {
+            library: Arc::clone(l),
+            tx: trigger_tx,
+        }),
+        _ => None,
+    };
     let pipeline = Pipeline {
+        trigger,
         detector,
         findings,
         alerts: Vec::new(),
@@ -382,7 +415,7 @@ pub fn run(args: &ServeArgs) -> Result<u8> {
             .spawn(move || watch_inbox(inbox, inbox_reader, tx, poll, stop))?
     };
     let handle = Arc::new(PipelineHandle { tx: tx.clone() });
-    let app = vigil_server::AppState::new(
+    let mut app = vigil_server::AppState::new(
         &config.api,
         Arc::clone(&writer),
         Some(handle.clone() as Arc<dyn Ingest>),
@@ -413,6 +446,10 @@ pub fn run(args: &ServeArgs) -> Result<u8> {
             &inbox,
             keys_file.as_deref(),
         );
+        if let Some(library) = library {
+            let engine = start_engine(&config, &writer, library, trigger_rx).await?;
+            app = app.with_engine(engine);
+        }
         if args.demo {
             let handle = Arc::clone(&handle);
             tokio::task::spawn_blocking(move || demo::replay(handle.as_ref()));
@@ -436,6 +473,60 @@ pub fn run(args: &ServeArgs) -> Result<u8> {
     served?;
     eprintln!("vigil serve: stopped");
     Ok(0)
+}
+
+/// Makes the playbook engine, takes up the runs a stop cut off, and starts the
+/// task that runs the playbooks new findings trigger.
+async fn start_engine(
+    config: &ServeConfig,
+    writer: &Arc<Mutex<Store>>,
+    library: Arc<vigil_respond::Library>,
+    mut findings: tokio::sync::mpsc::UnboundedReceiver<Finding>,
+) -> Result<vigil_respond::Engine> {
+    let aws = vigil_aws::Aws::new(config.response.aws_settings()).await;
+    let engine = vigil_respond::Engine::new(
+        Arc::clone(writer),
+        Arc::new(aws),
+        library,
+        vigil_respond::EngineConfig {
+            max_concurrent: config.response.max_concurrent.max(1),
+            ..Default::default()
+        },
+    );
+    let resumed = engine.resume_all().await?;
+    if !resumed.is_empty() {
+        eprintln!(
+            "vigil serve: took up {} unfinished playbook run(s)",
+            resumed.len()
+        );
+    }
+    let (engine2, store) = (engine.clone(), Arc::clone(writer));
+    tokio::spawn(async move {
+        while let Some(f) = findings.recv().await {
+            let store = Arc::clone(&store);
+            let key = f.id.clone();
+            let incident = tokio::task::spawn_blocking(move || {
+                let s = store.lock().unwrap_or_else(|p| p.into_inner());
+                let id = s.incident_of(&key).ok().flatten()?;
+                let view = s.incident(&id).ok().flatten()?;
+                Some((id, serde_json::to_value(view).ok()))
+            })
+            .await
+            .ok()
+            .flatten();
+            let (id, view) = match incident {
+                Some((id, view)) => (Some(id), view),
+                None => (None, None),
+            };
+            if let Err(e) = engine2.on_finding(&f, id.as_deref(), view).await {
+                eprintln!(
+                    "vigil serve: finding {}: playbook not started: {e}",
+                    f.detail.finding_id
+                );
+            }
+        }
+    });
+    Ok(engine)
 }
 
 fn announce(

@@ -80,6 +80,11 @@ impl Service {
 
     /// Started with `more` appended to the test configuration.
     fn start_with(dir: &Path, extra: &[&str], more: &str) -> Service {
+        Service::start_env(dir, extra, more, &[])
+    }
+
+    /// Started with `more` appended to the configuration and `envs` set.
+    fn start_env(dir: &Path, extra: &[&str], more: &str, envs: &[(&str, &str)]) -> Service {
         let config = write_config(dir);
         if !more.is_empty() {
             let mut text = std::fs::read_to_string(&config).unwrap();
@@ -93,6 +98,7 @@ impl Service {
             .arg("--data-dir")
             .arg(&data)
             .args(extra)
+            .envs(envs.iter().copied())
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -592,7 +598,21 @@ fn awscurl_calls_the_running_service() {
 #[test]
 fn schemathesis_finds_no_server_error_or_schema_violation() {
     let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start_demo(dir.path());
+    // Response on, so that its routes answer; AWS is a closed loopback port, so
+    // the demo's triggered runs fail fast and nothing leaves the machine.
+    let response = "[response]\nenabled = true\nendpoint_url = \"http://127.0.0.1:9\"\n";
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", "example"),
+    ];
+    let svc = Service::start_env(dir.path(), &["--demo"], response, &creds);
+    wait_for(60, "the demo's replay", || {
+        svc.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("demo: replayed"))
+    });
     let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vigil-server/openapi.json");
     let hooks = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/python");
     let mut cmd = Command::new(python_tool("st"));
@@ -701,4 +721,257 @@ fn tls_serves_tls_1_3_only() {
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&plain.stdout).contains("compliance_score"));
+}
+
+/// A moto_server (the AWS emulator `scripts/test` installs) on a free loopback
+/// port, stopped when dropped.
+struct Moto {
+    child: Child,
+    url: String,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let child = Command::new(python_tool("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let moto = Moto {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        wait_for(60, "moto_server to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        moto
+    }
+
+    /// What `vigil` needs to call it: the endpoint and moto's test credentials.
+    fn env(&self) -> [(&'static str, &str); 4] {
+        [
+            ("VIGIL_AWS_ENDPOINT_URL", self.url.as_str()),
+            ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            ),
+            ("AWS_REGION", "us-east-1"),
+        ]
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// The run `id` once it has left `IN_PROGRESS`.
+fn settled_run(svc: &Service, id: &str) -> Value {
+    let mut run = Value::Null;
+    wait_for(60, "the run to settle", || {
+        run = svc.get(&format!("/api/v1/remediations/{id}"));
+        run["status"] != "IN_PROGRESS"
+    });
+    run
+}
+
+#[test]
+fn findings_start_playbooks_and_responders_run_approve_and_reject_them() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start_env(dir.path(), &[], "[response]\nenabled = true\n", &moto.env());
+
+    // A root login triggers PB-006 (semi-automated): its run waits for approval
+    // and the incident is being remediated.
+    let body = serde_json::to_vec(&json!({"Records": [root_login("respond-1")]})).unwrap();
+    let r = svc.call(&FORWARDER, "POST", "/api/v1/ingest", &body);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let incident = svc.get("/api/v1/incidents")["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // (The login had no MFA either: PB-014 may be started for it too.)
+    let mut auto = Value::Null;
+    wait_for(30, "the triggered run", || {
+        let runs = svc.get(&format!("/api/v1/remediations?incident_id={incident}"));
+        let found = runs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["playbook"] == "PB-006");
+        auto = found.cloned().unwrap_or(Value::Null);
+        auto["status"] == "AWAITING_APPROVAL"
+    });
+    assert_eq!(auto["requested_by"], "vigil:auto");
+    let inc = svc.get(&format!("/api/v1/incidents/{incident}"));
+    assert_eq!(inc["status"], "REMEDIATING", "{inc:?}");
+
+    // An analyst may not start one.
+    let ask = |playbook: &str, extra: Value| {
+        let mut b = json!({"incident_id": incident, "playbook": playbook, "severity": "CRITICAL"});
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::to_vec(&b).unwrap()
+    };
+    let r = svc.call(
+        &ANALYST,
+        "POST",
+        "/api/v1/remediate",
+        &ask("PB-013", json!({})),
+    );
+    assert_eq!(r.status, 403, "{:?}", r.body);
+
+    // A dry run: the calls, nothing started.
+    let r = svc.call(
+        &ADMIN,
+        "POST",
+        "/api/v1/remediate",
+        &ask("PB-013", json!({"dry_run": true})),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "DRY_RUN");
+    assert_eq!(
+        r.body["plan"]["steps"][0]["calls"],
+        json!([
+            "ec2:GetEbsEncryptionByDefault",
+            "ec2:EnableEbsEncryptionByDefault"
+        ])
+    );
+
+    // By hand: a full playbook runs to the end against the emulator.
+    let r = svc.call(
+        &ADMIN,
+        "POST",
+        "/api/v1/remediate",
+        &ask("PB-013", json!({})),
+    );
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    assert_eq!(r.body["status"], "IN_PROGRESS");
+    assert!(r.body["estimated_completion"].is_string(), "{:?}", r.body);
+    let id = r.body["remediation_id"].as_str().unwrap().to_owned();
+    let run = settled_run(&svc, &id);
+    assert_eq!(run["status"], "SUCCEEDED", "{run:?}");
+    let step = &run["steps"][0];
+    assert_eq!(step["changed"], true, "{step:?}");
+    assert_eq!(
+        step["calls"],
+        json!([
+            "ec2:GetEbsEncryptionByDefault",
+            "ec2:EnableEbsEncryptionByDefault"
+        ])
+    );
+    assert!(step["started_at"].is_string() && step["ended_at"].is_string());
+    // Again: AWS already holds the setting (read back through the SDK), so
+    // nothing changes.
+    let r = svc.call(
+        &ADMIN,
+        "POST",
+        "/api/v1/remediate",
+        &ask("PB-013", json!({})),
+    );
+    let again = settled_run(&svc, r.body["remediation_id"].as_str().unwrap());
+    assert_eq!(again["steps"][0]["changed"], false, "{again:?}");
+
+    // The triggered run is rejected; approving it afterwards is a conflict.
+    let auto_id = auto["id"].as_str().unwrap();
+    let r = svc.call(
+        &ADMIN,
+        "POST",
+        &format!("/api/v1/remediations/{auto_id}/reject"),
+        br#"{"note": "root use was the break-glass drill"}"#,
+    );
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "REJECTED");
+    let r = svc.call(
+        &ADMIN,
+        "POST",
+        &format!("/api/v1/remediations/{auto_id}/approve"),
+        b"",
+    );
+    assert_eq!(r.status, 409, "{:?}", r.body);
+
+    // Every call and every step is on the audit log.
+    let audit = svc.call(&ADMIN, "GET", "/api/v1/audit?limit=1000", b"");
+    let entries = audit.body["items"].as_array().unwrap();
+    let has = |principal: &str, action: &str| {
+        entries.iter().any(|e| {
+            e["principal"].as_str().unwrap_or("").starts_with(principal)
+                && e["action"].as_str().unwrap_or("").starts_with(action)
+        })
+    };
+    assert!(has("ana", "remediate"), "{entries:?}");
+    assert!(has("adm", "remediation reject"));
+    assert!(has("vigil:engine", "playbook step succeeded"));
+    assert!(has("vigil:auto", "playbook PB-006 started"));
+    // The playbooks are listed.
+    let pbs = svc.get("/api/v1/playbooks");
+    assert_eq!(pbs["items"].as_array().unwrap().len(), 15);
+}
+
+#[test]
+fn vigil_playbooks_run_carries_a_playbook_out_from_the_command_line() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let finding = json!({
+        "version": "1.0", "id": "3f0b2c1e-0000-5000-8000-0000000000aa",
+        "detail-type": "Security Finding", "source": "com.security.platform",
+        "account": "123456789012", "time": now_rfc3339(), "region": "eu-west-1", "resources": [],
+        "detail": {
+            "finding_id": "sec-cli-0001", "severity": "HIGH", "confidence": 80,
+            "title": "EBS encryption by default turned off", "description": "d", "category": "PolicyViolation",
+            "detection_source": "CloudTrail", "resource_type": null, "resource_arn": null,
+            "first_seen": now_rfc3339(), "last_seen": now_rfc3339(),
+            "remediation": {"playbook": "PB-013", "automated": true, "status": "PENDING"},
+            "evidence": {"source_ip": "203.0.113.9", "user_agent": "x", "api_call": "DisableEbsEncryptionByDefault", "aws_region": "eu-west-1"},
+            "count": 1, "rule": {"id": "r", "title": "r", "kind": "sigma"},
+            "mitre_attack": {"tactics": [], "techniques": []},
+            "principal": null, "event_ids": ["e1"]
+        }
+    });
+    let file = dir.path().join("finding.json");
+    std::fs::write(&file, finding.to_string()).unwrap();
+    let data = dir.path().join("data");
+    let run = |extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        cmd.args(["playbooks", "run", "--finding"])
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(extra)
+            .envs(moto.env());
+        run_bounded(cmd, 120)
+    };
+    let out = run(&["--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rec: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rec["playbook"], "PB-013");
+    assert_eq!(rec["status"], "SUCCEEDED");
+    assert_eq!(rec["region"], "eu-west-1");
+    assert_eq!(rec["steps"][0]["changed"], true);
+    // Recorded in the store, on the audit chain, which still verifies.
+    let verify = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["audit", "verify", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
 }

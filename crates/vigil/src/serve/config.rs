@@ -49,6 +49,64 @@ pub struct ServeConfig {
     pub rules: Vec<PathBuf>,
     pub api: ApiConfig,
     pub accounts: Vec<Account>,
+    pub response: ResponseConfig,
+}
+
+/// Response: whether playbooks run, and how Vigil reaches AWS to run them.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResponseConfig {
+    /// Run playbooks at all; off, the remediation routes answer 503.
+    pub enabled: bool,
+    /// Start the playbook a new finding triggers without a person (the
+    /// playbook's own gates still hold).
+    pub automatic: bool,
+    /// A folder of playbook files over the built-in ones.
+    pub playbooks: Option<PathBuf>,
+    /// Runs calling AWS at once.
+    pub max_concurrent: usize,
+    /// Call AWS here instead of its endpoints (an emulator, a VPC endpoint proxy).
+    pub endpoint_url: Option<String>,
+    /// The role assumed in each member account to act there.
+    pub response_role: Option<String>,
+    pub external_id: Option<String>,
+    /// The account Vigil's own credentials are in (no role is assumed there).
+    pub home_account: Option<String>,
+    pub home_region: Option<String>,
+}
+
+impl Default for ResponseConfig {
+    fn default() -> Self {
+        ResponseConfig {
+            enabled: false,
+            automatic: true,
+            playbooks: None,
+            max_concurrent: 8,
+            endpoint_url: None,
+            response_role: None,
+            external_id: None,
+            home_account: None,
+            home_region: None,
+        }
+    }
+}
+
+impl ResponseConfig {
+    pub fn aws_settings(&self) -> vigil_aws::AwsSettings {
+        vigil_aws::AwsSettings {
+            endpoint_url: self.endpoint_url.clone(),
+            response_role: self.response_role.clone(),
+            external_id: self.external_id.clone(),
+            home_account: self.home_account.clone(),
+            home_region: self.home_region.clone(),
+            credentials: None,
+        }
+    }
+
+    /// The playbooks: built-in, then those of the configured folder over them.
+    pub fn library(&self) -> Result<vigil_respond::Library> {
+        crate::playbooks::load_library(self.playbooks.as_deref())
+    }
 }
 
 impl Default for ServeConfig {
@@ -64,6 +122,7 @@ impl Default for ServeConfig {
             rules: Vec::new(),
             api: ApiConfig::default(),
             accounts: Vec::new(),
+            response: ResponseConfig::default(),
         }
     }
 }
@@ -95,6 +154,9 @@ impl ServeConfig {
         }
         if let Ok(v) = std::env::var("VIGIL_INBOX") {
             self.inbox = Some(v.into());
+        }
+        if let Ok(v) = std::env::var("VIGIL_AWS_ENDPOINT_URL") {
+            self.response.endpoint_url = Some(v);
         }
         Ok(())
     }
