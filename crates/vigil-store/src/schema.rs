@@ -195,10 +195,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE audit ADD COLUMN hash TEXT;
     "#,
     // 5: playbook runs and their steps, written at every move of the engine (in
-    // place of migration 1's `responses`, which nothing wrote).
+    // place of migration 1's `responses`, which nothing wrote). Written to run
+    // again harmlessly over a store whose version was set back.
     r#"
-    DROP TABLE responses;
-    CREATE TABLE runs (
+    DROP TABLE IF EXISTS responses;
+    CREATE TABLE IF NOT EXISTS runs (
         id           TEXT PRIMARY KEY,
         playbook     TEXT NOT NULL,
         incident_id  TEXT,
@@ -215,9 +216,9 @@ const MIGRATIONS: &[&str] = &[
         note         TEXT,
         context      TEXT NOT NULL
     );
-    CREATE INDEX runs_incident ON runs (incident_id, playbook);
-    CREATE INDEX runs_status ON runs (status, created_at);
-    CREATE TABLE run_steps (
+    CREATE INDEX IF NOT EXISTS runs_incident ON runs (incident_id, playbook);
+    CREATE INDEX IF NOT EXISTS runs_status ON runs (status, created_at);
+    CREATE TABLE IF NOT EXISTS run_steps (
         run_id       TEXT NOT NULL REFERENCES runs (id),
         seq          INTEGER NOT NULL,
         phase        TEXT NOT NULL,
