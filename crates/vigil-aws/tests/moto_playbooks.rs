@@ -9,10 +9,12 @@
 //! without running any step twice.
 
 mod moto;
+#[path = "../../vigil-respond/tests/support/mod.rs"]
+mod support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::{merge, now};
 
 use aws_credential_types::Credentials;
 use aws_sdk_iam::types::StatusType;
@@ -23,7 +25,7 @@ use moto::{
 use serde_json::{json, Value};
 use vigil_aws::{ActionError, Aws};
 use vigil_detect::Finding;
-use vigil_model::{Account, AccountRegistry, Environment, Timestamp};
+use vigil_model::{Account, AccountRegistry, Environment};
 use vigil_respond::exec::{ActionFuture, Executor};
 use vigil_respond::{plan, Context, Engine, EngineConfig, Library, RunStatus, Start};
 use vigil_store::{Grouping, IncidentStatus, RunRecord, Store};
@@ -159,49 +161,9 @@ fn new_engine(store: &Arc<Mutex<Store>>, exec: &Arc<Faulty>) -> Engine {
     )
 }
 
-fn now() -> Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    Timestamp::from_millis(ms)
-}
-
-static FINDINGS: AtomicUsize = AtomicUsize::new(0);
-
 /// A finding in the home account and `REGION`, with `v` merged over it.
 fn finding(playbook: &str, v: Value) -> Finding {
-    let n = FINDINGS.fetch_add(1, Ordering::Relaxed) + 1;
-    let t = now().to_string();
-    let mut base = json!({
-        "version": "1.0", "id": format!("3f0b2c1e-0000-5000-8000-{n:012}"),
-        "detail-type": "Security Finding", "source": "com.security.platform",
-        "account": HOME, "time": t, "region": REGION, "resources": [],
-        "detail": {
-            "finding_id": format!("sec-test-{n:04}"), "severity": "HIGH", "confidence": 80,
-            "title": "t", "description": "d", "category": "UnauthorizedAccess",
-            "detection_source": "CloudTrail", "resource_type": null, "resource_arn": null,
-            "first_seen": t, "last_seen": t,
-            "remediation": {"playbook": playbook, "automated": true, "status": "PENDING"},
-            "evidence": {"source_ip": "203.0.113.9", "user_agent": "x", "api_call": "x", "aws_region": REGION},
-            "count": 1, "rule": {"id": format!("rule-{n}"), "title": "r", "kind": "sigma"},
-            "mitre_attack": {"tactics": [], "techniques": []},
-            "principal": null, "event_ids": ["e1"]
-        }
-    });
-    merge(&mut base, v);
-    serde_json::from_value(base).expect("a valid finding")
-}
-
-fn merge(a: &mut Value, b: Value) {
-    match (a, b) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (a, b) => *a = b,
-    }
+    support::finding(HOME, REGION, playbook, v)
 }
 
 impl Bed {

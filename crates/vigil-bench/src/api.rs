@@ -56,11 +56,11 @@ impl Rng {
     }
 }
 
-fn iso(ms: i64) -> String {
+pub(crate) fn iso(ms: i64) -> String {
     vigil_model::Timestamp::from_millis(ms).to_string()
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -126,9 +126,9 @@ fn fill(data_dir: &Path, n: u64) -> Result<()> {
     Ok(())
 }
 
-struct Service {
+pub(crate) struct Service {
     child: Child,
-    addr: String,
+    pub addr: String,
 }
 
 impl Drop for Service {
@@ -150,14 +150,27 @@ impl Drop for Service {
 }
 
 fn start(vigil: &Path, dir: &Path, data_dir: &Path) -> Result<Service> {
+    start_with(vigil, dir, data_dir, "", &[])
+}
+
+/// `vigil serve` on a free loopback port with the bench's admin key, `more`
+/// appended to its configuration and `envs` in its environment.
+pub(crate) fn start_with(
+    vigil: &Path,
+    dir: &Path,
+    data_dir: &Path,
+    more: &str,
+    envs: &[(&str, &str)],
+) -> Result<Service> {
     let config = dir.join("bench-serve.toml");
     std::fs::write(
         &config,
         format!(
-            "[api]\nreaders = 4\n[[api.keys]]\naccess_key_id = \"{KEY_ID}\"\nsecret_access_key = \"{SECRET}\"\nprincipal = \"bench\"\nrole = \"admin\"\n"
+            "[api]\nreaders = 4\n[[api.keys]]\naccess_key_id = \"{KEY_ID}\"\nsecret_access_key = \"{SECRET}\"\nprincipal = \"bench\"\nrole = \"admin\"\n{more}"
         ),
     )?;
     let mut child = Command::new(vigil)
+        .envs(envs.iter().copied())
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config)
         .arg("--data-dir")
@@ -186,7 +199,7 @@ fn start(vigil: &Path, dir: &Path, data_dir: &Path) -> Result<Service> {
 }
 
 /// A request, signed.
-fn signed_request(addr: &str, method: &str, pq: &str, body: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn signed_request(addr: &str, method: &str, pq: &str, body: &[u8]) -> Result<Vec<u8>> {
     let url = format!("http://{addr}{pq}");
     let identity = Credentials::new(KEY_ID, SECRET, None, None, "bench").into();
     let params = v4::SigningParams::builder()
@@ -215,7 +228,10 @@ fn signed_request(addr: &str, method: &str, pq: &str, body: &[u8]) -> Result<Vec
 }
 
 /// One exchange on a keep-alive connection: the status and the body.
-async fn exchange(conn: &mut BufStream<TcpStream>, req: &[u8]) -> Result<(u16, Vec<u8>)> {
+pub(crate) async fn exchange(
+    conn: &mut BufStream<TcpStream>,
+    req: &[u8],
+) -> Result<(u16, Vec<u8>)> {
     conn.write_all(req).await?;
     conn.flush().await?;
     let mut line = String::new();
@@ -244,13 +260,13 @@ async fn exchange(conn: &mut BufStream<TcpStream>, req: &[u8]) -> Result<(u16, V
     Ok((status, body))
 }
 
-async fn connect(addr: &str) -> Result<BufStream<TcpStream>> {
+pub(crate) async fn connect(addr: &str) -> Result<BufStream<TcpStream>> {
     let s = TcpStream::connect(addr).await?;
     s.set_nodelay(true)?;
     Ok(BufStream::new(s))
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

@@ -14,6 +14,7 @@ mod corpus;
 mod measure;
 #[cfg(feature = "peer")]
 mod peer;
+mod respond;
 
 use std::path::PathBuf;
 
@@ -21,7 +22,7 @@ use anyhow::{bail, Result};
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  vigil-bench gen --out DIR [--cloudtrail-mb N] [--flow-mb N] [--file-mb N] [--seed N]\n  vigil-bench run --dir DIR --vigil PATH [--rounds N] [--rules DIR]\n  vigil-bench peer --dir DIR --rules DIR   (built with --features peer)\n  vigil-bench api --dir DIR --vigil PATH [--findings N] [--clients N] [--seconds N]"
+        "usage:\n  vigil-bench gen --out DIR [--cloudtrail-mb N] [--flow-mb N] [--file-mb N] [--seed N]\n  vigil-bench run --dir DIR --vigil PATH [--rounds N] [--rules DIR]\n  vigil-bench peer --dir DIR --rules DIR   (built with --features peer)\n  vigil-bench api --dir DIR --vigil PATH [--findings N] [--clients N] [--seconds N]\n  vigil-bench respond --dir DIR --vigil PATH --moto PATH [--rounds N]"
     );
     std::process::exit(2)
 }
@@ -89,6 +90,19 @@ fn main() -> Result<()> {
                 findings: num("--findings", 1_000_000)?,
                 clients: num("--clients", 50)? as usize,
                 seconds: num("--seconds", 10)?,
+            })
+        }
+        "respond" => {
+            let (Some(dir), Some(vigil), Some(moto)) =
+                (get("--dir"), get("--vigil"), get("--moto"))
+            else {
+                usage()
+            };
+            respond::run(&respond::Spec {
+                dir: PathBuf::from(dir),
+                vigil: PathBuf::from(vigil),
+                moto: PathBuf::from(moto),
+                rounds: num("--rounds", 20)?,
             })
         }
         other => bail!("unknown command {other:?}"),

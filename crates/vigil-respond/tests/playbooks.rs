@@ -3,6 +3,8 @@
 //! every rule's playbook lists the rule among its triggers, and plans fill in the
 //! finding's values and the approval gates.
 
+mod support;
+
 use serde_json::{json, Value};
 use vigil_detect::Finding;
 use vigil_model::Environment;
@@ -149,35 +151,7 @@ fn every_rule_naming_a_playbook_triggers_it() {
 }
 
 fn finding(v: Value) -> Finding {
-    let mut base = json!({
-        "version": "1.0", "id": "3f0b2c1e-0000-5000-8000-000000000001",
-        "detail-type": "Security Finding", "source": "com.security.platform",
-        "account": "111122223333", "time": "2026-11-27T10:00:00Z", "region": "eu-west-1", "resources": [],
-        "detail": {
-            "finding_id": "sec-2026-11-27-0001", "severity": "HIGH", "confidence": 80,
-            "title": "t", "description": "d", "category": "UnauthorizedAccess",
-            "detection_source": "CloudTrail", "resource_type": null, "resource_arn": null,
-            "first_seen": "2026-11-27T09:59:00Z", "last_seen": "2026-11-27T09:59:00Z",
-            "remediation": {"playbook": "PB-001", "automated": true, "status": "PENDING"},
-            "evidence": {"source_ip": "203.0.113.9", "user_agent": "x", "api_call": "ListUsers", "aws_region": "eu-west-1"},
-            "count": 1, "rule": {"id": "r", "title": "r", "kind": "sigma"},
-            "mitre_attack": {"tactics": [], "techniques": []},
-            "principal": null, "event_ids": ["e1"]
-        }
-    });
-    merge(&mut base, v);
-    serde_json::from_value(base).expect("a valid finding")
-}
-
-fn merge(a: &mut Value, b: Value) {
-    match (a, b) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (a, b) => *a = b,
-    }
+    support::finding("111122223333", "eu-west-1", "PB-001", v)
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The `vigil` command: argument parsing and wiring only; the work is in the crates.
 
 mod audit;
+mod comply;
 mod playbooks;
 mod rules;
 mod scan;
@@ -49,6 +50,10 @@ enum Command {
     /// The audit log: check its hash chain.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Compliance: assess an account inventory snapshot against CIS AWS
+    /// Foundations (and the other frameworks), list the checks and controls.
+    #[command(subcommand)]
+    Comply(comply::ComplyCommand),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +64,7 @@ fn main() -> ExitCode {
         Command::Rules(cmd) => rules::run(&cmd),
         Command::Playbooks(cmd) => playbooks::run(&cmd),
         Command::Audit(cmd) => audit::run(&cmd),
+        Command::Comply(cmd) => comply::run(&cmd),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,182 @@
+//! `vigil comply`: the compliance checks over an account inventory snapshot,
+//! offline (`assess --snapshot FILE`), and what they are (`checks`, `controls`).
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use vigil_comply::framework::{self, Framework};
+use vigil_comply::{checks, run_checks, Snapshot, Status};
+
+#[derive(Subcommand)]
+pub enum ComplyCommand {
+    /// Run every check over a saved snapshot and judge each framework's controls:
+    /// exit 0 when every assessed control passes, 3 when one fails or errs.
+    Assess(AssessArgs),
+    /// List the checks: id, service, severity, the playbook that fixes a failure,
+    /// and the Prowler checks each lines up with.
+    Checks,
+    /// List a framework's controls and the checks Vigil runs for each.
+    Controls(ControlsArgs),
+}
+
+#[derive(Args)]
+pub struct AssessArgs {
+    /// The snapshot (`vigil comply collect` writes one).
+    #[arg(long, value_name = "FILE")]
+    snapshot: PathBuf,
+    /// Only this framework (CIS, …; any case). Default: all.
+    #[arg(long)]
+    framework: Option<String>,
+    /// The whole assessment as JSON: every check result and every control.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct ControlsArgs {
+    /// The framework (CIS, …; any case).
+    framework: String,
+}
+
+fn pick(wanted: Option<&str>) -> Result<Vec<Framework>> {
+    let all = framework::builtin()?;
+    let Some(w) = wanted else { return Ok(all) };
+    let chosen: Vec<Framework> = all
+        .into_iter()
+        .filter(|f| f.id.eq_ignore_ascii_case(w))
+        .collect();
+    if chosen.is_empty() {
+        let names: Vec<String> = framework::builtin()?.into_iter().map(|f| f.id).collect();
+        bail!("no framework {w:?}; there are: {}", names.join(", "));
+    }
+    Ok(chosen)
+}
+
+/// Writes what `report` prints to stdout; a reader that went away (`| head`)
+/// is not an error.
+pub fn run(cmd: &ComplyCommand) -> Result<u8> {
+    let mut o = String::new();
+    let code = report(cmd, &mut o)?;
+    match std::io::stdout().lock().write_all(o.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(code),
+    }
+}
+
+fn report(cmd: &ComplyCommand, o: &mut String) -> Result<u8> {
+    match cmd {
+        ComplyCommand::Checks => {
+            for c in checks::all() {
+                writeln!(
+                    o,
+                    "{:<46} {:<14} {:<8} {:<7} {}  [{}]",
+                    c.id,
+                    c.service,
+                    c.severity,
+                    c.playbook.unwrap_or("-"),
+                    c.title,
+                    c.prowler.join(", ")
+                )?;
+            }
+            Ok(0)
+        }
+        ComplyCommand::Controls(a) => {
+            for f in pick(Some(&a.framework))? {
+                writeln!(
+                    o,
+                    "{} {} ({} controls)",
+                    f.name,
+                    f.version,
+                    f.controls.len()
+                )?;
+                for c in &f.controls {
+                    let (have, missing) = c.resolve();
+                    let how = match c.assessment {
+                        framework::Assessment::Manual => "manual".to_owned(),
+                        _ if have.is_empty() => "not assessed".to_owned(),
+                        _ => have.iter().map(|h| h.id).collect::<Vec<_>>().join(", "),
+                    };
+                    let gap = if missing.is_empty() || have.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (no check for: {})", missing.join(", "))
+                    };
+                    writeln!(o, "  {:<8} {}\n           {how}{gap}", c.id, c.title)?;
+                }
+            }
+            Ok(0)
+        }
+        ComplyCommand::Assess(a) => {
+            let snapshot = Snapshot::read(&a.snapshot)?;
+            let results = run_checks(&snapshot);
+            let frameworks = pick(a.framework.as_deref())?;
+            let verdicts: Vec<_> = frameworks
+                .iter()
+                .map(|f| framework::assess(f, &results))
+                .collect();
+            let bad = verdicts.iter().any(|v| v.failed + v.errors > 0);
+            if a.json {
+                let doc = serde_json::json!({
+                    "collected_at": snapshot.collected_at,
+                    "accounts": snapshot.accounts.iter().map(|x| &x.account_id).collect::<Vec<_>>(),
+                    "frameworks": verdicts,
+                    "results": results,
+                });
+                writeln!(o, "{}", serde_json::to_string_pretty(&doc)?)?;
+            } else {
+                let count = |s: Status| results.iter().filter(|r| r.status == s).count();
+                writeln!(o,
+                    "{} account(s), collected {}: {} results ({} pass, {} fail, {} not applicable, {} error)",
+                    snapshot.accounts.len(),
+                    snapshot.collected_at,
+                    results.len(),
+                    count(Status::Pass),
+                    count(Status::Fail),
+                    count(Status::NotApplicable),
+                    count(Status::Error)
+                )?;
+                for v in &verdicts {
+                    let score = v.score.map_or("n/a".to_owned(), |s| format!("{s:.1}%"));
+                    writeln!(
+                        o,
+                        "\n{} {}: {score} ({} pass, {} fail, {} error, {} manual, {} not assessed)",
+                        v.name, v.version, v.passed, v.failed, v.errors, v.manual, v.not_assessed
+                    )?;
+                    for c in v
+                        .controls
+                        .iter()
+                        .filter(|c| c.status == "FAIL" || c.status == "ERROR")
+                    {
+                        writeln!(o, "  {} {:<8} {}", c.status, c.control_id, c.title)?;
+                        for f in c.failures.iter().take(5) {
+                            writeln!(
+                                o,
+                                "      {} {}: {}",
+                                f.status.as_str(),
+                                f.resource_arn,
+                                f.evidence
+                            )?;
+                        }
+                        if c.failures.len() > 5 {
+                            writeln!(o, "      … and {} more", c.failures.len() - 5)?;
+                        }
+                        if let Some(r) = &c.remediation {
+                            writeln!(o, "      fix: {r}")?;
+                        }
+                        if !c.playbooks.is_empty() {
+                            writeln!(o, "      playbook: {}", c.playbooks.join(", "))?;
+                        }
+                    }
+                }
+            }
+            Ok(if bad {
+                crate::EXIT_COMPLETED_WITH_ERRORS
+            } else {
+                0
+            })
+        }
+    }
+}
