@@ -14,6 +14,7 @@ mod ec2;
 mod events;
 mod guardduty;
 mod iam;
+pub mod inventory;
 mod kms;
 mod organizations;
 mod s3;
@@ -49,11 +50,11 @@ pub struct AwsSettings {
     pub credentials: Option<Credentials>,
 }
 
-/// A client of SDK crate `$sdk` acting in `account` and `region` (`None`: the home
-/// region), built from `Aws`'s base configuration.
-macro_rules! client {
-    ($sdk:ident, $aws:expr, $account:expr, $region:expr) => {{
-        let t = $aws.target($account, $region).await?;
+/// A client of SDK crate `$sdk` from `Aws`'s base configuration, with a
+/// [`Target`]'s credentials and region.
+macro_rules! with_target {
+    ($sdk:ident, $aws:expr, $t:expr) => {{
+        let t: $crate::Target = $t;
         let mut conf = $sdk::config::Builder::from(&$aws.base);
         if let Some(c) = t.credentials {
             conf = conf.credentials_provider(c);
@@ -62,6 +63,16 @@ macro_rules! client {
             conf = conf.region(r);
         }
         $sdk::Client::from_conf(conf.build())
+    }};
+}
+pub(crate) use with_target;
+
+/// A client of SDK crate `$sdk` acting in `account` and `region` (`None`: the home
+/// region), built from `Aws`'s base configuration.
+macro_rules! client {
+    ($sdk:ident, $aws:expr, $account:expr, $region:expr) => {{
+        let t = $aws.target($account, $region).await?;
+        with_target!($sdk, $aws, t)
     }};
 }
 
@@ -168,6 +179,11 @@ impl Aws {
             credentials: self.credentials_for(account).await?,
             region: region.map(|r| Region::new(r.to_owned())),
         })
+    }
+
+    /// The home region's name (where IAM and STS are called).
+    pub fn home_region_name(&self) -> String {
+        home_region(&self.settings)
     }
 
     /// The account `account` names, or Vigil's own (asked of STS once, if not

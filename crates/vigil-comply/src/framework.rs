@@ -7,7 +7,9 @@
 //! A control passes when every result of every check it has is PASS or
 //! NOT_APPLICABLE, fails when any is FAIL, and is in error when the rest are fine
 //! but a check could not judge. A framework's score is the share of its assessed
-//! controls (pass or fail) that pass.
+//! controls (pass or fail) that pass. A control judged on only some of its checks
+//! (the catalogue names checks Vigil does not run) says which are missing, and
+//! the framework counts such controls as `partial`.
 
 use std::collections::BTreeMap;
 
@@ -17,10 +19,28 @@ use crate::check::{Check, CheckResult, Status};
 use crate::checks;
 
 /// The built-in catalogues.
-const BUILTIN: &[(&str, &str)] = &[(
-    "cis-3.0.yaml",
-    include_str!("../../../content/compliance/cis-3.0.yaml"),
-)];
+const BUILTIN: &[(&str, &str)] = &[
+    (
+        "cis-3.0.yaml",
+        include_str!("../../../content/compliance/cis-3.0.yaml"),
+    ),
+    (
+        "nist-csf-2.0.yaml",
+        include_str!("../../../content/compliance/nist-csf-2.0.yaml"),
+    ),
+    (
+        "pci-dss-4.0.yaml",
+        include_str!("../../../content/compliance/pci-dss-4.0.yaml"),
+    ),
+    (
+        "hipaa.yaml",
+        include_str!("../../../content/compliance/hipaa.yaml"),
+    ),
+    (
+        "gdpr.yaml",
+        include_str!("../../../content/compliance/gdpr.yaml"),
+    ),
+];
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -146,6 +166,9 @@ pub struct ControlResult {
     pub checks: Vec<String>,
     /// The failing (or erring) results behind a FAIL or ERROR.
     pub failures: Vec<CheckResult>,
+    /// Checks the catalogue names for the control that Vigil does not run (by
+    /// their Prowler names): a verdict on the rest covers the control in part.
+    pub unassessed_checks: Vec<String>,
     /// Remediation for a failure, from the failing checks.
     pub remediation: Option<String>,
     /// The playbooks that fix a failure, where some do.
@@ -165,6 +188,9 @@ pub struct FrameworkResult {
     pub errors: usize,
     pub manual: usize,
     pub not_assessed: usize,
+    /// Controls judged (pass or fail) on only part of the checks the catalogue
+    /// names for them.
+    pub partial: usize,
     pub controls: Vec<ControlResult>,
 }
 
@@ -184,10 +210,11 @@ pub fn assess(framework: &Framework, results: &[CheckResult]) -> FrameworkResult
         errors: 0,
         manual: 0,
         not_assessed: 0,
+        partial: 0,
         controls: Vec::new(),
     };
     for c in &framework.controls {
-        let (have, _missing) = c.resolve();
+        let (have, missing) = c.resolve();
         let mut r = ControlResult {
             control_id: c.id.clone(),
             title: c.title.clone(),
@@ -195,6 +222,11 @@ pub fn assess(framework: &Framework, results: &[CheckResult]) -> FrameworkResult
             status: String::new(),
             checks: have.iter().map(|h| h.id.to_owned()).collect(),
             failures: Vec::new(),
+            unassessed_checks: if have.is_empty() {
+                Vec::new()
+            } else {
+                missing.iter().map(|m| (*m).to_owned()).collect()
+            },
             remediation: None,
             playbooks: Vec::new(),
         };
@@ -258,6 +290,9 @@ pub fn assess(framework: &Framework, results: &[CheckResult]) -> FrameworkResult
                 "PASS".into()
             }
         };
+        if (r.status == "PASS" || r.status == "FAIL") && !r.unassessed_checks.is_empty() {
+            out.partial += 1;
+        }
         out.controls.push(r);
     }
     let judged = out.passed + out.failed;

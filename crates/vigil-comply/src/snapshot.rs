@@ -53,11 +53,13 @@ pub struct AccountSnapshot {
 }
 
 impl AccountSnapshot {
-    /// The error, if any, that left `service` (in `region`, or globally) unread.
+    /// The error, if any, that left `service` unread: asked for a region, an
+    /// error there or one for every region (`region: None`); asked globally, any.
     pub fn error_for(&self, service: &str, region: Option<&str>) -> Option<&CollectError> {
-        self.errors
-            .iter()
-            .find(|e| e.service == service && (region.is_none() || e.region.as_deref() == region))
+        self.errors.iter().find(|e| {
+            e.service == service
+                && (region.is_none() || e.region.is_none() || e.region.as_deref() == region)
+        })
     }
 }
 
@@ -200,6 +202,9 @@ pub struct Bucket {
     pub mfa_delete: bool,
     /// Where its server access logs go; None when logging is off.
     pub logging_target: Option<String>,
+    /// Default encryption (`AES256`, `aws:kms`, `aws:kms:dsse`); None when the
+    /// bucket has no configuration (before 2023, or unreadable).
+    pub encryption: Option<String>,
     /// Per-field read failures (`GetBucketPolicy: AccessDenied`).
     pub errors: Vec<String>,
 }
@@ -423,6 +428,61 @@ pub struct GuardDutyDetector {
     pub status: String,
 }
 
+/// IAM's credential report (CSV, as GetCredentialReport returns it) as rows,
+/// read by its header's column names (IAM adds columns now and then; their order
+/// is not relied on). An error names the line and column.
+pub fn parse_credential_report(text: &str) -> Result<Vec<CredentialRow>, String> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines
+        .next()
+        .ok_or("the credential report is empty")?
+        .split(',')
+        .collect();
+    let col = |name: &str| header.iter().position(|h| *h == name);
+    let (Some(user), Some(arn)) = (col("user"), col("arn")) else {
+        return Err(format!(
+            "the credential report has no user or arn column: {}",
+            header.join(",")
+        ));
+    };
+    let mut rows = Vec::new();
+    for (n, line) in lines.enumerate() {
+        let f: Vec<&str> = line.split(',').collect();
+        let get = |name: &str| col(name).and_then(|i| f.get(i)).copied().unwrap_or("");
+        let flag = |name: &str| get(name) == "true";
+        let when = |name: &str| -> Result<Option<Timestamp>, String> {
+            match get(name) {
+                "" | "N/A" | "no_information" | "not_supported" => Ok(None),
+                t => Timestamp::parse(t)
+                    .map(Some)
+                    .map_err(|e| format!("credential report line {}: {name}: {e}", n + 2)),
+            }
+        };
+        let (Some(u), Some(a)) = (f.get(user), f.get(arn)) else {
+            return Err(format!(
+                "credential report line {}: fewer columns than the header",
+                n + 2
+            ));
+        };
+        rows.push(CredentialRow {
+            user: (*u).to_owned(),
+            arn: (*a).to_owned(),
+            user_creation_time: when("user_creation_time")?,
+            password_enabled: flag("password_enabled"),
+            password_last_used: when("password_last_used")?,
+            password_last_changed: when("password_last_changed")?,
+            mfa_active: flag("mfa_active"),
+            access_key_1_active: flag("access_key_1_active"),
+            access_key_1_last_rotated: when("access_key_1_last_rotated")?,
+            access_key_1_last_used: when("access_key_1_last_used_date")?,
+            access_key_2_active: flag("access_key_2_active"),
+            access_key_2_last_rotated: when("access_key_2_last_rotated")?,
+            access_key_2_last_used: when("access_key_2_last_used_date")?,
+        });
+    }
+    Ok(rows)
+}
+
 /// Why a snapshot could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -478,5 +538,35 @@ impl Snapshot {
             column: e.column(),
             message: e.to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_columns_are_found_by_name() {
+        let text = "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,cert_1_last_rotated,cert_2_active,cert_2_last_rotated\n\
+<root_account>,arn:aws:iam::123456789012:root,2026-01-01T00:00:00+00:00,not_supported,2026-11-01T10:00:00+00:00,not_supported,not_supported,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n\
+alice,arn:aws:iam::123456789012:user/alice,2026-02-01T00:00:00+00:00,true,no_information,2026-02-01T00:00:00+00:00,N/A,false,true,2026-02-01T00:00:00+00:00,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A\n";
+        let rows = parse_credential_report(text).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(rows[0].is_root() && rows[0].mfa_active && !rows[0].password_enabled);
+        assert_eq!(
+            rows[0].password_last_used,
+            Some(Timestamp::parse("2026-11-01T10:00:00Z").unwrap())
+        );
+        assert!(rows[1].password_enabled && rows[1].access_key_1_active);
+        assert_eq!(rows[1].password_last_used, None);
+        assert_eq!(rows[1].access_key_1_last_used, None);
+    }
+
+    #[test]
+    fn a_bad_report_is_named() {
+        assert!(parse_credential_report("").unwrap_err().contains("empty"));
+        let e = parse_credential_report("user,arn,password_last_used\nbob,arn:x,yesterday\n")
+            .unwrap_err();
+        assert!(e.contains("line 2: password_last_used"), "{e}");
     }
 }

@@ -40,6 +40,14 @@ impl Timestamp {
         Timestamp(s.saturating_mul(1000))
     }
 
+    /// The system clock's time (the epoch if the clock is set before it).
+    pub fn now() -> Self {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        Timestamp(ms)
+    }
+
     pub const fn as_millis(self) -> i64 {
         self.0
     }

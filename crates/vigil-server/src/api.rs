@@ -33,6 +33,8 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/incidents/{id}/notes", post(note))
         .route("/api/v1/incidents/{id}/assign", post(assign))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/compliance", get(compliance_list))
+        .route("/api/v1/compliance/{framework}", get(compliance))
         .route("/api/v1/openapi.json", get(openapi))
 }
 
@@ -465,4 +467,82 @@ async fn audit(
     let after = q.after.unwrap_or(0);
     let items = app.read(move |s| s.audit_log(after, limit)).await?;
     to_json(json!({ "items": items }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ComplianceParams {
+    account: Option<String>,
+    /// How many past scores to add, newest first (at most 1000).
+    history: Option<usize>,
+}
+
+/// The newest assessment of every framework: score and counts.
+async fn compliance_list(
+    State(app): App,
+    Extension(p): Extension<Principal>,
+    q: Result<Query<AccountParam>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    can_read(&p)?;
+    let scope = account_param(q)?.unwrap_or_else(|| vigil_store::compliance::ALL_SCOPE.into());
+    let all = app.read(move |s| s.current_assessments(&scope)).await?;
+    let list: Vec<Value> = all
+        .into_iter()
+        .map(|a| {
+            json!({
+                "framework": a.framework,
+                "scope": a.scope,
+                "assessment_date": a.assessed_at,
+                "score": a.score,
+                "passed": a.passed,
+                "failed": a.failed,
+                "errors": a.errors,
+            })
+        })
+        .collect();
+    to_json(json!({ "frameworks": list }))
+}
+
+/// `GET /api/v1/compliance/{framework}` (CIS, NIST-CSF, PCI-DSS, HIPAA, GDPR; any
+/// case): the newest assessment, for all accounts or `?account=`, with
+/// `?history=N` past scores.
+async fn compliance(
+    State(app): App,
+    Extension(p): Extension<Principal>,
+    Path(framework): Path<String>,
+    q: Result<Query<ComplianceParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    can_read(&p)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let scope = q
+        .account
+        .unwrap_or_else(|| vigil_store::compliance::ALL_SCOPE.into());
+    let history = q.history.unwrap_or(0).min(crate::MAX_HISTORY);
+    let missing = ApiError::not_found(format!(
+        "no assessment of {framework} yet{}",
+        if scope == vigil_store::compliance::ALL_SCOPE {
+            String::new()
+        } else {
+            format!(" for account {scope}")
+        }
+    ));
+    let (latest, past) = app
+        .read(move |s| {
+            let latest = s.assessment(&framework, &scope)?;
+            let past = if history > 0 {
+                s.score_history(&framework, &scope, history)?
+            } else {
+                Vec::new()
+            };
+            Ok((latest, past))
+        })
+        .await?;
+    let Some(a) = latest else {
+        return Err(missing);
+    };
+    let mut body: Value = serde_json::from_str(&a.body).map_err(ApiError::internal)?;
+    if history > 0 {
+        body["history"] = json!(past);
+    }
+    to_json(body)
 }

@@ -217,6 +217,8 @@ impl Readers {
 /// off it: a page of 100 findings or the KPIs take a few thousand, a listing
 /// whose filter no index serves can take millions.
 const INLINE_STEPS: u32 = 100_000;
+/// The most past scores one compliance answer carries.
+pub(crate) const MAX_HISTORY: usize = 1000;
 
 /// What every handler shares.
 pub struct AppState {

@@ -12,6 +12,7 @@
 //! beside it, which WAL mode allows without blocking the writer.
 
 mod audit;
+pub mod compliance;
 mod incident;
 mod metrics;
 mod runs;
@@ -547,6 +548,42 @@ impl Store {
     /// The headline KPIs, overall or for one account, as of `now`.
     pub fn metrics(&self, account: Option<&str>, now: Timestamp) -> Result<Metrics> {
         metrics::headline(&self.conn, account, now)
+    }
+
+    /// Stores one run of the compliance checks: each framework's verdict, per
+    /// scope, in one transaction.
+    pub fn record_assessments(&mut self, all: &[compliance::Assessment]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for a in all {
+            compliance::record(&tx, a)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The newest assessment of `framework` (any case) in `scope` (an account,
+    /// or [`compliance::ALL_SCOPE`]).
+    pub fn assessment(
+        &self,
+        framework: &str,
+        scope: &str,
+    ) -> Result<Option<compliance::Assessment>> {
+        compliance::latest(&self.conn, framework, scope)
+    }
+
+    /// The newest assessment of each framework in `scope`.
+    pub fn current_assessments(&self, scope: &str) -> Result<Vec<compliance::Assessment>> {
+        compliance::current(&self.conn, scope)
+    }
+
+    /// The last `limit` scores of `framework` in `scope`, newest first.
+    pub fn score_history(
+        &self,
+        framework: &str,
+        scope: &str,
+        limit: usize,
+    ) -> Result<Vec<compliance::ScorePoint>> {
+        compliance::history(&self.conn, framework, scope, limit)
     }
 
     /// The 30-day threat table, a row per category.

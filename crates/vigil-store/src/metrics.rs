@@ -8,7 +8,9 @@
 //! - incidents opened in the last 24 hours (exact, from the incidents);
 //! - false-positive rate: findings marked false positive as a share of the findings
 //!   triaged (their incident closed), among those stored in the last 30 days;
-//! - compliance score: `null` until the compliance checks exist — never made up.
+//! - compliance score: the CIS AWS Foundations score of the newest compliance
+//!   assessment (of the account, or of all accounts together); `null` before
+//!   the first.
 //!
 //! "The last 30 days" is the 30 UTC days up to and including today. Times are
 //! minutes and rates percent, as in `DESIGN.md`. A KPI with nothing to measure yet
@@ -113,7 +115,12 @@ pub(crate) fn headline(
     Ok(Metrics {
         mttd: minutes(mean(detect_ms, found)),
         mttr: minutes(mean(resolve_ms, resolved)),
-        compliance_score: None,
+        compliance_score: crate::compliance::latest(
+            conn,
+            "CIS",
+            account.unwrap_or(crate::compliance::ALL_SCOPE),
+        )?
+        .and_then(|a| a.score),
         incidents_last_24h: last_day.max(0) as u64,
         false_positive_rate: (triaged > 0)
             .then(|| one_decimal(100.0 * false_positives as f64 / triaged as f64)),

@@ -237,6 +237,23 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, seq)
     ) WITHOUT ROWID;
     "#,
+    // 6: compliance assessments: one row per framework and scope (an account, or
+    // '*' for all accounts assessed together) each time the checks run, with the
+    // whole verdict as JSON; the newest per framework and scope is the current one.
+    r#"
+    CREATE TABLE IF NOT EXISTS assessments (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        framework    TEXT NOT NULL,
+        scope        TEXT NOT NULL,
+        assessed_at  INTEGER NOT NULL,
+        score        REAL,
+        passed       INTEGER NOT NULL,
+        failed       INTEGER NOT NULL,
+        errors       INTEGER NOT NULL,
+        body         TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS assessments_latest ON assessments (framework, scope, seq);
+    "#,
 ];
 
 /// The migration after which the existing audit entries are chained.

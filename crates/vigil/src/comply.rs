@@ -12,6 +12,9 @@ use vigil_comply::{checks, run_checks, Snapshot, Status};
 
 #[derive(Subcommand)]
 pub enum ComplyCommand {
+    /// Read the inventory the checks judge from AWS (read-only calls) in every
+    /// account and enabled region asked for, and save it as a snapshot.
+    Collect(CollectArgs),
     /// Run every check over a saved snapshot and judge each framework's controls:
     /// exit 0 when every assessed control passes, 3 when one fails or errs.
     Assess(AssessArgs),
@@ -33,6 +36,38 @@ pub struct AssessArgs {
     /// The whole assessment as JSON: every check result and every control.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+pub struct CollectArgs {
+    /// Where to write the snapshot (`-`: standard output).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// An account to read (repeat for more). Default: the account of the
+    /// credentials in use.
+    #[arg(long = "account", value_name = "ID")]
+    accounts: Vec<String>,
+    /// A region to read (repeat for more). Default: every region enabled in
+    /// each account.
+    #[arg(long = "region", value_name = "REGION")]
+    regions: Vec<String>,
+    /// The role assumed in each member account to read it (its name; the ARN is
+    /// made from the account id).
+    #[arg(long, value_name = "NAME")]
+    role: Option<String>,
+    /// The external id the role's trust policy asks for.
+    #[arg(long, value_name = "ID")]
+    external_id: Option<String>,
+    /// The account of the credentials in use, where no role is assumed.
+    #[arg(long, value_name = "ID")]
+    home_account: Option<String>,
+    /// The region IAM and STS are called in (default us-east-1).
+    #[arg(long, value_name = "REGION")]
+    home_region: Option<String>,
+    /// Call AWS here instead of its endpoints (an emulator, a proxy). The SDK's
+    /// AWS_ENDPOINT_URL is honoured too.
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -66,8 +101,77 @@ pub fn run(cmd: &ComplyCommand) -> Result<u8> {
     }
 }
 
+/// `vigil comply collect`: the inventory, written to a file (or stdout), and a
+/// line on stderr of what was read and what could not be.
+fn collect(a: &CollectArgs, o: &mut String) -> Result<u8> {
+    let started = std::time::Instant::now();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let settings = vigil_aws::AwsSettings {
+        endpoint_url: a.endpoint_url.clone().or_else(|| {
+            std::env::var("AWS_ENDPOINT_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+        }),
+        response_role: a.role.clone(),
+        external_id: a.external_id.clone(),
+        home_account: a.home_account.clone(),
+        home_region: a.home_region.clone(),
+        credentials: None,
+    };
+    let scope = vigil_aws::inventory::Scope {
+        accounts: a.accounts.clone(),
+        regions: a.regions.clone(),
+    };
+    let snapshot = rt.block_on(async {
+        let aws = vigil_aws::Aws::new(settings).await;
+        vigil_aws::inventory::collect(&aws, &scope).await
+    });
+    let text = serde_json::to_string_pretty(&snapshot)?;
+    if a.out.as_os_str() == "-" {
+        writeln!(o, "{text}")?;
+    } else {
+        std::fs::write(&a.out, text + "\n")
+            .map_err(|e| anyhow::anyhow!("{}: {e}", a.out.display()))?;
+    }
+    let errors: usize = snapshot.accounts.iter().map(|x| x.errors.len()).sum();
+    for x in &snapshot.accounts {
+        for e in &x.errors {
+            eprintln!(
+                "vigil: {} {} {}: {}: {}",
+                if x.account_id.is_empty() {
+                    "?"
+                } else {
+                    &x.account_id
+                },
+                e.region.as_deref().unwrap_or("global"),
+                e.service,
+                e.operation,
+                e.message
+            );
+        }
+    }
+    eprintln!(
+        "vigil: collected {} account(s), {} region(s) in {:.2} s; {errors} service read(s) failed",
+        snapshot.accounts.len(),
+        snapshot
+            .accounts
+            .iter()
+            .map(|x| x.regions.len())
+            .sum::<usize>(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(if errors > 0 {
+        crate::EXIT_COMPLETED_WITH_ERRORS
+    } else {
+        0
+    })
+}
+
 fn report(cmd: &ComplyCommand, o: &mut String) -> Result<u8> {
     match cmd {
+        ComplyCommand::Collect(a) => collect(a, o),
         ComplyCommand::Checks => {
             for c in checks::all() {
                 writeln!(
@@ -142,8 +246,8 @@ fn report(cmd: &ComplyCommand, o: &mut String) -> Result<u8> {
                     let score = v.score.map_or("n/a".to_owned(), |s| format!("{s:.1}%"));
                     writeln!(
                         o,
-                        "\n{} {}: {score} ({} pass, {} fail, {} error, {} manual, {} not assessed)",
-                        v.name, v.version, v.passed, v.failed, v.errors, v.manual, v.not_assessed
+                        "\n{} {}: {score} ({} pass, {} fail, {} error, {} manual, {} not assessed; {} judged on part of their checks)",
+                        v.name, v.version, v.passed, v.failed, v.errors, v.manual, v.not_assessed, v.partial
                     )?;
                     for c in v
                         .controls
@@ -179,4 +283,103 @@ fn report(cmd: &ComplyCommand, o: &mut String) -> Result<u8> {
             })
         }
     }
+}
+
+/// The stored form of one run of the checks: each framework judged over all
+/// accounts together (scope `*`) and over each account alone, in the shape
+/// `GET /api/v1/compliance/{framework}` answers with.
+pub fn assessment_records(
+    snapshot: &Snapshot,
+    results: &[vigil_comply::CheckResult],
+    frameworks: &[Framework],
+    at: vigil_model::Timestamp,
+) -> Vec<vigil_store::compliance::Assessment> {
+    let mut scopes: Vec<(String, Vec<vigil_comply::CheckResult>)> = vec![(
+        vigil_store::compliance::ALL_SCOPE.to_owned(),
+        results.to_vec(),
+    )];
+    if snapshot.accounts.len() > 1 {
+        for a in &snapshot.accounts {
+            let mine = results
+                .iter()
+                .filter(|r| r.account == a.account_id)
+                .cloned()
+                .collect();
+            scopes.push((a.account_id.clone(), mine));
+        }
+    } else if let Some(a) = snapshot.accounts.first() {
+        // One account: its own scope is the whole.
+        scopes.push((a.account_id.clone(), results.to_vec()));
+    }
+    let mut out = Vec::new();
+    for (scope, rs) in &scopes {
+        for f in frameworks {
+            let v = framework::assess(f, rs);
+            out.push(vigil_store::compliance::Assessment {
+                framework: v.framework.clone(),
+                scope: scope.clone(),
+                assessed_at: at,
+                score: v.score,
+                passed: v.passed as u64,
+                failed: v.failed as u64,
+                errors: v.errors as u64,
+                body: api_body(&v, scope, at).to_string(),
+            });
+        }
+    }
+    out
+}
+
+/// DESIGN.md's compliance answer (`framework`, `assessment_date`, `score`,
+/// `failed_controls` with `control_id`, `description`, `status`, `remediation`),
+/// with the counts, each failing control's resources and playbooks, and every
+/// control's status.
+pub fn api_body(
+    v: &framework::FrameworkResult,
+    scope: &str,
+    at: vigil_model::Timestamp,
+) -> serde_json::Value {
+    let failed: Vec<serde_json::Value> = v
+        .controls
+        .iter()
+        .filter(|c| c.status == "FAIL" || c.status == "ERROR")
+        .map(|c| {
+            serde_json::json!({
+                "control_id": c.control_id,
+                "description": c.title,
+                "status": c.status,
+                "remediation": c.remediation,
+                "playbooks": c.playbooks,
+                "checks": c.checks,
+                "unassessed_checks": c.unassessed_checks,
+                "resources": c.failures.iter().map(|f| serde_json::json!({
+                    "check": f.check,
+                    "status": f.status.as_str(),
+                    "account": f.account,
+                    "region": f.region,
+                    "resource_arn": f.resource_arn,
+                    "evidence": f.evidence,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "framework": v.framework,
+        "name": v.name,
+        "version": v.version,
+        "scope": scope,
+        "assessment_date": at,
+        "score": v.score,
+        "passed": v.passed,
+        "failed": v.failed,
+        "errors": v.errors,
+        "manual": v.manual,
+        "not_assessed": v.not_assessed,
+        "partial": v.partial,
+        "failed_controls": failed,
+        "controls": v.controls.iter().map(|c| serde_json::json!({
+            "control_id": c.control_id,
+            "status": c.status,
+        })).collect::<Vec<_>>(),
+    })
 }

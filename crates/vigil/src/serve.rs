@@ -15,6 +15,7 @@
 //! rewrites the same rows; and the findings still open when the process stopped are
 //! taken back on start, so later alerts update them instead of opening new ones.
 
+mod compliance;
 mod config;
 mod demo;
 
@@ -99,6 +100,9 @@ struct Pipeline {
     /// Where findings that trigger a playbook go once stored (response on and
     /// automatic).
     trigger: Option<Trigger>,
+    /// Where CloudTrail events that change what the compliance checks judge are
+    /// sent (compliance on).
+    compliance: Option<tokio::sync::mpsc::UnboundedSender<compliance::Recheck>>,
 }
 
 /// The playbooks in force and the engine's inbox of findings that start them.
@@ -133,6 +137,12 @@ impl Pipeline {
     }
 
     fn observe(&mut self, e: &Event, now: Timestamp) {
+        if let Some(tx) = &self.compliance {
+            if let Some(r) = compliance::recheck_for(e) {
+                // The task ends only at shutdown.
+                let _ = tx.send(r);
+            }
+        }
         vigil_detect::detector::detect_into(
             &mut self.detector,
             &mut self.findings,
@@ -389,7 +399,15 @@ pub fn run(args: &ServeArgs) -> Result<u8> {
         }),
         _ => None,
     };
+    let (compliance_tx, compliance_rx) = if config.compliance.enabled {
+        config.compliance.interval_ms()?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
     let pipeline = Pipeline {
+        compliance: compliance_tx,
         trigger,
         detector,
         findings,
@@ -449,6 +467,13 @@ pub fn run(args: &ServeArgs) -> Result<u8> {
         if let Some(library) = library {
             let engine = start_engine(&config, &writer, library, trigger_rx).await?;
             app = app.with_engine(engine);
+        }
+        if let Some(rx) = compliance_rx {
+            tokio::spawn(compliance::run(
+                config.compliance.clone(),
+                Arc::clone(&writer),
+                rx,
+            ));
         }
         if args.demo {
             let handle = Arc::clone(&handle);

@@ -975,3 +975,133 @@ fn vigil_playbooks_run_carries_a_playbook_out_from_the_command_line() {
         String::from_utf8_lossy(&verify.stdout)
     );
 }
+
+/// A snapshot of account 111122223333 with one bucket, whose policy denies
+/// requests without TLS or not.
+fn compliance_snapshot(tls_only: bool) -> String {
+    let policy = tls_only.then(|| {
+        json!({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+            "Resource": ["arn:aws:s3:::ledger", "arn:aws:s3:::ledger/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]})
+    });
+    json!({
+        "version": 1,
+        "collected_at": now_rfc3339(),
+        "collector": "test",
+        "accounts": [{
+            "account_id": "111122223333",
+            "regions": ["us-east-1"],
+            "s3": {"buckets": [{"name": "ledger", "region": "us-east-1", "policy": policy}]},
+            "regional": {"us-east-1": {}}
+        }]
+    })
+    .to_string()
+}
+
+fn control_status(body: &Value, id: &str) -> String {
+    body["controls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["control_id"] == id)
+        .map(|c| c["status"].as_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+/// Compliance in the service: assessed at start, served in DESIGN.md's shape and
+/// in the metrics, and reassessed within seconds of a CloudTrail event that
+/// changes a bucket's policy; the control that went from PASS to FAIL raises a
+/// PolicyViolation finding.
+#[test]
+fn a_bucket_policy_change_is_reassessed_and_raises_a_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = dir.path().join("inventory.json");
+    std::fs::write(&snapshot, compliance_snapshot(true)).unwrap();
+    let svc = Service::start_with(
+        dir.path(),
+        &[],
+        &format!(
+            "[compliance]\nenabled = true\ninterval = \"1h\"\nsnapshot = {:?}\n",
+            snapshot.display().to_string()
+        ),
+    );
+    let mut first = Value::Null;
+    wait_for(30, "the first assessment", || {
+        let r = svc.call(&ANALYST, "GET", "/api/v1/compliance/cis", b"");
+        first = r.body;
+        r.status == 200
+    });
+    assert_eq!(first["framework"], "CIS");
+    assert_eq!(control_status(&first, "2.1.1"), "PASS", "{first:#}");
+    let score = first["score"].as_f64().unwrap();
+    assert!((0.0..100.0).contains(&score), "{score}");
+    // Failed controls carry what DESIGN.md names.
+    let failed = first["failed_controls"].as_array().unwrap();
+    assert!(!failed.is_empty());
+    for c in failed {
+        for k in ["control_id", "description", "status", "remediation"] {
+            assert!(c.get(k).is_some(), "{k} missing in {c}");
+        }
+    }
+    assert!(
+        failed.iter().any(|c| c["control_id"] == "3.1"),
+        "no trail: 3.1 fails"
+    );
+    // Any case; the account's own view; the KPI.
+    assert_eq!(svc.get("/api/v1/compliance/CiS")["score"], first["score"]);
+    assert_eq!(
+        svc.get("/api/v1/compliance/cis?account=111122223333")["scope"],
+        "111122223333"
+    );
+    assert_eq!(
+        svc.get("/api/v1/metrics")["compliance_score"],
+        first["score"]
+    );
+    let listed = svc.get("/api/v1/compliance");
+    assert_eq!(listed["frameworks"][0]["framework"], "CIS");
+    let none = svc.call(&ANALYST, "GET", "/api/v1/compliance/sox", b"");
+    assert_eq!(none.status, 404, "{:?}", none.body);
+
+    // The policy is deleted; CloudTrail says so.
+    std::fs::write(&snapshot, compliance_snapshot(false)).unwrap();
+    let event = json!({
+        "eventVersion": "1.08", "eventTime": now_rfc3339(), "eventSource": "s3.amazonaws.com",
+        "eventName": "DeleteBucketPolicy", "awsRegion": "us-east-1",
+        "sourceIPAddress": "198.51.100.23", "userAgent": "aws-cli/2", "eventType": "AwsApiCall",
+        "recipientAccountId": "111122223333", "eventID": "policy-deleted-1",
+        "requestParameters": {"bucketName": "ledger"}, "responseElements": null,
+        "userIdentity": {"type": "IAMUser", "principalId": "AIDAEXAMPLE",
+                         "arn": "arn:aws:iam::111122223333:user/ops", "accountId": "111122223333",
+                         "userName": "ops"}
+    });
+    let posted = Instant::now();
+    let body = serde_json::to_vec(&json!({"Records": [event]})).unwrap();
+    let r = svc.call(&FORWARDER, "POST", "/api/v1/ingest", &body);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let mut now_body = Value::Null;
+    wait_for(10, "the reassessment", || {
+        now_body = svc.get("/api/v1/compliance/cis");
+        control_status(&now_body, "2.1.1") == "FAIL"
+    });
+    eprintln!("event posted to control FAIL: {:?}", posted.elapsed());
+    assert!(now_body["score"].as_f64().unwrap() < score);
+    let history = svc.get("/api/v1/compliance/cis?history=10");
+    assert_eq!(history["history"].as_array().unwrap().len(), 2);
+
+    let mut regression = Value::Null;
+    wait_for(10, "the regression finding", || {
+        let list = svc.get("/api/v1/findings?category=PolicyViolation");
+        regression = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["detail"]["rule"]["id"] == "vigil-compliance-cis-2.1.1")
+            .cloned()
+            .unwrap_or(Value::Null);
+        !regression.is_null()
+    });
+    assert_eq!(regression["account"], "111122223333");
+    assert_eq!(regression["detail"]["resource_arn"], "arn:aws:s3:::ledger");
+    assert_eq!(regression["detail"]["detection_source"], "vigil-compliance");
+}

@@ -27,11 +27,12 @@ impl Drop for Moto {
     }
 }
 
-fn moto_server() -> PathBuf {
+/// A program of the Python tools' environment (moto_server, python).
+pub fn python_tool(name: &str) -> PathBuf {
     let dir = std::env::var("VIGIL_PY_BIN").unwrap_or_else(|_| {
-        panic!("VIGIL_PY_BIN is not set: run scripts/test, which installs moto_server")
+        panic!("VIGIL_PY_BIN is not set: run scripts/test, which installs the Python tools")
     });
-    let p = Path::new(&dir).join("moto_server");
+    let p = Path::new(&dir).join(name);
     assert!(
         p.exists(),
         "{} is missing: run scripts/test, which installs it",
@@ -40,13 +41,23 @@ fn moto_server() -> PathBuf {
     p
 }
 
+fn moto_server() -> PathBuf {
+    python_tool("moto_server")
+}
+
 pub fn start_moto() -> Moto {
+    start_moto_with(&[])
+}
+
+/// A moto_server with settings of its own (`MOTO_IAM_LOAD_MANAGED_POLICIES`…).
+pub fn start_moto_with(env: &[(&str, &str)]) -> Moto {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap();
     let child = Command::new(moto_server())
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

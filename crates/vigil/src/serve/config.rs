@@ -50,6 +50,54 @@ pub struct ServeConfig {
     pub api: ApiConfig,
     pub accounts: Vec<Account>,
     pub response: ResponseConfig,
+    pub compliance: ComplianceConfig,
+}
+
+/// Compliance: the checks run on a schedule, and again within seconds of a
+/// CloudTrail event that changes what they judge, over the inventory read from
+/// AWS (or from a snapshot file).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComplianceConfig {
+    pub enabled: bool,
+    /// Assess this snapshot file (read again each time) instead of reading AWS.
+    pub snapshot: Option<PathBuf>,
+    /// How often the whole inventory is read and assessed.
+    pub interval: String,
+    /// The accounts read; empty: the account of Vigil's credentials.
+    pub accounts: Vec<String>,
+    /// The regions read; empty: every region enabled in each account.
+    pub regions: Vec<String>,
+    /// The role assumed in each member account to read it.
+    pub role: Option<String>,
+    pub external_id: Option<String>,
+    /// Call AWS here instead (default: the response section's).
+    pub endpoint_url: Option<String>,
+    pub home_account: Option<String>,
+    pub home_region: Option<String>,
+}
+
+impl Default for ComplianceConfig {
+    fn default() -> Self {
+        ComplianceConfig {
+            enabled: false,
+            snapshot: None,
+            interval: "6h".into(),
+            accounts: Vec::new(),
+            regions: Vec::new(),
+            role: None,
+            external_id: None,
+            endpoint_url: None,
+            home_account: None,
+            home_region: None,
+        }
+    }
+}
+
+impl ComplianceConfig {
+    pub fn interval_ms(&self) -> Result<i64> {
+        span("compliance.interval", &self.interval)
+    }
 }
 
 /// Response: whether playbooks run, and how Vigil reaches AWS to run them.
@@ -123,6 +171,7 @@ impl Default for ServeConfig {
             api: ApiConfig::default(),
             accounts: Vec::new(),
             response: ResponseConfig::default(),
+            compliance: ComplianceConfig::default(),
         }
     }
 }
@@ -156,6 +205,7 @@ impl ServeConfig {
             self.inbox = Some(v.into());
         }
         if let Ok(v) = std::env::var("VIGIL_AWS_ENDPOINT_URL") {
+            self.compliance.endpoint_url = Some(v.clone());
             self.response.endpoint_url = Some(v);
         }
         Ok(())
