@@ -7,9 +7,11 @@ moto (and so boto3) installed.
 For each state asked for (`good`: hardened, `bad`: one known failure per check), a
 fresh moto_server is started on a free loopback port, seeded by seed-comply.py, and
 scanned in one region by `prowler aws --compliance cis_3.0_aws` and by
-`vigil comply collect` + `vigil comply assess`. Every control gets both verdicts.
+`vigil comply collect` + `vigil comply assess`, both without retries (moto answers
+the operations it lacks with 500, which both SDKs would retry with backoff). Every
+control gets both verdicts.
 A control both tools assess (PASS or FAIL from each) with different verdicts, or
-any other disagreement, must match one of the known differences below, each with
+any other disagreement, must match one of the known differences (EXPLAINED), each with
 its reason; anything else is printed as UNEXPLAINED and the exit status is 1.
 """
 
@@ -30,8 +32,9 @@ ROOT_MFA = ("moto's credential report has no <root_account> row; Prowler judges 
             "from that row, Vigil also from GetAccountSummary (AccountMFAEnabled = 0)")
 PROFILE = ("a Manual control in CIS 3.0.0: Vigil leaves it to a person, Prowler runs "
            "ec2_instance_profile_attached")
-VERSIONING = ("MFA delete: moto's GetBucketVersioning reply is refused by aws-sdk-rust's XML "
-              "parser, so Vigil cannot read it and says ERROR; botocore accepts it")
+VERSIONING = ("MFA delete: moto answers GetBucketVersioning under a <GetBucketVersioningResponse> "
+              "root where S3 sends <VersioningConfiguration>; aws-sdk-rust refuses it, so Vigil "
+              "says ERROR, botocore does not look at the root")
 
 # Known differences: (control, Prowler's verdict, Vigil's verdict) -> the reason.
 # "-" is "no result" (Prowler wrote no row for the control).
@@ -166,18 +169,24 @@ def compare_state(state, args, work):
             raise SystemExit(f"seeding the {state} account failed:\n{seeded.stderr}")
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("AWS_") and k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+        # No retries, for either tool: the operations moto does not implement answer
+        # 500, which both SDKs would retry with backoff (on AWS they succeed).
         env.update(AWS_ENDPOINT_URL=moto.url, AWS_ACCESS_KEY_ID="testing",
                    AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=args.region,
-                   AWS_EC2_METADATA_DISABLED="true")
+                   AWS_EC2_METADATA_DISABLED="true", AWS_MAX_ATTEMPTS="1")
 
         prowler_cmd = [str(args.prowler), "aws", "--compliance", CIS_FRAMEWORK, "-f", args.region,
-                       "--scan-unused-services", "--output-formats", "csv",
+                       "--scan-unused-services", "--aws-retries-max-attempts", "0",
+                       "--output-formats", "csv",
                        "-o", str(d / "prowler"), "-F", "prowler", "--no-banner", "-z"]
         rc, prowler_s = run_timed(prowler_cmd, env, d / "prowler.log")
         # Prowler exits 3 when a check fails; anything else non-zero is its own failure.
         if rc not in (0, 3):
             raise SystemExit(f"prowler exited {rc}; see {d / 'prowler.log'}")
-        prowler = prowler_verdicts(d / "prowler" / "compliance" / f"prowler_{CIS_FRAMEWORK}.csv")
+        report = d / "prowler" / "compliance" / f"prowler_{CIS_FRAMEWORK}.csv"
+        if not report.exists():
+            raise SystemExit(f"prowler wrote no {report.name}; see {d / 'prowler.log'}")
+        prowler = prowler_verdicts(report)
 
         snap = d / "vigil-snapshot.json"
         rc, collect_s = run_timed([str(args.vigil), "comply", "collect", "--region", args.region,
@@ -235,7 +244,8 @@ def compare_state(state, args, work):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prowler", type=Path, required=True, help="the prowler executable")
     p.add_argument("--vigil", type=Path, required=True, help="the vigil executable")
     p.add_argument("--moto-server", required=True, help="the moto_server executable")
@@ -251,7 +261,13 @@ def main():
         failures = []
         speedups = []
         for state in states:
-            unexplained, prowler_s, vigil_s = compare_state(state, a, work)
+            try:
+                unexplained, prowler_s, vigil_s = compare_state(state, a, work)
+            except SystemExit as e:
+                if a.out is None:
+                    raise SystemExit(f"{e.code}\n(the logs named are removed: rerun with --out DIR "
+                                     "to keep them)") from None
+                raise
             failures += [f"{state}: {c}" for c in unexplained]
             speedups.append(prowler_s / vigil_s)
         low, high = f"{min(speedups):.0f}x", f"{max(speedups):.0f}x"
