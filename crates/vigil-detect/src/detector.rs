@@ -146,6 +146,7 @@ impl Detector {
                 level: m.level,
                 tags: &m.tags,
                 custom: &m.custom,
+                falsepositives: &m.falsepositives,
                 kind: RuleKind::Sigma,
             };
             let info = info_or_issue(src, &m.origin, &mut all_issues);
@@ -173,6 +174,7 @@ impl Detector {
                 level: m.level,
                 tags: &m.tags,
                 custom: &m.custom,
+                falsepositives: &m.falsepositives,
                 kind: RuleKind::Correlation,
             };
             let info = info_or_issue(src, &m.origin, &mut all_issues);

@@ -141,6 +141,10 @@ pub struct RuleInfo {
     pub resource_type: Option<String>,
     /// A field naming the principal, when it is not the actor.
     pub principal_field: Option<String>,
+    /// Why the rule has the severity and confidence it has (`vigil.rationale`).
+    pub rationale: Option<String>,
+    /// What else makes the rule fire (Sigma `falsepositives`).
+    pub falsepositives: Vec<String>,
 }
 
 /// MITRE ATT&CK tags of the rule: tactics by name, techniques by id.
@@ -210,6 +214,7 @@ pub struct RuleSource<'a> {
     pub level: Option<crate::sigma::Level>,
     pub tags: &'a [String],
     pub custom: &'a [(String, String)],
+    pub falsepositives: &'a [String],
     pub kind: RuleKind,
 }
 
@@ -277,6 +282,8 @@ impl RuleInfo {
             resource_field: attr(r.custom, "resource").map(str::to_owned),
             resource_type: attr(r.custom, "resource_type").map(str::to_owned),
             principal_field: attr(r.custom, "principal").map(str::to_owned),
+            rationale: attr(r.custom, "rationale").map(str::to_owned),
+            falsepositives: r.falsepositives.to_vec(),
         })
     }
 }
@@ -733,6 +740,7 @@ mod tests {
                 level: Some(crate::sigma::Level::High),
                 tags: &["attack.initial-access".into(), "attack.t1078.004".into()],
                 custom: &[],
+                falsepositives: &[],
                 kind: RuleKind::Sigma,
             })
             .unwrap(),
@@ -779,6 +787,7 @@ mod tests {
             level: None,
             tags: &[],
             custom: &[("playbook".into(), "PB-099".into())],
+            falsepositives: &[],
             kind: RuleKind::Sigma,
         });
         assert!(bad.unwrap_err().contains("PB-099"));

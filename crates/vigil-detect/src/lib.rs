@@ -8,6 +8,7 @@
 //! This crate does no IO beyond reading rule files; events come from `vigil-ingest`.
 
 pub mod builtin;
+pub mod coverage;
 pub mod detector;
 pub mod engine;
 pub mod finding;

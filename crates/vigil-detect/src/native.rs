@@ -21,6 +21,7 @@ pub const NEW_NETWORK: &str = "vigil-baseline-new-network-for-principal";
 pub const NEW_REGION: &str = "vigil-baseline-runinstances-unused-region";
 pub const SG_OPEN: &str = "vigil-ec2-security-group-open-admin-port";
 pub const S3_PUBLIC_POLICY: &str = "vigil-s3-bucket-policy-public";
+pub const ROLE_TRUST_OPENED: &str = "vigil-iam-role-trust-opened";
 
 /// How baselines learn.
 #[derive(Clone, Debug)]
@@ -304,7 +305,9 @@ fn info(
     level: crate::sigma::Level,
     tags: &[&str],
     custom: &[(&str, &str)],
+    falsepositives: &[&str],
 ) -> Arc<RuleInfo> {
+    let falsepositives: Vec<String> = falsepositives.iter().map(|t| t.to_string()).collect();
     let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
     let custom: Vec<(String, String)> = custom
         .iter()
@@ -320,6 +323,7 @@ fn info(
             level: Some(level),
             tags: &tags,
             custom: &custom,
+            falsepositives: &falsepositives,
             kind,
         })
         .expect("built-in attributes are valid"),
@@ -359,7 +363,8 @@ impl Natives {
                 RuleKind::Baseline,
                 Medium,
                 &["attack.initial-access", "attack.t1078.004"],
-                &[("category", "UnauthorizedAccess"), ("playbook", "PB-009"), ("confidence", "60")],
+                &[("category", "UnauthorizedAccess"), ("playbook", "PB-009"), ("confidence", "60"), ("rationale", "A new network is weak evidence alone (travel, new offices, VPNs); it is medium so that it ranks below behaviour-based findings.")],
+                &["Travel, a new office or VPN exit, a CI provider changing its address ranges"],
             ),
             info(
                 NEW_REGION,
@@ -368,7 +373,8 @@ impl Natives {
                 RuleKind::Baseline,
                 High,
                 &["attack.impact", "attack.t1496", "attack.defense-evasion", "attack.t1535"],
-                &[("category", "Cryptojacking"), ("playbook", "PB-002"), ("confidence", "75")],
+                &[("category", "Cryptojacking"), ("playbook", "PB-002"), ("confidence", "75"), ("rationale", "Launching compute where the account has never worked is the signature of miners hiding from whoever watches the usual regions.")],
+                &["Expanding into a new region (disaster recovery, a new market)"],
             ),
             info(
                 SG_OPEN,
@@ -377,7 +383,8 @@ impl Natives {
                 RuleKind::Native,
                 High,
                 &["attack.initial-access", "attack.t1190", "attack.defense-evasion", "attack.t1562.007"],
-                &[("category", "PolicyViolation"), ("playbook", "PB-008"), ("confidence", "95")],
+                &[("category", "PolicyViolation"), ("playbook", "PB-008"), ("confidence", "95"), ("rationale", "Each opened port is read from the rule itself, so the finding is nearly certain; the exposure is severe whoever made it.")],
+                &["Bastion hosts deliberately open to the internet on SSH (better: Session Manager)"],
             ),
             info(
                 S3_PUBLIC_POLICY,
@@ -386,7 +393,18 @@ impl Natives {
                 RuleKind::Native,
                 High,
                 &["attack.exfiltration", "attack.t1530", "attack.defense-evasion"],
-                &[("category", "PolicyViolation"), ("playbook", "PB-003"), ("confidence", "90")],
+                &[("category", "PolicyViolation"), ("playbook", "PB-003"), ("confidence", "90"), ("rationale", "Statements restricted by network, organization or account conditions are excluded, so what remains is public.")],
+                &["Buckets that host public websites or datasets on purpose"],
+            ),
+            info(
+                ROLE_TRUST_OPENED,
+                "IAM role trust policy lets another account or everyone assume it",
+                "A role was created, or its trust policy replaced, with an Allow statement that lets Principal \"*\" or an AWS account other than this one assume it, with no condition that limits it to the organization. Whoever controls that account (or anyone, for \"*\") can take the role's permissions: the classic cross-account backdoor.",
+                RuleKind::Native,
+                High,
+                &["attack.persistence", "attack.privilege-escalation", "attack.t1098.003", "attack.t1484.002"],
+                &[("category", "UnauthorizedAccess"), ("playbook", "PB-001"), ("confidence", "75"), ("rationale", "Trust is read statement by statement against the account's own id; vendors and other accounts of the organization are the false positives, and an organization condition removes them.")],
+                &["Vendor integrations (monitoring, backup) whose role trusts the vendor's account with an external id", "Roles shared with other accounts of the organization without an organization condition"],
             ),
         ];
         Natives {
@@ -433,6 +451,7 @@ impl Natives {
         match op {
             "AuthorizeSecurityGroupIngress" => self.sg_open(e, out),
             "PutBucketPolicy" => self.s3_public(e, out),
+            "CreateRole" | "UpdateAssumeRolePolicy" => self.role_trust(e, out),
             _ => {}
         }
     }
@@ -614,7 +633,10 @@ impl Natives {
         let Some(doc) = e.raw.to_json() else { return };
         let params = &doc["requestParameters"];
         let mut opened: Vec<Value> = Vec::new();
-        for perm in items(&params["ipPermissions"]) {
+        // The API's older form (`--cidr --port` in the CLI) puts one permission's
+        // fields at the top of the request instead of in `ipPermissions`.
+        let legacy = params.get("cidrIp").is_some().then_some(params);
+        for perm in items(&params["ipPermissions"]).chain(legacy) {
             let proto = text(&perm["ipProtocol"]).unwrap_or_default();
             let all_ports = proto == "-1" || proto.eq_ignore_ascii_case("all");
             if !all_ports && !matches!(proto.as_str(), "tcp" | "udp" | "6" | "17") {
@@ -624,18 +646,16 @@ impl Natives {
             let to = perm["toPort"].as_i64().unwrap_or(-1);
             let whole_range = from <= 0 && (to == -1 || to >= 65535);
             let mut world = Vec::new();
-            for r in items(&perm["ipRanges"]) {
-                if let Some(c) = text(&r["cidrIp"]) {
-                    if c == "0.0.0.0/0" {
-                        world.push(c);
-                    }
-                }
-            }
-            for r in items(&perm["ipv6Ranges"]) {
-                if let Some(c) = text(&r["cidrIpv6"]) {
-                    if c == "::/0" {
-                        world.push(c);
-                    }
+            // Any address with prefix length 0 covers every address.
+            let everywhere = |c: &str| c.trim().ends_with("/0");
+            let ranges = items(&perm["ipRanges"]).map(|r| &r["cidrIp"]);
+            let ranges6 = items(&perm["ipv6Ranges"]).map(|r| &r["cidrIpv6"]);
+            for c in ranges
+                .chain(ranges6)
+                .chain(std::iter::once(&perm["cidrIp"]))
+            {
+                if let Some(c) = text(c).filter(|c| everywhere(c)) {
+                    world.push(c);
                 }
             }
             if world.is_empty() {
@@ -722,6 +742,69 @@ impl Natives {
         a.evidence
             .extra
             .insert("public_statements".into(), Value::Array(public));
+        out.push(a);
+    }
+
+    fn role_trust(&self, e: &Event, out: &mut Vec<Alert>) {
+        let Some(doc) = e.raw.to_json() else { return };
+        let params = &doc["requestParameters"];
+        let raw = if params["assumeRolePolicyDocument"].is_null() {
+            &params["policyDocument"]
+        } else {
+            &params["assumeRolePolicyDocument"]
+        };
+        let policy = match raw {
+            Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
+            other => other.clone(),
+        };
+        let own = e.account.as_deref().unwrap_or("");
+        let mut opened = Vec::new();
+        for st in items_or_one(&policy["Statement"]) {
+            if text(&st["Effect"]).as_deref() != Some("Allow") || restricted(&st["Condition"]) {
+                continue;
+            }
+            let assumes = items_or_one(&st["Action"]).any(|a| {
+                a.as_str().is_some_and(|a| {
+                    let a = a.to_ascii_lowercase();
+                    a == "*" || a == "sts:*" || a.starts_with("sts:assumerole")
+                })
+            });
+            if !assumes {
+                continue;
+            }
+            let aws = match &st["Principal"] {
+                Value::String(s) if s == "*" => vec!["*".to_owned()],
+                Value::Object(m) => m
+                    .get("AWS")
+                    .map(|v| items_or_one(v).filter_map(text).collect())
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            for p in aws {
+                // `123456789012`, `arn:aws:iam::123456789012:root|role/…|user/…`.
+                let account = p
+                    .strip_prefix("arn:")
+                    .and_then(|rest| rest.split(':').nth(3))
+                    .unwrap_or(&p);
+                if p == "*" || (!account.is_empty() && account != own) {
+                    opened.push(Value::String(p));
+                }
+            }
+        }
+        if opened.is_empty() {
+            return;
+        }
+        let mut a = alert_from_event(self.info(ROLE_TRUST_OPENED), e);
+        if let Some(r) = text(&params["roleName"]) {
+            a.resource_arn = Some(format!("arn:aws:iam::{own}:role/{r}"));
+            a.resource_type = Some("AWS::IAM::Role".into());
+            a.evidence
+                .extra
+                .insert("resource_id".into(), Value::String(r));
+        }
+        a.evidence
+            .extra
+            .insert("trusted_principals".into(), Value::Array(opened));
         out.push(a);
     }
 

@@ -103,3 +103,43 @@ impl Default for DecodeOptions {
         }
     }
 }
+
+/// Decodes a small in-memory document (a rule's test case, a request body) into
+/// events, with the same decoders files get. `format` names the source when it
+/// should not be recognized (`cloudtrail`, `vpcflow`, `guardduty`, `asff`);
+/// `flow_format` is the layout of header-less flow lines. The first bad record is
+/// the error: this is for inputs that must be wholly valid.
+pub fn decode_document(
+    input: &[u8],
+    format: Option<&str>,
+    flow_format: Option<&str>,
+) -> Result<Vec<vigil_model::Event>, String> {
+    let format = match format {
+        None => None,
+        Some("cloudtrail") => Some(Format::CloudTrail),
+        Some("vpcflow") => Some(Format::VpcFlow),
+        Some("guardduty") => Some(Format::GuardDuty),
+        Some("asff" | "securityhub") => Some(Format::Asff),
+        Some(other) => return Err(format!("unknown source `{other}`")),
+    };
+    let flow_format = flow_format
+        .map(FlowFormat::parse)
+        .transpose()
+        .map_err(|e| format!("flow_format: {e}"))?;
+    let opts = DecodeOptions {
+        format,
+        flow_format,
+        max_record_bytes: 16 * 1024 * 1024,
+    };
+    let reader = Box::new(std::io::Cursor::new(input.to_vec()));
+    let dec =
+        open_reader(std::path::Path::new("document"), reader, &opts).map_err(|e| e.to_string())?;
+    let mut events = Vec::new();
+    for item in dec {
+        match item {
+            Item::Event(e) => events.push(e),
+            Item::Error(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(events)
+}

@@ -1,4 +1,4 @@
-//! `vigil rules list | validate | test`.
+//! `vigil rules list | validate | test | coverage`.
 
 use std::path::{Path, PathBuf};
 
@@ -7,7 +7,6 @@ use clap::{Args, Subcommand};
 use vigil_detect::sigma::{is_test_file, RuleIssue};
 use vigil_detect::testcases::{self, Case, RuleTexts, TestFile};
 use vigil_detect::{Detector, DetectorConfig};
-use vigil_ingest::{DecodeOptions, FlowFormat, Format, Item};
 use vigil_model::Event;
 
 #[derive(Subcommand)]
@@ -20,6 +19,19 @@ pub enum RulesCommand {
     /// Run the test cases kept beside rules (`*.tests.yml`): events that must make a
     /// rule fire and near-misses that must not. Exit 3 when a case fails.
     Test(TestArgs),
+    /// The MITRE ATT&CK tactics and techniques the detections cover, with the
+    /// detections behind each: a table, or an ATT&CK Navigator layer (JSON).
+    Coverage(CoverageArgs),
+}
+
+#[derive(Args)]
+pub struct CoverageArgs {
+    #[command(flatten)]
+    rules: RulePaths,
+    /// `table` (by tactic), `navigator` (an ATT&CK Navigator layer to load in the
+    /// Navigator) or `markdown`.
+    #[arg(long, default_value = "table")]
+    format: String,
 }
 
 #[derive(Args)]
@@ -123,36 +135,39 @@ fn load(p: &RulePaths) -> (Detector, Vec<RuleIssue>) {
 
 /// Decodes a test case's events with the same decoders `scan` uses.
 pub fn decode_case(c: &Case) -> Result<Vec<Event>, String> {
-    let format = match c.source.as_deref() {
-        None => None,
-        Some("cloudtrail") => Some(Format::CloudTrail),
-        Some("vpcflow") => Some(Format::VpcFlow),
-        Some("guardduty") => Some(Format::GuardDuty),
-        Some("asff" | "securityhub") => Some(Format::Asff),
-        Some(other) => return Err(format!("unknown source `{other}`")),
-    };
-    let flow_format = c
-        .flow_format
-        .as_deref()
-        .map(FlowFormat::parse)
-        .transpose()
-        .map_err(|e| format!("flow_format: {e}"))?;
-    let opts = DecodeOptions {
-        format,
-        flow_format,
-        max_record_bytes: 16 * 1024 * 1024,
-    };
-    let reader = Box::new(std::io::Cursor::new(c.input.clone()));
-    let dec = vigil_ingest::open_reader(Path::new("test-case"), reader, &opts)
-        .map_err(|e| e.to_string())?;
-    let mut events = Vec::new();
-    for item in dec {
-        match item {
-            Item::Event(e) => events.push(e),
-            Item::Error(e) => return Err(e.to_string()),
+    vigil_ingest::decode_document(&c.input, c.source.as_deref(), c.flow_format.as_deref())
+}
+
+fn coverage_table(cov: &vigil_detect::coverage::Coverage, markdown: bool) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if markdown {
+        out.push_str("| tactic | technique | detections |\n|---|---|---|\n");
+    }
+    for tactic in cov.tactics() {
+        for (t, rules) in &cov.by_tactic[tactic] {
+            let names = rules.iter().cloned().collect::<Vec<_>>().join(", ");
+            if markdown {
+                let _ = writeln!(out, "| {tactic} | {t} | {names} |");
+            } else {
+                let _ = writeln!(out, "{tactic:<21} {t:<10} {names}");
+            }
         }
     }
-    Ok(events)
+    let _ = writeln!(
+        out,
+        "{}{} detections, {} techniques, {} tactics{}",
+        if markdown { "\n" } else { "" },
+        cov.detections,
+        cov.by_technique.len(),
+        cov.tactics().len(),
+        if cov.untagged.is_empty() {
+            String::new()
+        } else {
+            format!("; without a technique: {}", cov.untagged.join(", "))
+        }
+    );
+    out
 }
 
 fn exit_for(problems: bool) -> u8 {
@@ -215,6 +230,22 @@ pub fn run(cmd: &RulesCommand) -> Result<u8> {
                 unsupported,
                 issues.len() - unsupported
             );
+            Ok(exit_for(!issues.is_empty()))
+        }
+        RulesCommand::Coverage(c) => {
+            let (det, issues) = load(&c.rules);
+            for i in &issues {
+                eprintln!("{i}");
+            }
+            let cov = vigil_detect::coverage::Coverage::of(&det);
+            match c.format.as_str() {
+                "navigator" => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&cov.navigator_layer("Vigil detections"))?
+                ),
+                "table" | "markdown" => print!("{}", coverage_table(&cov, c.format == "markdown")),
+                other => anyhow::bail!("--format {other}: expected table, navigator or markdown"),
+            }
             Ok(exit_for(!issues.is_empty()))
         }
         RulesCommand::Test(t) => {

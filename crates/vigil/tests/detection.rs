@@ -67,7 +67,7 @@ fn builtin_rules_validate_clean() {
         .lines()
         .filter(|l| l.ends_with("(feeds a correlation)"))
         .collect();
-    assert_eq!(feeders.len(), 8, "{list}");
+    assert_eq!(feeders.len(), 21, "{list}");
     assert!(feeders.iter().all(|l| l.starts_with("- ")), "{list}");
 }
 

@@ -979,7 +979,12 @@ impl Correlator {
         let late = self.lateness_ms;
         let now = self.observed;
         for c in &mut self.corrs {
-            let horizon = c.watermark - c.def.timespan_ms - late;
+            // Saturating: a correlation that has seen no event yet has a watermark of
+            // i64::MIN.
+            let horizon = c
+                .watermark
+                .saturating_sub(c.def.timespan_ms)
+                .saturating_sub(late);
             c.groups.retain(|(_, g)| {
                 g.newest >= horizon || (now as u32).wrapping_sub(g.touched) < IDLE_OBSERVATIONS
             });

@@ -327,42 +327,69 @@ impl Loaded {
         let filters = std::mem::take(&mut self.filters);
         for f in &filters {
             for r in &f.rules {
-                let Some(rule) = self.rules.iter_mut().find(|x| {
-                    x.meta.id.as_deref() == Some(r.as_str())
-                        || x.meta.rule_name.as_deref() == Some(r.as_str())
-                }) else {
-                    self.issues.push(RuleIssue {
-                        origin: f.origin.clone(),
-                        rule: Some(f.title.clone()),
-                        unsupported: false,
-                        message: format!("filter names rule `{r}`, which is not loaded"),
-                    });
-                    continue;
+                // `vigil_iam_*` or `*`: every loaded rule whose name or id matches and
+                // whose logsource fits, so one allowlist can tune a whole family.
+                let pattern = r.contains('*');
+                let named = |x: &CompiledRule| {
+                    let hit = |n: Option<&str>| {
+                        n.is_some_and(|n| {
+                            if pattern {
+                                super::condition::pattern_matches(r, n)
+                            } else {
+                                n == r
+                            }
+                        })
+                    };
+                    hit(x.meta.id.as_deref()) || hit(x.meta.rule_name.as_deref())
                 };
-                let ls = &rule.meta.logsource;
                 let clash = |a: &Option<String>, b: &Option<String>| matches!((a, b), (Some(x), Some(y)) if x != y);
-                if clash(&f.logsource.product, &ls.product)
-                    || clash(&f.logsource.service, &ls.service)
-                    || clash(&f.logsource.category, &ls.category)
-                {
+                let fits = |ls: &LogSource| {
+                    !(clash(&f.logsource.product, &ls.product)
+                        || clash(&f.logsource.service, &ls.service)
+                        || clash(&f.logsource.category, &ls.category))
+                };
+                let mut applied = 0;
+                let mut named_any = false;
+                for rule in self.rules.iter_mut().filter(|x| named(x)) {
+                    named_any = true;
+                    if !fits(&rule.meta.logsource) {
+                        if !pattern {
+                            self.issues.push(RuleIssue {
+                                origin: f.origin.clone(),
+                                rule: Some(f.title.clone()),
+                                unsupported: false,
+                                message: format!("filter's logsource does not match rule `{r}`'s"),
+                            });
+                        }
+                        continue;
+                    }
+                    applied += 1;
+                    let offset = rule.selections.len();
+                    for (name, sel) in &f.selections {
+                        rule.selections.push((
+                            format!("{}:{name}", f.id.as_deref().unwrap_or(&f.title)),
+                            sel.clone(),
+                        ));
+                    }
+                    let own = std::mem::replace(&mut rule.condition, Node::And(vec![]));
+                    rule.condition =
+                        Node::And(vec![own, Node::Not(Box::new(shift(&f.condition, offset)))]);
+                    if !pattern {
+                        break;
+                    }
+                }
+                if !named_any || (pattern && applied == 0) {
                     self.issues.push(RuleIssue {
                         origin: f.origin.clone(),
                         rule: Some(f.title.clone()),
                         unsupported: false,
-                        message: format!("filter's logsource does not match rule `{r}`'s"),
+                        message: if pattern {
+                            format!("filter pattern `{r}` matches no loaded rule of its logsource")
+                        } else {
+                            format!("filter names rule `{r}`, which is not loaded")
+                        },
                     });
-                    continue;
                 }
-                let offset = rule.selections.len();
-                for (name, sel) in &f.selections {
-                    rule.selections.push((
-                        format!("{}:{name}", f.id.as_deref().unwrap_or(&f.title)),
-                        sel.clone(),
-                    ));
-                }
-                let own = std::mem::replace(&mut rule.condition, Node::And(vec![]));
-                rule.condition =
-                    Node::And(vec![own, Node::Not(Box::new(shift(&f.condition, offset)))]);
             }
         }
     }
@@ -902,6 +929,27 @@ mod tests {
             l.rules[0].event_names.as_deref(),
             Some(&["deletebucket".to_string()][..]),
             "the index still holds"
+        );
+    }
+
+    #[test]
+    fn filter_patterns_tune_every_rule_they_match() {
+        let mut l = load(
+            "title: Bucket deleted\nname: acme_s3_deleted\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n  sel: {eventName: DeleteBucket}\n  condition: sel\n---\ntitle: Policy put\nname: acme_s3_policy\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n  sel: {eventName: PutBucketPolicy}\n  condition: sel\n---\ntitle: Key made\nname: acme_iam_key\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n  sel: {eventName: CreateAccessKey}\n  condition: sel\n---\ntitle: Terraform role\nlogsource: {product: aws, service: cloudtrail}\nfilter:\n  rules: ['acme_s3_*']\n  selection:\n    userIdentity.arn|endswith: ':role/terraform'\n  condition: selection\n---\ntitle: Nothing\nlogsource: {product: aws}\nfilter:\n  rules: ['other_*']\n  s: {a: 1}\n  condition: s\n",
+        );
+        l.apply_filters();
+        assert_eq!(l.issues.len(), 1, "{:?}", l.issues);
+        assert!(l.issues[0].message.contains("`other_*`"));
+        let mut memo = Vec::new();
+        let terraform = |name: &str| json!({"eventName": name, "userIdentity": {"arn": "arn:aws:iam::1:role/terraform"}});
+        let hit = |r: &CompiledRule, doc: &serde_json::Value, memo: &mut Vec<_>| {
+            r.matches(&Subject { doc, raw: "" }, memo)
+        };
+        assert!(!hit(&l.rules[0], &terraform("DeleteBucket"), &mut memo));
+        assert!(!hit(&l.rules[1], &terraform("PutBucketPolicy"), &mut memo));
+        assert!(
+            hit(&l.rules[2], &terraform("CreateAccessKey"), &mut memo),
+            "not named by the pattern"
         );
     }
 
