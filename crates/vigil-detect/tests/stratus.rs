@@ -142,7 +142,7 @@ fn stratus_techniques_alert_with_an_ordinary_user_agent() {
 
 /// Findings judged acceptable on the real account's non-attack records: the rule,
 /// the labelled phase, and the judgement (docs/detections.md lists each finding).
-const JUDGED: [(&str, &str, &str); 17] = [
+const JUDGED: [(&str, &str, &str); 12] = [
     // Terraform (the run's set-up and tear-down, some of it labelled background)
     // doing what the rule describes: right per rule, expected from infrastructure
     // code, tuned away with a filter on the deploying principal.
@@ -177,21 +177,6 @@ const JUDGED: [(&str, &str, &str); 17] = [
         "Terraform destroy (low severity, context only)",
     ),
     (
-        "vigil_ssm_parameters_harvested",
-        "background",
-        "the operator listing then decrypting parameters outside Terraform",
-    ),
-    (
-        "vigil_route_changed",
-        "",
-        "Terraform building a VPC (low severity, context only)",
-    ),
-    (
-        "vigil_gateway_changed",
-        "",
-        "Terraform attaching an internet gateway (low severity, context only)",
-    ),
-    (
         "vigil_login_profile_changed",
         "warmup",
         "Terraform giving the technique's user a console password",
@@ -201,6 +186,11 @@ const JUDGED: [(&str, &str, &str); 17] = [
         "warmup",
         "Terraform preparing the backdoor-role technique",
     ),
+    (
+        "vigil_rds_manual_snapshot",
+        "warmup",
+        "Terraform making the snapshot the sharing technique shares",
+    ),
     // Another account copied a snapshot the EBS-sharing technique shared: the
     // attack's effect, recorded after its detonation and labelled background.
     (
@@ -208,31 +198,16 @@ const JUDGED: [(&str, &str, &str); 17] = [
         "background",
         "the sharing technique's snapshot being copied out",
     ),
-    // Stratus reverting its own detonations: attack-tool actions.
-    (
-        "vigil_lambda_code_updated",
-        "revert",
-        "Stratus restoring the function code",
-    ),
-    (
-        "vigil_cloudtrail_tampering",
-        "revert",
-        "Stratus restoring the trail's selectors",
-    ),
-    (
-        "vigil_discovery_burst",
-        "revert",
-        "Stratus clean-up listing what it made",
-    ),
+    // People working by hand outside Terraform.
     (
         "vigil_iam_full_dump",
         "background",
         "a person (benjamin) downloading the IAM configuration: low, worth a look",
     ),
     (
-        "vigil_discovery_burst",
+        "vigil_ssm_parameters_harvested",
         "background",
-        "a person browsing many consoles in ten minutes",
+        "the operator listing then decrypting parameters by hand",
     ),
 ];
 
@@ -262,6 +237,7 @@ fn real_account_background_and_setup_findings_are_judged() {
     let mut unjudged = Vec::new();
     let mut rows = Vec::new();
     let mut per_phase: BTreeMap<String, usize> = BTreeMap::new();
+    let mut used = [false; JUDGED.len()];
     for a in &alerts {
         let rule = a.rule.name.as_deref().unwrap_or(&a.rule.key);
         let (phase, technique) = a
@@ -277,13 +253,15 @@ fn real_account_background_and_setup_findings_are_judged() {
                 a.principal.as_deref().unwrap_or("-")
             ));
         }
-        let attack = phase.starts_with("detonation");
-        if !attack
-            && !JUDGED
-                .iter()
-                .any(|(r, p, _)| *r == rule && phase.starts_with(p))
+        // Stratus undoing its detonations ("revert") is the attack tool acting too.
+        let attack = phase.starts_with("detonation") || phase.starts_with("revert");
+        match JUDGED
+            .iter()
+            .position(|(r, p, _)| *r == rule && phase.starts_with(p))
         {
-            unjudged.push(format!("{phase}: {rule} ({technique})"));
+            Some(i) => used[i] = true,
+            None if !attack => unjudged.push(format!("{phase}: {rule} ({technique})")),
+            None => {}
         }
     }
     println!("{}\n{per_phase:?}", rows.join("\n"));
@@ -291,5 +269,15 @@ fn real_account_background_and_setup_findings_are_judged() {
         unjudged.is_empty(),
         "findings nobody has judged:\n{}",
         unjudged.join("\n")
+    );
+    let stale: Vec<&str> = JUDGED
+        .iter()
+        .zip(used)
+        .filter(|(_, u)| !u)
+        .map(|((r, _, _), _)| *r)
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "judged findings that no longer occur: {stale:?}"
     );
 }

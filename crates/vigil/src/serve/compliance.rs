@@ -278,6 +278,11 @@ fn regressions(
                 resource_field: None,
                 resource_type: None,
                 principal_field: None,
+                rationale: Some(
+                    "The control passed at the previous assessment and fails now: a change made it fail."
+                        .into(),
+                ),
+                falsepositives: Vec::new(),
             };
             let mut evidence = vigil_detect::finding::Evidence {
                 aws_region: first.and_then(|x| x["region"].as_str()).map(str::to_owned),
