@@ -256,11 +256,17 @@ impl Playbook {
         rule_id: &str,
         finding_type: Option<&str>,
     ) -> bool {
-        let t = &self.triggers;
-        t.categories
+        self.triggers
+            .categories
             .iter()
             .any(|c| Category::parse(c) == Some(category))
-            || t.rules.iter().any(|r| r == rule_id)
+            || self.triggered_by_name(rule_id, finding_type)
+    }
+
+    /// Whether the triggers name `rule_id` or match the GuardDuty `finding_type`.
+    pub fn triggered_by_name(&self, rule_id: &str, finding_type: Option<&str>) -> bool {
+        let t = &self.triggers;
+        t.rules.iter().any(|r| r == rule_id)
             || finding_type.is_some_and(|ft| t.guardduty_types.iter().any(|g| glob(g, ft)))
     }
 
@@ -529,7 +535,13 @@ impl Library {
     }
 
     /// The playbook a finding starts: the one its rule names, else the first (by
-    /// id) whose triggers match its category, rule or GuardDuty finding type.
+    /// id) whose triggers name its rule or GuardDuty finding type.
+    ///
+    /// Category triggers are not consulted here. A rule without a `playbook` gets
+    /// its category's playbook when it is loaded, so a finding naming none comes
+    /// from a rule that said `playbook: none` (a low-severity record, a change to
+    /// look at): starting its category's full-automation playbook would override
+    /// that choice.
     pub fn for_finding(&self, f: &vigil_detect::Finding) -> Option<&Playbook> {
         if let Some(p) = f
             .detail
@@ -549,7 +561,7 @@ impl Library {
         let mut matching: Vec<&Playbook> = self
             .playbooks
             .iter()
-            .filter(|p| p.triggered_by(f.detail.category, &f.detail.rule.id, finding_type))
+            .filter(|p| p.triggered_by_name(&f.detail.rule.id, finding_type))
             .collect();
         matching.sort_by(|a, b| a.id.cmp(&b.id));
         matching.first().copied()

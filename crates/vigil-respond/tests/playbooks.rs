@@ -127,24 +127,27 @@ fn every_rule_naming_a_playbook_triggers_it() {
                 continue;
             }
             let text = std::fs::read_to_string(&f).unwrap();
-            let field = |k: &str| {
-                text.lines()
-                    .find_map(|l| l.trim().strip_prefix(k).map(|v| v.trim().to_owned()))
-            };
-            let (Some(id), Some(pb)) = (field("id:"), field("playbook:")) else {
-                continue;
-            };
-            if pb == "none" {
-                continue;
+            // Each document: a rule, or a correlation over the rules before it.
+            for doc in text.split("\n---\n") {
+                let field = |k: &str| {
+                    doc.lines()
+                        .find_map(|l| l.trim().strip_prefix(k).map(|v| v.trim().to_owned()))
+                };
+                let (Some(id), Some(pb)) = (field("id:"), field("playbook:")) else {
+                    continue;
+                };
+                if pb == "none" {
+                    continue;
+                }
+                let p = lib
+                    .get(&pb)
+                    .unwrap_or_else(|| panic!("{name}: no playbook {pb}"));
+                assert!(
+                    p.triggers.rules.contains(&id),
+                    "{name} ({id}) names {pb}, which does not list it"
+                );
+                checked += 1;
             }
-            let p = lib
-                .get(&pb)
-                .unwrap_or_else(|| panic!("{name}: no playbook {pb}"));
-            assert!(
-                p.triggers.rules.contains(&id),
-                "{name} ({id}) names {pb}, which does not list it"
-            );
-            checked += 1;
         }
     }
     assert!(checked >= 20, "only {checked} rules checked");
