@@ -703,10 +703,7 @@ impl Natives {
     fn s3_public(&self, e: &Event, out: &mut Vec<Alert>) {
         let Some(doc) = e.raw.to_json() else { return };
         let params = &doc["requestParameters"];
-        let policy = match &params["bucketPolicy"] {
-            Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
-            other => other.clone(),
-        };
+        let policy = policy_document(&params["bucketPolicy"]);
         let mut public = Vec::new();
         for (n, st) in items_or_one(&policy["Statement"]).enumerate() {
             if text(&st["Effect"]).as_deref() != Some("Allow") {
@@ -731,18 +728,34 @@ impl Natives {
         if public.is_empty() {
             return;
         }
-        let mut a = alert_from_event(self.info(S3_PUBLIC_POLICY), e);
-        if let Some(b) = text(&params["bucketName"]) {
-            a.resource_arn = Some(format!("arn:aws:s3:::{b}"));
-            a.resource_type = Some("AWS::S3::Bucket".into());
+        let bucket = text(&params["bucketName"]);
+        out.push(self.policy_alert(
+            S3_PUBLIC_POLICY,
+            e,
+            bucket.map(|b| (format!("arn:aws:s3:::{b}"), "AWS::S3::Bucket", b)),
+            ("public_statements", public),
+        ));
+    }
+
+    /// An alert about a resource whose policy a native check judged, with the
+    /// offending parts of the policy as evidence under `key`.
+    fn policy_alert(
+        &self,
+        id: &str,
+        e: &Event,
+        resource: Option<(String, &str, String)>,
+        (key, items): (&'static str, Vec<Value>),
+    ) -> Alert {
+        let mut a = alert_from_event(self.info(id), e);
+        if let Some((arn, kind, name)) = resource {
+            a.resource_arn = Some(arn);
+            a.resource_type = Some(kind.into());
             a.evidence
                 .extra
-                .insert("resource_id".into(), Value::String(b));
+                .insert("resource_id".into(), Value::String(name));
         }
-        a.evidence
-            .extra
-            .insert("public_statements".into(), Value::Array(public));
-        out.push(a);
+        a.evidence.extra.insert(key.into(), Value::Array(items));
+        a
     }
 
     fn role_trust(&self, e: &Event, out: &mut Vec<Alert>) {
@@ -753,10 +766,7 @@ impl Natives {
         } else {
             &params["assumeRolePolicyDocument"]
         };
-        let policy = match raw {
-            Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
-            other => other.clone(),
-        };
+        let policy = policy_document(raw);
         let own = e.account.as_deref().unwrap_or("");
         let mut opened = Vec::new();
         for st in items_or_one(&policy["Statement"]) {
@@ -794,18 +804,13 @@ impl Natives {
         if opened.is_empty() {
             return;
         }
-        let mut a = alert_from_event(self.info(ROLE_TRUST_OPENED), e);
-        if let Some(r) = text(&params["roleName"]) {
-            a.resource_arn = Some(format!("arn:aws:iam::{own}:role/{r}"));
-            a.resource_type = Some("AWS::IAM::Role".into());
-            a.evidence
-                .extra
-                .insert("resource_id".into(), Value::String(r));
-        }
-        a.evidence
-            .extra
-            .insert("trusted_principals".into(), Value::Array(opened));
-        out.push(a);
+        let role = text(&params["roleName"]);
+        out.push(self.policy_alert(
+            ROLE_TRUST_OPENED,
+            e,
+            role.map(|r| (format!("arn:aws:iam::{own}:role/{r}"), "AWS::IAM::Role", r)),
+            ("trusted_principals", opened),
+        ));
     }
 
     /// Whether the principal (or account) behind `key` is past learning; for tests.
@@ -842,6 +847,14 @@ fn restricted(cond: &Value) -> bool {
             .any(|k| RESTRICTING_KEYS.contains(&k.to_ascii_lowercase().as_str())),
         _ => false,
     })
+}
+
+/// A policy CloudTrail records either as JSON text (IAM) or as an object (S3).
+fn policy_document(v: &Value) -> Value {
+    match v {
+        Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
+        other => other.clone(),
+    }
 }
 
 /// CloudTrail writes EC2 lists as `{"items": [...]}`.
