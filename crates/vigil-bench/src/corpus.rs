@@ -14,6 +14,12 @@ pub struct Spec {
     pub flow_bytes: u64,
     pub file_bytes: u64,
     pub seed: u64,
+    /// Ordinary traffic only: the same calls in the same proportions, but nothing
+    /// an attacker's activity looks like (no root sessions, no GPU launches, no
+    /// world-open admin ports, no administrator grants, no keys made for someone
+    /// else, console sign-ins from browsers with MFA). Errors, refusals, failed
+    /// sign-ins and multi-region use stay. What the false-alert rate is measured on.
+    pub ordinary: bool,
 }
 
 /// splitmix64: small, fast, and the same sequence on every machine.
@@ -196,6 +202,7 @@ fn ip(rng: &mut Rng, out: &mut String) {
 struct Ctx<'a> {
     account: &'a str,
     region: &'a str,
+    ordinary: bool,
 }
 
 /// `n` upper-case letters and digits derived from `seed` (the same seed, the same text).
@@ -210,7 +217,14 @@ fn upper_from(out: &mut String, mut seed: u64, n: usize) {
 
 fn identity(rng: &mut Rng, ctx: &Ctx<'_>, now: i64, out: &mut String) {
     let a = ctx.account;
-    match rng.below(100) {
+    let roll = rng.below(100);
+    // No root sessions in ordinary traffic: a federated user in their place.
+    let roll = if ctx.ordinary && (96..=97).contains(&roll) {
+        99
+    } else {
+        roll
+    };
+    match roll {
         0..=54 => {
             let role = rng.pick(&ROLES);
             let mut session = String::new();
@@ -296,14 +310,22 @@ fn request(rng: &mut Rng, ctx: &Ctx<'_>, svc: &str, op: &str, out: &mut String) 
             out.push_str(r#""}]},"filterSet":{}}"#);
         }
         ("ec2", "RunInstances") => {
-            let t = rng.pick(&["t3.micro", "m5.large", "p3.2xlarge", "g5.12xlarge", "c6i.4xlarge"]);
+            let t = if ctx.ordinary {
+                rng.pick(&["t3.micro", "m5.large", "r6g.large", "c6i.xlarge", "c6i.4xlarge"])
+            } else {
+                rng.pick(&["t3.micro", "m5.large", "p3.2xlarge", "g5.12xlarge", "c6i.4xlarge"])
+            };
             let _ = write!(out, r#"{{"instancesSet":{{"items":[{{"imageId":"ami-0abcdef1234567890","minCount":1,"maxCount":1}}]}},"instanceType":"{t}","blockDeviceMapping":{{}},"monitoring":{{"enabled":false}},"disableApiTermination":false}}"#);
         }
         ("ec2", "AuthorizeSecurityGroupIngress") => {
-            let port = rng.pick(&[22, 3389, 443, 5432]);
+            let (port, cidr) = if ctx.ordinary {
+                *rng.pick(&[(443, "0.0.0.0/0"), (80, "0.0.0.0/0"), (5432, "10.0.0.0/16"), (22, "10.20.0.0/24")])
+            } else {
+                (*rng.pick(&[22, 3389, 443, 5432]), "0.0.0.0/0")
+            };
             out.push_str(r#"{"groupId":"sg-"#);
             rng.hex(out, 17);
-            let _ = write!(out, r#"","ipPermissions":{{"items":[{{"ipProtocol":"tcp","fromPort":{port},"toPort":{port},"ipRanges":{{"items":[{{"cidrIp":"0.0.0.0/0"}}]}}}}]}}}}"#);
+            let _ = write!(out, r#"","ipPermissions":{{"items":[{{"ipProtocol":"tcp","fromPort":{port},"toPort":{port},"ipRanges":{{"items":[{{"cidrIp":"{cidr}"}}]}}}}]}}}}"#);
         }
         ("sts", "AssumeRole") => {
             let role = rng.pick(&ROLES);
@@ -317,8 +339,11 @@ fn request(rng: &mut Rng, ctx: &Ctx<'_>, svc: &str, op: &str, out: &mut String) 
             out.push_str(r#"","encryptionContext":{"aws:lambda:FunctionArn":"arn:aws:lambda:fn"}}"#);
         }
         ("iam", "AttachUserPolicy") => {
-            let _ = write!(out, r#"{{"userName":"{}","policyArn":"arn:aws:iam::aws:policy/AdministratorAccess"}}"#, rng.pick(&USERS));
+            let policy = if ctx.ordinary { "ReadOnlyAccess" } else { "AdministratorAccess" };
+            let _ = write!(out, r#"{{"userName":"{}","policyArn":"arn:aws:iam::aws:policy/{policy}"}}"#, rng.pick(&USERS));
         }
+        // Ordinary key rotation: the caller's own key (no user named).
+        ("iam", "CreateAccessKey") if ctx.ordinary => out.push_str("null"),
         ("iam", _) => {
             let _ = write!(out, r#"{{"userName":"{}","maxItems":100}}"#, rng.pick(&USERS));
         }
@@ -332,7 +357,7 @@ fn request(rng: &mut Rng, ctx: &Ctx<'_>, svc: &str, op: &str, out: &mut String) 
     }
 }
 
-fn cloudtrail_record(rng: &mut Rng, now: i64, account: &str, out: &mut String) {
+fn cloudtrail_record(rng: &mut Rng, now: i64, account: &str, ordinary: bool, out: &mut String) {
     let total: u64 = OPS.iter().map(|o| o.3).sum();
     let mut roll = rng.below(total);
     let &(svc, op, read_only, _) = OPS
@@ -347,7 +372,11 @@ fn cloudtrail_record(rng: &mut Rng, now: i64, account: &str, out: &mut String) {
         })
         .unwrap_or(&OPS[0]);
     let region = *rng.pick::<&str>(&REGIONS);
-    let ctx = Ctx { account, region };
+    let ctx = Ctx {
+        account,
+        region,
+        ordinary,
+    };
     out.push_str(r#"{"eventVersion":"1.09","userIdentity":"#);
     identity(rng, &ctx, now, out);
     out.push_str(r#","eventTime":""#);
@@ -362,7 +391,13 @@ fn cloudtrail_record(rng: &mut Rng, now: i64, account: &str, out: &mut String) {
     } else {
         ip(rng, out);
     }
-    let _ = write!(out, r#"","userAgent":"{}","#, rng.pick(&AGENTS));
+    let agent = if ordinary && op == "ConsoleLogin" {
+        // People sign in to the console with a browser.
+        AGENTS[4]
+    } else {
+        rng.pick(&AGENTS)
+    };
+    let _ = write!(out, r#"","userAgent":"{agent}","#);
     if rng.chance(6) {
         let (code, msg) = rng.pick(&ERRORS);
         let _ = write!(out, r#""errorCode":"{code}","errorMessage":"{msg}","#);
@@ -375,7 +410,11 @@ fn cloudtrail_record(rng: &mut Rng, now: i64, account: &str, out: &mut String) {
             out,
             r#","responseElements":{{"ConsoleLogin":"{}"}},"additionalEventData":{{"LoginTo":"https://console.aws.amazon.com/console/home","MobileVersion":"No","MFAUsed":"{}"}}"#,
             if ok { "Success" } else { "Failure" },
-            if rng.chance(70) { "Yes" } else { "No" }
+            if rng.chance(70) || ordinary {
+                "Yes"
+            } else {
+                "No"
+            }
         );
     } else {
         out.push_str(r#","responseElements":null"#);
@@ -489,7 +528,7 @@ pub fn generate(spec: &Spec) -> Result<()> {
         while (body.len() as u64) < spec.file_bytes {
             rec.clear();
             now += rng.below(80) as i64 / 40;
-            cloudtrail_record(&mut rng, now, account, &mut rec);
+            cloudtrail_record(&mut rng, now, account, spec.ordinary, &mut rec);
             if !first {
                 body.push(',');
             }

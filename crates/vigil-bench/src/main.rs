@@ -22,7 +22,7 @@ use anyhow::{bail, Result};
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  vigil-bench gen --out DIR [--cloudtrail-mb N] [--flow-mb N] [--file-mb N] [--seed N]\n  vigil-bench run --dir DIR --vigil PATH [--rounds N] [--rules DIR]\n  vigil-bench peer --dir DIR --rules DIR   (built with --features peer)\n  vigil-bench api --dir DIR --vigil PATH [--findings N] [--clients N] [--seconds N]\n  vigil-bench respond --dir DIR --vigil PATH --moto PATH [--rounds N]"
+        "usage:\n  vigil-bench gen --out DIR [--cloudtrail-mb N] [--flow-mb N] [--file-mb N] [--seed N] [--ordinary]\n  vigil-bench run --dir DIR --vigil PATH [--rounds N] [--rules DIR]\n  vigil-bench peer --dir DIR --rules DIR   (built with --features peer)\n  vigil-bench api --dir DIR --vigil PATH [--findings N] [--clients N] [--seconds N]\n  vigil-bench respond --dir DIR --vigil PATH --moto PATH [--rounds N]"
     );
     std::process::exit(2)
 }
@@ -58,6 +58,7 @@ fn main() -> Result<()> {
                 flow_bytes: num("--flow-mb", 300)? * 1_000_000,
                 file_bytes: num("--file-mb", 24)? * 1_000_000,
                 seed: num("--seed", 42)?,
+                ordinary: args.iter().any(|a| a == "--ordinary"),
             };
             corpus::generate(&spec)
         }

@@ -72,6 +72,40 @@ fn builtin_rules_validate_clean() {
 }
 
 #[test]
+fn coverage_maps_detections_to_attack_as_a_table_and_a_navigator_layer() {
+    let o = vigil(&["rules", "coverage"]);
+    assert_eq!(o.status.code(), Some(0));
+    let table = stdout(&o);
+    // Tactics in matrix order, each technique with the detections behind it.
+    let persistence = table.find("persistence ").unwrap();
+    let exfiltration = table.find("exfiltration ").unwrap();
+    assert!(persistence < exfiltration, "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("T1098.001") && l.contains("vigil_access_key_for_other_user")),
+        "{table}"
+    );
+    let o = vigil(&["rules", "coverage", "--format", "navigator"]);
+    let layer: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(layer["domain"], "enterprise-attack");
+    assert_eq!(layer["versions"]["layer"], "4.5");
+    let techniques = layer["techniques"].as_array().unwrap();
+    assert!(techniques.len() >= 50, "{}", techniques.len());
+    let t = techniques
+        .iter()
+        .find(|t| t["techniqueID"] == "T1562.008")
+        .unwrap();
+    assert!(t["score"].as_u64().unwrap() >= 5, "{t}");
+    assert!(t["comment"]
+        .as_str()
+        .unwrap()
+        .contains("vigil_cloudtrail_tampering"));
+    let o = vigil(&["rules", "coverage", "--format", "yaml"]);
+    assert_ne!(o.status.code(), Some(0));
+}
+
+#[test]
 fn every_builtin_rule_has_passing_match_and_near_miss_cases() {
     let o = vigil(&["rules", "test", "--require-coverage"]);
     let out = stdout(&o);
