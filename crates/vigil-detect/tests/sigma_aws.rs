@@ -1,17 +1,15 @@
 //! The 57 SigmaHQ AWS rules load with no unsupported feature, are indexed, and fire
 //! on the public samples that show the activity they describe.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use vigil_detect::sigma::{load_path, CompileOptions, Loaded};
 use vigil_detect::{RuleSet, Scratch};
 use vigil_ingest::{DecodeOptions, Item};
 
-fn shared() -> PathBuf {
-    std::env::var("VIGIL_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
-}
+mod common;
+
+use common::shared;
 
 fn sigma_aws() -> RuleSet {
     let mut loaded = Loaded::default();

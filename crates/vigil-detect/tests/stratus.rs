@@ -10,16 +10,14 @@
 //!   labelled background or set-up must be one judged below.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::Value;
 use vigil_detect::{Alert, Detector, DetectorConfig};
 
-fn shared() -> PathBuf {
-    std::env::var("VIGIL_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
-}
+mod common;
+
+use common::shared;
 
 const CLI_AGENT: &str = "aws-cli/2.17.60 md/awscrt#0.21.2 ua/2.0 os/linux#6.8.0 md/arch#x86_64 lang/python#3.12.6 md/pyimpl#CPython cfg/retry-mode#standard";
 
