@@ -20,6 +20,8 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn main() {
+    // Whether the conformance tests' third-party data is on this machine.
+    vigil_testkit::build_script();
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest.join("../../content/rules");
     let mut files = Vec::new();

@@ -99,7 +99,7 @@ fn fill(data_dir: &Path, n: u64) -> Result<()> {
     let mut store = vigil_store::Store::open(data_dir, vigil_store::Grouping::default())?;
     let have = store.finding_count()?;
     if have >= n {
-        eprintln!("store: {have} findings already in {}", data_dir.display());
+        tracing::info!("store: {have} findings already in {}", data_dir.display());
         return Ok(());
     }
     let started = Instant::now();
@@ -118,7 +118,7 @@ fn fill(data_dir: &Path, n: u64) -> Result<()> {
             batch.clear();
         }
     }
-    eprintln!(
+    tracing::info!(
         "store: {n} findings written in {:.1} s ({:.0}/s)",
         started.elapsed().as_secs_f64(),
         n as f64 / started.elapsed().as_secs_f64()
@@ -187,8 +187,10 @@ pub(crate) fn start_with(
             .lines()
             .map_while(Result::ok)
         {
-            if let Some(a) = line.strip_prefix("vigil serve: listening on http://") {
-                tx.send(a.to_owned()).ok();
+            // The service logs `listening on http://ADDR` (text or JSON log).
+            if let Some((_, rest)) = line.split_once("listening on http://") {
+                let end = rest.find(|c: char| c.is_whitespace() || c == '"');
+                tx.send(rest[..end.unwrap_or(rest.len())].to_owned()).ok();
             }
         }
     });

@@ -1,4 +1,4 @@
-//! The finding every detection produces, in the schema of `DESIGN.md` (an
+//! The finding every detection produces, in the schema of `docs/findings.md` (an
 //! EventBridge event whose `detail` is the platform's finding), and the dedup stage
 //! that folds repeats of the same rule on the same principal and resource into one
 //! finding with a count.
@@ -70,7 +70,7 @@ pub struct PlaybookRef {
     pub automated: bool,
 }
 
-/// The fifteen playbooks, PB-001…PB-005 as `DESIGN.md` sets them out.
+/// The fifteen playbooks (docs/response.md).
 pub const PLAYBOOKS: [PlaybookRef; 15] = [
     pb("PB-001", "Unauthorized API access", true),
     pb("PB-002", "Cryptojacking", true),

@@ -3,7 +3,7 @@
 //! Today this is a Sigma engine: rules (the community's and our own) are loaded from
 //! YAML, compiled once into matchers, indexed by source and CloudTrail event name,
 //! and evaluated over `vigil_model::Event`s. Correlation rules, behavioural baselines
-//! and the finding schema of `DESIGN.md` build on it.
+//! and the finding schema (docs/findings.md) build on it.
 //!
 //! This crate does no IO beyond reading rule files; events come from `vigil-ingest`.
 

@@ -297,16 +297,29 @@ pub struct Natives {
     net_buf: String,
 }
 
-fn info(
-    id: &str,
-    title: &str,
-    description: &str,
+/// A native detector's attributes, as a Sigma rule would carry them.
+struct NativeRule<'a> {
+    id: &'a str,
+    title: &'a str,
+    description: &'a str,
     kind: RuleKind,
     level: crate::sigma::Level,
-    tags: &[&str],
-    custom: &[(&str, &str)],
-    falsepositives: &[&str],
-) -> Arc<RuleInfo> {
+    tags: &'a [&'a str],
+    custom: &'a [(&'a str, &'a str)],
+    falsepositives: &'a [&'a str],
+}
+
+fn info(rule: NativeRule) -> Arc<RuleInfo> {
+    let NativeRule {
+        id,
+        title,
+        description,
+        kind,
+        level,
+        tags,
+        custom,
+        falsepositives,
+    } = rule;
     let falsepositives: Vec<String> = falsepositives.iter().map(|t| t.to_string()).collect();
     let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
     let custom: Vec<(String, String)> = custom
@@ -356,56 +369,56 @@ impl Natives {
     pub fn new(config: BaselineConfig) -> Natives {
         use crate::sigma::Level::*;
         let infos = vec![
-            info(
-                NEW_NETWORK,
-                "Principal acting from a network never seen for it",
-                "An access key or role was used from a network (ASN, or /24 and /48 without an ASN database) it has never been used from, after a learning period in which its usual networks were recorded. Stolen keys are typically used from the attacker's infrastructure.",
-                RuleKind::Baseline,
-                Medium,
-                &["attack.initial-access", "attack.t1078.004"],
-                &[("category", "UnauthorizedAccess"), ("playbook", "PB-009"), ("confidence", "60"), ("rationale", "A new network is weak evidence alone (travel, new offices, VPNs); it is medium so that it ranks below behaviour-based findings.")],
-                &["Travel, a new office or VPN exit, a CI provider changing its address ranges"],
-            ),
-            info(
-                NEW_REGION,
-                "Instances launched in a region the account does not use",
-                "RunInstances succeeded in a region in which the account had no activity until recently. Cryptojacking campaigns launch instances in regions nobody watches.",
-                RuleKind::Baseline,
-                High,
-                &["attack.impact", "attack.t1496", "attack.defense-evasion", "attack.t1535"],
-                &[("category", "Cryptojacking"), ("playbook", "PB-002"), ("confidence", "75"), ("rationale", "Launching compute where the account has never worked is the signature of miners hiding from whoever watches the usual regions.")],
-                &["Expanding into a new region (disaster recovery, a new market)"],
-            ),
-            info(
-                SG_OPEN,
-                "Security group opened to the internet on an administration port",
-                "An ingress rule allowing 0.0.0.0/0 or ::/0 to a remote-administration or database port (SSH, RDP, SMB, MySQL, PostgreSQL, Redis, …) or to all ports was added to a security group.",
-                RuleKind::Native,
-                High,
-                &["attack.initial-access", "attack.t1190", "attack.defense-evasion", "attack.t1562.007"],
-                &[("category", "PolicyViolation"), ("playbook", "PB-008"), ("confidence", "95"), ("rationale", "Each opened port is read from the rule itself, so the finding is nearly certain; the exposure is severe whoever made it.")],
-                &["Bastion hosts deliberately open to the internet on SSH (better: Session Manager)"],
-            ),
-            info(
-                S3_PUBLIC_POLICY,
-                "S3 bucket policy grants access to everyone",
-                "A bucket policy was written with an Allow statement for Principal \"*\" that no condition restricts to a network, organization or account: anyone on the internet gets the actions it lists.",
-                RuleKind::Native,
-                High,
-                &["attack.exfiltration", "attack.t1530", "attack.defense-evasion"],
-                &[("category", "PolicyViolation"), ("playbook", "PB-003"), ("confidence", "90"), ("rationale", "Statements restricted by network, organization or account conditions are excluded, so what remains is public.")],
-                &["Buckets that host public websites or datasets on purpose"],
-            ),
-            info(
-                ROLE_TRUST_OPENED,
-                "IAM role trust policy lets another account or everyone assume it",
-                "A role was created, or its trust policy replaced, with an Allow statement that lets Principal \"*\" or an AWS account other than this one assume it, with no condition that limits it to the organization. Whoever controls that account (or anyone, for \"*\") can take the role's permissions: the classic cross-account backdoor.",
-                RuleKind::Native,
-                High,
-                &["attack.persistence", "attack.privilege-escalation", "attack.t1098.003", "attack.t1484.002"],
-                &[("category", "UnauthorizedAccess"), ("playbook", "PB-001"), ("confidence", "75"), ("rationale", "Trust is read statement by statement against the account's own id; vendors and other accounts of the organization are the false positives, and an organization condition removes them.")],
-                &["Vendor integrations (monitoring, backup) whose role trusts the vendor's account with an external id", "Roles shared with other accounts of the organization without an organization condition"],
-            ),
+            info(NativeRule {
+                id: NEW_NETWORK,
+                title: "Principal acting from a network never seen for it",
+                description: "An access key or role was used from a network (ASN, or /24 and /48 without an ASN database) it has never been used from, after a learning period in which its usual networks were recorded. Stolen keys are typically used from the attacker's infrastructure.",
+                kind: RuleKind::Baseline,
+                level: Medium,
+                tags: &["attack.initial-access", "attack.t1078.004"],
+                custom: &[("category", "UnauthorizedAccess"), ("playbook", "PB-009"), ("confidence", "60"), ("rationale", "A new network is weak evidence alone (travel, new offices, VPNs); it is medium so that it ranks below behaviour-based findings.")],
+                falsepositives: &["Travel, a new office or VPN exit, a CI provider changing its address ranges"],
+            }),
+            info(NativeRule {
+                id: NEW_REGION,
+                title: "Instances launched in a region the account does not use",
+                description: "RunInstances succeeded in a region in which the account had no activity until recently. Cryptojacking campaigns launch instances in regions nobody watches.",
+                kind: RuleKind::Baseline,
+                level: High,
+                tags: &["attack.impact", "attack.t1496", "attack.defense-evasion", "attack.t1535"],
+                custom: &[("category", "Cryptojacking"), ("playbook", "PB-002"), ("confidence", "75"), ("rationale", "Launching compute where the account has never worked is the signature of miners hiding from whoever watches the usual regions.")],
+                falsepositives: &["Expanding into a new region (disaster recovery, a new market)"],
+            }),
+            info(NativeRule {
+                id: SG_OPEN,
+                title: "Security group opened to the internet on an administration port",
+                description: "An ingress rule allowing 0.0.0.0/0 or ::/0 to a remote-administration or database port (SSH, RDP, SMB, MySQL, PostgreSQL, Redis, …) or to all ports was added to a security group.",
+                kind: RuleKind::Native,
+                level: High,
+                tags: &["attack.initial-access", "attack.t1190", "attack.defense-evasion", "attack.t1562.007"],
+                custom: &[("category", "PolicyViolation"), ("playbook", "PB-008"), ("confidence", "95"), ("rationale", "Each opened port is read from the rule itself, so the finding is nearly certain; the exposure is severe whoever made it.")],
+                falsepositives: &["Bastion hosts deliberately open to the internet on SSH (better: Session Manager)"],
+            }),
+            info(NativeRule {
+                id: S3_PUBLIC_POLICY,
+                title: "S3 bucket policy grants access to everyone",
+                description: "A bucket policy was written with an Allow statement for Principal \"*\" that no condition restricts to a network, organization or account: anyone on the internet gets the actions it lists.",
+                kind: RuleKind::Native,
+                level: High,
+                tags: &["attack.exfiltration", "attack.t1530", "attack.defense-evasion"],
+                custom: &[("category", "PolicyViolation"), ("playbook", "PB-003"), ("confidence", "90"), ("rationale", "Statements restricted by network, organization or account conditions are excluded, so what remains is public.")],
+                falsepositives: &["Buckets that host public websites or datasets on purpose"],
+            }),
+            info(NativeRule {
+                id: ROLE_TRUST_OPENED,
+                title: "IAM role trust policy lets another account or everyone assume it",
+                description: "A role was created, or its trust policy replaced, with an Allow statement that lets Principal \"*\" or an AWS account other than this one assume it, with no condition that limits it to the organization. Whoever controls that account (or anyone, for \"*\") can take the role's permissions: the classic cross-account backdoor.",
+                kind: RuleKind::Native,
+                level: High,
+                tags: &["attack.persistence", "attack.privilege-escalation", "attack.t1098.003", "attack.t1484.002"],
+                custom: &[("category", "UnauthorizedAccess"), ("playbook", "PB-001"), ("confidence", "75"), ("rationale", "Trust is read statement by statement against the account's own id; vendors and other accounts of the organization are the false positives, and an organization condition removes them.")],
+                falsepositives: &["Vendor integrations (monitoring, backup) whose role trusts the vendor's account with an external id", "Roles shared with other accounts of the organization without an organization condition"],
+            }),
         ];
         Natives {
             enabled: true,

@@ -1,4 +1,4 @@
-//! The 57 SigmaHQ AWS rules load with no unsupported feature, are indexed, and fire
+//! Conformance: the 57 SigmaHQ AWS rules load with no unsupported feature, are indexed, and fire
 //! on the public samples that show the activity they describe.
 
 use std::path::Path;
@@ -7,14 +7,12 @@ use vigil_detect::sigma::{load_path, CompileOptions, Loaded};
 use vigil_detect::{RuleSet, Scratch};
 use vigil_ingest::{DecodeOptions, Item};
 
-mod common;
-
-use common::shared;
+use vigil_testkit::conformance_data;
 
 fn sigma_aws() -> RuleSet {
     let mut loaded = Loaded::default();
     load_path(
-        &shared().join("sigma-aws"),
+        &conformance_data().join("sigma-aws"),
         &CompileOptions::default(),
         &mut loaded,
     );
@@ -35,7 +33,7 @@ fn sigma_aws() -> RuleSet {
 /// Titles of the rules that fire on each event of a shared sample file.
 fn fired(set: &RuleSet, rel: &str) -> Vec<Vec<String>> {
     let d = vigil_ingest::open(
-        &shared().join("elastic-aws").join(rel),
+        &conformance_data().join("elastic-aws").join(rel),
         &DecodeOptions::default(),
     )
     .unwrap();
@@ -59,6 +57,7 @@ fn fired(set: &RuleSet, rel: &str) -> Vec<Vec<String>> {
 }
 
 #[test]
+#[cfg_attr(no_conformance_data, ignore = "conformance data not found")]
 fn all_57_rules_load_and_most_are_indexed() {
     let set = sigma_aws();
     assert_eq!(set.len(), 57);
@@ -68,6 +67,7 @@ fn all_57_rules_load_and_most_are_indexed() {
 }
 
 #[test]
+#[cfg_attr(no_conformance_data, ignore = "conformance data not found")]
 fn rules_fire_on_the_samples_that_show_them() {
     let set = sigma_aws();
     assert_eq!(
@@ -95,12 +95,13 @@ fn rules_fire_on_the_samples_that_show_them() {
 /// The typed fast path (rules reading only fields the event model carries) gives the
 /// same matches as reading the record's JSON, on every CloudTrail record we hold.
 #[test]
+#[cfg_attr(no_conformance_data, ignore = "conformance data not found")]
 fn typed_fast_path_agrees_with_json() {
     // The SigmaHQ rules and the built-in ones (flow rules, long literal lists) over
     // every sample: the typed path must give what reading the JSON gives.
     let mut loaded = Loaded::default();
     load_path(
-        &shared().join("sigma-aws"),
+        &conformance_data().join("sigma-aws"),
         &CompileOptions::default(),
         &mut loaded,
     );
@@ -109,7 +110,7 @@ fn typed_fast_path_agrees_with_json() {
     let (set, _) = RuleSet::new(loaded.rules);
     let mut files = Vec::new();
     let roots = [
-        shared().join("elastic-aws"),
+        conformance_data().join("elastic-aws"),
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../vigil-ingest/tests/fixtures/elastic"),
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples"),
     ];
@@ -144,6 +145,7 @@ fn typed_fast_path_agrees_with_json() {
 }
 
 #[test]
+#[cfg_attr(no_conformance_data, ignore = "conformance data not found")]
 fn records_read_member_by_member_as_the_full_parse_has_them() {
     // Every CloudTrail record of the samples: each member, read through the walk
     // rules use, is the full parse's.
@@ -151,7 +153,7 @@ fn records_read_member_by_member_as_the_full_parse_has_them() {
     use vigil_detect::sigma::value::Members;
     let mut files = Vec::new();
     for r in [
-        shared().join("elastic-aws"),
+        conformance_data().join("elastic-aws"),
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples"),
     ] {
         vigil_ingest::walk(&r, &mut |p| files.push(p), &mut |e| panic!("{e}"));
@@ -188,6 +190,7 @@ fn records_read_member_by_member_as_the_full_parse_has_them() {
 }
 
 #[test]
+#[cfg_attr(no_conformance_data, ignore = "conformance data not found")]
 fn rules_indexed_by_a_field_value_match_as_unindexed() {
     // Rules no event name narrows, pinned to values of other typed fields: tried
     // only on events with one of those values (folded as the matcher folds them),

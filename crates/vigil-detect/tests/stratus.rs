@@ -1,5 +1,5 @@
 //! Conformance against public attack data no one on the team wrote (read from
-//! `../shared/data/attack-logs`, never copied here):
+//! the conformance data's `attack-logs`, never copied here; see `vigil-testkit`):
 //!
 //! - Stratus Red Team's detonation logs, one file per AWS technique. The tool's own
 //!   user agent (`stratus-red-team_<uuid>`) is replaced by an ordinary CLI's first,
@@ -15,9 +15,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 use vigil_detect::{Alert, Detector, DetectorConfig};
 
-mod common;
-
-use common::shared;
+use vigil_testkit::conformance_data;
 
 const CLI_AGENT: &str = "aws-cli/2.17.60 md/awscrt#0.21.2 ua/2.0 os/linux#6.8.0 md/arch#x86_64 lang/python#3.12.6 md/pyimpl#CPython cfg/retry-mode#standard";
 
@@ -87,8 +85,9 @@ fn detect(records: &[Value]) -> Vec<Alert> {
 const OUT_OF_REACH: [(&str, &str); 0] = [];
 
 #[test]
+#[cfg_attr(no_conformance_data, ignore = "conformance data not found")]
 fn stratus_techniques_alert_with_an_ordinary_user_agent() {
-    let dir = shared().join("attack-logs/stratus/detonation-logs");
+    let dir = conformance_data().join("attack-logs/stratus/detonation-logs");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -210,8 +209,12 @@ const JUDGED: [(&str, &str, &str); 12] = [
 ];
 
 #[test]
+#[cfg_attr(
+    any(no_conformance_data, no_attack_labels),
+    ignore = "conformance data (with the team's attack-log labels) not found"
+)]
 fn real_account_background_and_setup_findings_are_judged() {
-    let base = shared().join("attack-logs/invictus-sigma-aws");
+    let base = conformance_data().join("attack-logs/invictus-sigma-aws");
     let labels = std::fs::read_to_string(base.join("LABELS.tsv")).unwrap();
     let mut phase_of: BTreeMap<String, (String, String)> = BTreeMap::new();
     for line in labels.lines().skip(1) {

@@ -294,7 +294,7 @@ fn oversized_record_is_skipped_and_memory_stays_bounded() {
 
 #[test]
 fn forced_format_rejects_other_kinds() {
-    let guardduty = common::shared_data().join("elastic-aws/guardduty/test-guardduty.log");
+    let guardduty = common::sample("guardduty/findings.jsonl");
     let opts = DecodeOptions {
         format: Some(vigil_ingest::Format::CloudTrail),
         ..DecodeOptions::default()

@@ -1,6 +1,6 @@
-//! The layouts AWS delivers telemetry in, built from the shared samples: EventBridge
-//! envelopes, the S3 delivery layout (gzip, AWSLogs/<account>/<service>/<region>/…),
-//! API responses, and the second Security Hub sample checked field by field.
+//! The layouts AWS delivers telemetry in, built from the project's own samples
+//! (`tests/samples`): EventBridge envelopes, the S3 delivery layout (gzip,
+//! AWSLogs/<account>/<service>/<region>/…), API responses, headerless flow logs.
 
 mod common;
 
@@ -12,13 +12,19 @@ use serde_json::{json, Value};
 use vigil_ingest::{DecodeOptions, FlowFormat, RecordErrorKind};
 use vigil_model::{IdentityType, Outcome, Severity, SourceKind};
 
-fn shared_lines(rel: &str) -> Vec<Value> {
-    let text =
-        std::fs::read_to_string(common::shared_data().join("elastic-aws").join(rel)).unwrap();
+fn sample_lines(rel: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(common::sample(rel)).unwrap();
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// The findings of the sample ASFF batch.
+fn asff_findings() -> Vec<Value> {
+    let text = std::fs::read_to_string(common::sample("securityhub/batch.json")).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v["Findings"].as_array().unwrap().clone()
 }
 
 fn gz_write(path: &std::path::Path, bytes: &[u8]) {
@@ -30,9 +36,9 @@ fn gz_write(path: &std::path::Path, bytes: &[u8]) {
 
 #[test]
 fn eventbridge_envelopes_of_every_kind() {
-    let ct = shared_lines("cloudtrail/test-console-login-json.log");
-    let gd = shared_lines("guardduty/test-guardduty.log");
-    let sh = shared_lines("securityhub/test-securityhub-findings.log");
+    let ct = sample_lines("cloudtrail/console-login.jsonl");
+    let gd = sample_lines("guardduty/findings.jsonl");
+    let sh = asff_findings();
     let envelope = |detail_type: &str, source: &str, detail: Value| {
         json!({"version":"0","id":"e1","detail-type":detail_type,"source":source,"account":"111122223333",
                "time":"2024-03-15T10:30:00Z","region":"eu-west-1","resources":[],"detail":detail})
@@ -121,10 +127,7 @@ fn s3_delivery_layout() {
         &root.join("CloudTrail/eu-central-1/2024/05/01/123456789012_CloudTrail_eu-central-1_20240501T1200Z_x.json.gz"),
         records.to_string().as_bytes(),
     );
-    let digest = std::fs::read(
-        common::shared_data().join("elastic-aws/cloudtrail/test-cloudtrail-digest-json.log"),
-    )
-    .unwrap();
+    let digest = std::fs::read(common::sample("cloudtrail/digest.json")).unwrap();
     gz_write(
         &root.join(
             "CloudTrail-Digest/eu-central-1/2024/05/01/123456789012_CloudTrail-Digest_x.json.gz",
@@ -166,16 +169,18 @@ fn s3_delivery_layout() {
 
 #[test]
 fn guardduty_get_findings_response_and_plain_array() {
-    let gd = shared_lines("guardduty/test-guardduty.log");
+    // The CLI's get-findings output: PascalCase keys in a {"Findings": […]} object.
+    let d = common::decode(
+        &common::sample("guardduty/get-findings.json"),
+        &DecodeOptions::default(),
+    );
+    assert_eq!((d.events.len(), d.errors.len()), (2, 0), "{:?}", d.errors);
+    assert_eq!(
+        d.events[0].finding.as_ref().unwrap().severity,
+        Some(Severity::High)
+    );
+    let gd = sample_lines("guardduty/findings.jsonl");
     let dir = tempfile::tempdir().unwrap();
-    let resp = dir.path().join("get-findings.json");
-    std::fs::write(
-        &resp,
-        json!({"Findings":[gd[0], gd[1]], "NextToken": null}).to_string(),
-    )
-    .unwrap();
-    let d = common::decode(&resp, &DecodeOptions::default());
-    assert_eq!((d.events.len(), d.errors.len()), (2, 0));
     let arr = dir.path().join("array.json");
     std::fs::write(
         &arr,
@@ -184,7 +189,7 @@ fn guardduty_get_findings_response_and_plain_array() {
     .unwrap();
     let d = common::decode(&arr, &DecodeOptions::default());
     assert_eq!((d.events.len(), d.errors.len()), (3, 0));
-    let f = d.events[1].finding.as_ref().unwrap();
+    let f = d.events[2].finding.as_ref().unwrap();
     let t = f.threat.as_ref().unwrap();
     assert_eq!(
         (
@@ -198,37 +203,8 @@ fn guardduty_get_findings_response_and_plain_array() {
 }
 
 #[test]
-fn second_security_hub_sample_by_hand() {
-    // Upstream's stored expected file is a later version; this finding is checked
-    // against the ASFF it is (an FSBP control finding).
-    let path = common::shared_data().join("elastic-aws/securityhub/test-securityhub-findings.log");
-    let d = common::decode(&path, &DecodeOptions::default());
-    let e = &d.events[1];
-    let f = e.finding.as_ref().unwrap();
-    assert_eq!(e.id, "xxxx");
-    assert_eq!(
-        f.title.as_deref(),
-        Some("EC2.8 EC2 instances should use Instance Metadata Service Version 2 (IMDSv2)")
-    );
-    assert_eq!(f.severity, Some(Severity::High));
-    assert_eq!(f.severity_score, Some(70.0));
-    assert_eq!(f.compliance_status.as_deref(), Some("FAILED"));
-    assert_eq!(f.control_id.as_deref(), Some("EC2.8"));
-    assert_eq!(f.workflow_status.as_deref(), Some("NEW"));
-    assert_eq!(f.record_state.as_deref(), Some("ARCHIVED"));
-    assert_eq!(f.archived, Some(true));
-    assert_eq!(f.types, ["Software and Configuration Checks/Industry and Regulatory Standards/AWS-Foundational-Security-Best-Practices"]);
-    assert_eq!(e.region.as_deref(), Some("us-east-1"));
-    assert_eq!(e.time.to_string(), "2022-06-17T08:43:26.731Z");
-    assert_eq!(
-        e.resources[0].resource_type.as_deref(),
-        Some("AwsEc2Instance")
-    );
-}
-
-#[test]
 fn headerless_flow_formats_by_configuration() {
-    let path = common::shared_data().join("elastic-aws/vpcflow/test-v5-all-fields.log");
+    let path = common::sample("vpcflow/v5.log");
     let d = common::decode(
         &path,
         &DecodeOptions {
@@ -238,8 +214,9 @@ fn headerless_flow_formats_by_configuration() {
     );
     assert_eq!((d.events.len(), d.errors.len()), (1, 0));
     let n = d.events[0].network.as_ref().unwrap();
-    assert_eq!(n.flow_direction.as_deref(), Some("ingress"));
-    assert_eq!(n.az_id.as_deref(), Some("use1-az5"));
+    assert_eq!(n.flow_direction.as_deref(), Some("egress"));
+    assert_eq!(n.az_id.as_deref(), Some("euw1-az2"));
+    assert_eq!(n.pkt_dst_aws_service.as_deref(), Some("CLOUDFRONT"));
     // The same fields spelled as an AWS format string.
     let spec = "${version} ${account-id} ${interface-id} ${srcaddr} ${dstaddr} ${srcport} ${dstport} ${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status} ${vpc-id} ${subnet-id} ${instance-id} ${tcp-flags} ${type} ${pkt-srcaddr} ${pkt-dstaddr} ${region} ${az-id} ${sublocation-type} ${sublocation-id} ${pkt-src-aws-service} ${pkt-dst-aws-service} ${flow-direction} ${traffic-path}";
     let f = FlowFormat::parse(spec).unwrap();
@@ -248,19 +225,19 @@ fn headerless_flow_formats_by_configuration() {
 
 #[test]
 fn actor_fields_of_an_assumed_role() {
-    let path = common::shared_data().join("elastic-aws/cloudtrail/test-assume-role-json.log");
+    let path = common::sample("cloudtrail/records.json");
     let d = common::decode(&path, &DecodeOptions::default());
-    let a = d.events[0].actor.as_ref().unwrap();
+    let a = d.events[1].actor.as_ref().unwrap();
     assert_eq!(a.identity_type, IdentityType::AssumedRole);
-    assert_eq!(a.mfa_authenticated, Some(false));
+    assert_eq!(a.mfa_authenticated, Some(true));
     let i = a.session_issuer.as_ref().unwrap();
     assert_eq!(
         (i.user_name.as_deref(), i.issuer_type.as_deref()),
-        (Some("JohnDoe"), Some("Role"))
+        (Some("Admin"), Some("Role"))
     );
-    let act = d.events[0].action.as_ref().unwrap();
+    let act = d.events[1].action.as_ref().unwrap();
     assert_eq!(
         (act.service.as_str(), act.operation.as_str()),
-        ("sts", "AssumeRole")
+        ("iam", "AttachUserPolicy")
     );
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 use vigil_ingest::{DecodeOptions, FlowFormat};
-use vigil_model::{Event, Outcome, Timestamp};
+use vigil_model::{Event, Outcome, Severity, Timestamp};
 
 fn s(v: &Value) -> String {
     match v {
@@ -310,7 +310,7 @@ fn input_for(stream: &str, golden: &Path) -> PathBuf {
         .to_str()
         .unwrap()
         .trim_end_matches("-golden.json");
-    let shared = common::shared_data()
+    let shared = common::conformance_data()
         .join("elastic-aws")
         .join(stream)
         .join(name);
@@ -381,22 +381,26 @@ fn golden_dir_name(stream: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(no_conformance_data, ignore = "conformance data not found")]
 fn cloudtrail_agrees_with_elastic() {
     let n = run_stream("cloudtrail");
     assert!(n > 100, "only {n} fields compared");
 }
 
 #[test]
+#[cfg_attr(no_conformance_data, ignore = "conformance data not found")]
 fn vpcflow_agrees_with_elastic() {
     run_stream("vpcflow");
 }
 
 #[test]
+#[cfg_attr(no_conformance_data, ignore = "conformance data not found")]
 fn guardduty_agrees_with_elastic() {
     run_stream("guardduty");
 }
 
 #[test]
+#[cfg_attr(no_conformance_data, ignore = "conformance data not found")]
 fn securityhub_agrees_with_elastic() {
     run_stream("securityhub");
 }
@@ -404,8 +408,9 @@ fn securityhub_agrees_with_elastic() {
 /// Every shared sample decodes with zero errors (headerless flow files with their
 /// format named, as a user would), and the digest is recognized and skipped.
 #[test]
+#[cfg_attr(no_conformance_data, ignore = "conformance data not found")]
 fn every_shared_sample_decodes_cleanly() {
-    let root = common::shared_data().join("elastic-aws");
+    let root = common::conformance_data().join("elastic-aws");
     let formats = [
         ("test-v5-all-fields.log", "v5"),
         ("test-tgw-samples.log", "tgw"),
@@ -448,4 +453,35 @@ fn every_shared_sample_decodes_cleanly() {
     }
     // 8 CloudTrail + 22 flow + 3 GuardDuty + 2 ASFF records (INVENTORY.md).
     assert_eq!(total, 8 + 22 + 3 + 2);
+}
+
+#[test]
+#[cfg_attr(no_conformance_data, ignore = "conformance data not found")]
+fn second_security_hub_sample_by_hand() {
+    // Upstream's stored expected file is a later version; this finding is checked
+    // against the ASFF it is (an FSBP control finding).
+    let path =
+        common::conformance_data().join("elastic-aws/securityhub/test-securityhub-findings.log");
+    let d = common::decode(&path, &DecodeOptions::default());
+    let e = &d.events[1];
+    let f = e.finding.as_ref().unwrap();
+    assert_eq!(e.id, "xxxx");
+    assert_eq!(
+        f.title.as_deref(),
+        Some("EC2.8 EC2 instances should use Instance Metadata Service Version 2 (IMDSv2)")
+    );
+    assert_eq!(f.severity, Some(Severity::High));
+    assert_eq!(f.severity_score, Some(70.0));
+    assert_eq!(f.compliance_status.as_deref(), Some("FAILED"));
+    assert_eq!(f.control_id.as_deref(), Some("EC2.8"));
+    assert_eq!(f.workflow_status.as_deref(), Some("NEW"));
+    assert_eq!(f.record_state.as_deref(), Some("ARCHIVED"));
+    assert_eq!(f.archived, Some(true));
+    assert_eq!(f.types, ["Software and Configuration Checks/Industry and Regulatory Standards/AWS-Foundational-Security-Best-Practices"]);
+    assert_eq!(e.region.as_deref(), Some("us-east-1"));
+    assert_eq!(e.time.to_string(), "2022-06-17T08:43:26.731Z");
+    assert_eq!(
+        e.resources[0].resource_type.as_deref(),
+        Some("AwsEc2Instance")
+    );
 }

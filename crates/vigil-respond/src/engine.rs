@@ -359,7 +359,7 @@ impl Engine {
         tokio::spawn(async move {
             // A failure to even read the store is recorded by nothing else.
             if let Err(e) = engine.drive(&id).await {
-                eprintln!("vigil: run {id}: {e}");
+                tracing::error!("run {id}: {e}");
             }
         });
     }

@@ -47,7 +47,7 @@ impl ApiError {
 
     /// A fault of ours: the details go to the log, the caller gets none.
     pub fn internal(detail: impl std::fmt::Display) -> ApiError {
-        eprintln!("vigil serve: internal error: {detail}");
+        tracing::error!("internal error: {detail}");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalFailure",

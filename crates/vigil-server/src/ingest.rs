@@ -188,8 +188,8 @@ async fn firehose(State(app): State<Arc<AppState>>, headers: HeaderMap, body: By
     let outcome = match submit(&app, batches).await {
         Ok(r) => {
             if !r.errors.is_empty() {
-                eprintln!(
-                    "vigil serve: firehose request {request_id}: {} records refused: {}",
+                tracing::warn!(
+                    "firehose request {request_id}: {} records refused: {}",
                     r.errors.len(),
                     r.errors.join("; ")
                 );

@@ -13,7 +13,7 @@
 //!   the first.
 //!
 //! "The last 30 days" is the 30 UTC days up to and including today. Times are
-//! minutes and rates percent, as in `DESIGN.md`. A KPI with nothing to measure yet
+//! minutes and rates percent, as docs/service.md gives them. A KPI with nothing to measure yet
 //! is `null`, not zero.
 
 use rusqlite::{params, Connection};
@@ -28,7 +28,7 @@ const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 /// Days in the KPI window, today included.
 const WINDOW_DAYS: i64 = 30;
 
-/// `GET /api/v1/metrics`, in exactly the shape of `DESIGN.md`.
+/// `GET /api/v1/metrics`, in exactly the shape docs/service.md gives.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Metrics {
     /// Minutes, one decimal, as a string.

@@ -235,7 +235,7 @@ fn kpis_come_from_stored_rows_and_are_null_with_nothing_to_measure() {
         .keys()
         .map(String::as_str)
         .collect();
-    // serde_json's map is sorted: the five keys of DESIGN.md, and no others.
+    // serde_json's map is sorted: the five keys of the API, and no others.
     assert_eq!(
         keys,
         [

@@ -103,6 +103,12 @@ pub fn run(cmd: &ComplyCommand) -> Result<u8> {
 
 /// `vigil comply collect`: the inventory, written to a file (or stdout), and a
 /// line on stderr of what was read and what could not be.
+#[cfg(not(feature = "aws"))]
+fn collect(_a: &CollectArgs, _o: &mut String) -> Result<u8> {
+    Err(crate::without_aws("read an inventory from AWS"))
+}
+
+#[cfg(feature = "aws")]
 fn collect(a: &CollectArgs, o: &mut String) -> Result<u8> {
     let started = std::time::Instant::now();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -138,8 +144,8 @@ fn collect(a: &CollectArgs, o: &mut String) -> Result<u8> {
     let errors: usize = snapshot.accounts.iter().map(|x| x.errors.len()).sum();
     for x in &snapshot.accounts {
         for e in &x.errors {
-            eprintln!(
-                "vigil: {} {} {}: {}: {}",
+            tracing::warn!(
+                "{} {} {}: {}: {}",
                 if x.account_id.is_empty() {
                     "?"
                 } else {
@@ -152,8 +158,8 @@ fn collect(a: &CollectArgs, o: &mut String) -> Result<u8> {
             );
         }
     }
-    eprintln!(
-        "vigil: collected {} account(s), {} region(s) in {:.2} s; {errors} service read(s) failed",
+    tracing::info!(
+        "collected {} account(s), {} region(s) in {:.2} s; {errors} service read(s) failed",
         snapshot.accounts.len(),
         snapshot
             .accounts
@@ -330,7 +336,7 @@ pub fn assessment_records(
     out
 }
 
-/// DESIGN.md's compliance answer (`framework`, `assessment_date`, `score`,
+/// The API's compliance answer (docs/service.md) (`framework`, `assessment_date`, `score`,
 /// `failed_controls` with `control_id`, `description`, `status`, `remediation`),
 /// with the counts, each failing control's resources and playbooks, and every
 /// control's status.

@@ -2,6 +2,7 @@
 
 mod audit;
 mod comply;
+mod logging;
 mod playbooks;
 mod rules;
 mod scan;
@@ -17,6 +18,16 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The error of a command that needs the AWS SDK in a build made without it
+/// (`cargo build --no-default-features`, the quick first look).
+#[cfg(not(feature = "aws"))]
+pub fn without_aws(what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "this vigil was built without AWS support, so it cannot {what}; \
+         build it with the default features (cargo build --release)"
+    )
+}
+
 /// Exit code when the run finished but some records or files could not be decoded.
 pub const EXIT_COMPLETED_WITH_ERRORS: u8 = 3;
 /// Exit code when the run could not do its job (bad arguments, unreadable input path).
@@ -31,6 +42,12 @@ pub const EXIT_FATAL: u8 = 1;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How much Vigil logs to standard error (RUST_LOG, when set, overrides it).
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogLevel::Info)]
+    log_level: logging::LogLevel,
+    /// The log's form: text for a person, json (one object a line) for a shipper.
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -58,6 +75,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = logging::init(cli.log_level, cli.log_format) {
+        // No log to report it in: the one message that cannot go through tracing.
+        let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("vigil: {e:#}\n"));
+        return ExitCode::from(EXIT_FATAL);
+    }
     let result = match cli.command {
         Command::Scan(args) => scan::run(&args),
         Command::Serve(args) => serve::run(&args),
@@ -69,7 +91,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("vigil: error: {e:#}");
+            tracing::error!("{e:#}");
             ExitCode::from(EXIT_FATAL)
         }
     }

@@ -277,6 +277,12 @@ fn print_plan(plan: &Plan, name: &str) {
 }
 
 /// `vigil playbooks run`.
+#[cfg(not(feature = "aws"))]
+fn run_playbook(_args: &RunArgs) -> Result<u8> {
+    Err(crate::without_aws("run a playbook against AWS"))
+}
+
+#[cfg(feature = "aws")]
 fn run_playbook(args: &RunArgs) -> Result<u8> {
     use std::sync::{Arc, Mutex};
     use vigil_respond::{Engine, EngineConfig, RunStatus, Start};

@@ -211,7 +211,7 @@ pub fn run(cmd: &RulesCommand) -> Result<u8> {
                 );
             }
             for i in &issues {
-                eprintln!("{i}");
+                tracing::warn!("{i}");
             }
             Ok(exit_for(!issues.is_empty()))
         }
@@ -235,7 +235,7 @@ pub fn run(cmd: &RulesCommand) -> Result<u8> {
         RulesCommand::Coverage(c) => {
             let (det, issues) = load(&c.rules);
             for i in &issues {
-                eprintln!("{i}");
+                tracing::warn!("{i}");
             }
             let cov = vigil_detect::coverage::Coverage::of(&det);
             match c.format.as_str() {

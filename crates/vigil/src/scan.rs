@@ -408,7 +408,7 @@ impl DetectSetup {
         let (mut detector, issues) = crate::rules::build_detector(&args.rules, &self.config);
         if index == 0 {
             for i in &issues {
-                eprintln!("vigil: rule skipped: {i}");
+                tracing::warn!("rule skipped: {i}");
             }
         }
         if detector.rule_set().is_empty() && args.no_builtin {

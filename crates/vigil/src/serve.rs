@@ -197,7 +197,7 @@ impl Pipeline {
     fn save_baselines(&mut self) {
         self.last_baseline_save = Instant::now();
         if let Err(e) = self.detector.natives().state.save(&self.baseline_path) {
-            eprintln!("vigil serve: baselines not saved: {e}");
+            tracing::warn!("baselines not saved: {e}");
         }
     }
 
@@ -221,18 +221,18 @@ impl Pipeline {
             Err(e) => receipt.errors.push(e.to_string()),
         }
         for e in &receipt.errors {
-            eprintln!("vigil serve: {e}");
+            tracing::warn!(file = %path.display(), "{e}");
         }
         match self.commit(&mut receipt, Some((key, fingerprint))) {
-            Ok(()) => eprintln!(
-                "vigil serve: {}: {} events, {} new findings, {} updated, {} new incidents",
-                path.display(),
-                receipt.events,
-                receipt.new_findings,
-                receipt.updated_findings,
-                receipt.new_incidents
+            Ok(()) => tracing::info!(
+                file = %path.display(),
+                events = receipt.events,
+                new_findings = receipt.new_findings,
+                updated_findings = receipt.updated_findings,
+                new_incidents = receipt.new_incidents,
+                "inbox file read"
             ),
-            Err(e) => eprintln!("vigil serve: {}: not stored: {e}", path.display()),
+            Err(e) => tracing::error!(file = %path.display(), "not stored: {e}"),
         }
     }
 
@@ -281,7 +281,7 @@ fn watch_inbox(
     while !stop.load(Ordering::Relaxed) {
         let mut files = Vec::new();
         vigil_ingest::walk(&inbox, &mut |p| files.push(p), &mut |e| {
-            eprintln!("vigil serve: inbox: {e}")
+            tracing::warn!("inbox: {e}")
         });
         files.sort();
         let mut now_seen = std::collections::HashMap::new();
@@ -303,7 +303,7 @@ fn watch_inbox(
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    eprintln!("vigil serve: inbox: checkpoint of {key}: {e}");
+                    tracing::error!("inbox: checkpoint of {key}: {e}");
                     continue;
                 }
             }
@@ -363,7 +363,7 @@ pub fn run(args: &ServeArgs) -> Result<u8> {
     let detect_config = config.detector_config()?;
     let (mut detector, issues) = crate::rules::build_detector(&config.rules, &detect_config);
     for i in &issues {
-        eprintln!("vigil serve: rule skipped: {i}");
+        tracing::warn!("rule skipped: {i}");
     }
     let baseline_path = data_dir.join("baselines.json");
     detector.natives_mut().state = vigil_detect::native::BaselineState::load(&baseline_path)
@@ -381,7 +381,7 @@ pub fn run(args: &ServeArgs) -> Result<u8> {
             findings.reopen(f);
         }
         if n > 0 {
-            eprintln!("vigil serve: took back {n} open findings from the store");
+            tracing::info!("took back {n} open findings from the store");
         }
     }
     // Response: the playbook library, and the channel new findings reach the
@@ -496,12 +496,23 @@ pub fn run(args: &ServeArgs) -> Result<u8> {
     pipeline_thread.join().ok();
     rt.shutdown_timeout(Duration::from_secs(2));
     served?;
-    eprintln!("vigil serve: stopped");
+    tracing::info!("stopped");
     Ok(0)
 }
 
 /// Makes the playbook engine, takes up the runs a stop cut off, and starts the
 /// task that runs the playbooks new findings trigger.
+#[cfg(not(feature = "aws"))]
+async fn start_engine(
+    _config: &ServeConfig,
+    _writer: &Arc<Mutex<Store>>,
+    _library: Arc<vigil_respond::Library>,
+    _findings: tokio::sync::mpsc::UnboundedReceiver<Finding>,
+) -> Result<vigil_respond::Engine> {
+    Err(crate::without_aws("run playbooks ([response] enabled)"))
+}
+
+#[cfg(feature = "aws")]
 async fn start_engine(
     config: &ServeConfig,
     writer: &Arc<Mutex<Store>>,
@@ -520,10 +531,7 @@ async fn start_engine(
     );
     let resumed = engine.resume_all().await?;
     if !resumed.is_empty() {
-        eprintln!(
-            "vigil serve: took up {} unfinished playbook run(s)",
-            resumed.len()
-        );
+        tracing::info!("took up {} unfinished playbook run(s)", resumed.len());
     }
     let (engine2, store) = (engine.clone(), Arc::clone(writer));
     tokio::spawn(async move {
@@ -544,10 +552,7 @@ async fn start_engine(
                 None => (None, None),
             };
             if let Err(e) = engine2.on_finding(&f, id.as_deref(), view).await {
-                eprintln!(
-                    "vigil serve: finding {}: playbook not started: {e}",
-                    f.detail.finding_id
-                );
+                tracing::warn!("finding {}: playbook not started: {e}", f.detail.finding_id);
             }
         }
     });
@@ -564,21 +569,18 @@ fn announce(
 ) {
     // The first line is for scripts and tests: the address actually bound.
     let scheme = if tls { "https" } else { "http" };
-    eprintln!("vigil serve: listening on {scheme}://{addr}");
-    eprintln!("vigil serve: data in {}", data_dir.display());
-    eprintln!(
-        "vigil serve: watching {} for telemetry files",
-        inbox.display()
-    );
+    tracing::info!("listening on {scheme}://{addr}");
+    tracing::info!("data in {}", data_dir.display());
+    tracing::info!("watching {} for telemetry files", inbox.display());
     if let Some(k) = keys_file {
-        eprintln!(
-            "vigil serve: no access keys were configured; an admin key was made in {}",
+        tracing::info!(
+            "no access keys were configured; an admin key was made in {}",
             k.display()
         );
     }
     if let Some(k) = config.api.keys.first() {
-        eprintln!(
-            "vigil serve: try  awscurl --service {} --region {} --access_key {} --secret_key <its secret> {scheme}://{addr}/api/v1/metrics",
+        tracing::info!(
+            "try  awscurl --service {} --region {} --access_key {} --secret_key <its secret> {scheme}://{addr}/api/v1/metrics",
             config.api.service, config.api.region, k.access_key_id
         );
     }

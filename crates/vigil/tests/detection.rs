@@ -8,7 +8,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{shared, stdout, vigil};
+use common::{sample, stdout, vigil};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../vigil-ingest/tests/fixtures/elastic/cloudtrail")
@@ -143,8 +143,67 @@ fn rules_test_reports_a_failing_user_case() {
 }
 
 #[test]
+fn own_samples_raise_the_expected_findings() {
+    let cases: [(&str, &[&str]); 6] = [
+        (
+            "cloudtrail/console-login.jsonl",
+            &["Console sign-in from a program instead of a browser"],
+        ),
+        (
+            "cloudtrail/records.json",
+            &[
+                "Administrator policy attached to a user, role or group",
+                "IAM policy attached, detached, written or deleted",
+                "Root account used",
+                "Security group opened to the internet on an administration port",
+                "Security group rules changed",
+                "VPC flow logs deleted",
+            ],
+        ),
+        // Near misses: an Insights event, a refused detector deletion (in
+        // records.json), one rejected SSH probe among ordinary flows.
+        ("cloudtrail/insight.json", &[]),
+        ("vpcflow/v2-header.log", &[]),
+        (
+            "guardduty/findings.jsonl",
+            &[
+                "GuardDuty cryptocurrency mining activity",
+                "GuardDuty unauthorized access or credential abuse",
+            ],
+        ),
+        // The GuardDuty finding imported into Security Hub is GuardDuty's to
+        // report, not raised twice.
+        (
+            "securityhub/batch.json",
+            &["Security Hub control failed with high or critical severity"],
+        ),
+    ];
+    for (rel, expected) in cases {
+        let fs = findings(&[&sample(rel)], &[]);
+        let got = titles(&fs);
+        let want: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
+        assert_eq!(got, want, "{rel}");
+    }
+    let fs = findings(&[&sample("cloudtrail/records.json")], &[]);
+    let root = fs
+        .iter()
+        .find(|f| f["detail"]["rule"]["title"] == "Root account used")
+        .unwrap();
+    assert_eq!(root["detail"]["remediation"]["playbook"], "PB-006");
+    assert_eq!(
+        root["detail"]["evidence"]["api_call"],
+        "AuthorizeSecurityGroupIngress"
+    );
+    assert_eq!(root["detail"]["evidence"]["source_ip"], "203.0.113.77");
+    assert_eq!(root["account"], "111122223333");
+    assert_eq!(root["region"], "eu-west-1");
+}
+
+/// Conformance: Elastic's real-shaped samples raise what they show.
+#[test]
+#[cfg_attr(no_conformance_data, ignore = "conformance data not found")]
 fn real_samples_raise_the_expected_findings() {
-    let ct = shared().join("elastic-aws/cloudtrail");
+    let ct = vigil_testkit::conformance_data().join("elastic-aws/cloudtrail");
     let cases: [(PathBuf, &[&str]); 7] = [
         (
             ct.join("test-delete-detector-json.log"),
@@ -198,7 +257,7 @@ fn real_samples_raise_the_expected_findings() {
 
 #[test]
 fn guardduty_findings_keep_their_severity_and_title() {
-    let fs = findings(&[&shared().join("elastic-aws/guardduty")], &[]);
+    let fs = findings(&[&sample("guardduty")], &[]);
     assert!(!fs.is_empty());
     for f in &fs {
         let d = &f["detail"];
@@ -219,11 +278,10 @@ fn guardduty_findings_keep_their_severity_and_title() {
     }
 }
 
-/// Every finding from every shared sample has exactly the schema's keys.
+/// Every finding from every sample of ours has exactly the schema's keys.
 #[test]
 fn findings_have_the_design_schema() {
-    let data = shared().join("elastic-aws");
-    let mut fs = findings(&[&data], &["--flow-format", "v2"]);
+    let mut fs = findings(&[&sample("")], &[]);
     fs.extend(findings(
         &[Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../samples")

@@ -110,10 +110,11 @@ impl Service {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                // `… INFO vigil::serve: listening on http://ADDR` in the text log.
                 let bound = line
-                    .strip_prefix("vigil serve: listening on http://")
-                    .or_else(|| line.strip_prefix("vigil serve: listening on https://"))
-                    .map(|a| a.parse::<SocketAddr>().unwrap());
+                    .split_once("listening on http://")
+                    .or_else(|| line.split_once("listening on https://"))
+                    .map(|(_, a)| a.trim().parse::<SocketAddr>().unwrap());
                 // Logged before the address is handed over, so that a test
                 // that has the address also sees the line.
                 sink.lock().unwrap().push(line);
@@ -504,26 +505,6 @@ fn kill_9_during_ingestion_loses_no_finding_and_duplicates_none() {
     );
 }
 
-/// A Python tool `scripts/test` installs (awscurl, schemathesis's `st`): from the
-/// virtualenv it names in VIGIL_PY_BIN, else from PATH.
-fn python_tool(name: &str) -> PathBuf {
-    if let Ok(dir) = std::env::var("VIGIL_PY_BIN") {
-        let p = Path::new(&dir).join(name);
-        assert!(
-            p.exists(),
-            "{} is missing: run scripts/test, which installs it",
-            p.display()
-        );
-        return p;
-    }
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.exists())
-    });
-    found.unwrap_or_else(|| panic!("{name} is not installed: run scripts/test, which installs it"))
-}
-
 /// Runs `cmd`, killing it if it takes longer than `secs`.
 fn run_bounded(mut cmd: Command, secs: u64) -> std::process::Output {
     let child = cmd
@@ -552,7 +533,7 @@ fn run_bounded(mut cmd: Command, secs: u64) -> std::process::Output {
 fn awscurl_calls_the_running_service() {
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start_demo(dir.path());
-    let awscurl = python_tool("awscurl");
+    let awscurl = vigil_testkit::python_tool("awscurl");
     let call = |key: &Key, extra: &[&str], url: &str| {
         let mut cmd = Command::new(&awscurl);
         cmd.args(["--service", "execute-api", "--region", "us-east-1"])
@@ -615,7 +596,7 @@ fn schemathesis_finds_no_server_error_or_schema_violation() {
     });
     let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vigil-server/openapi.json");
     let hooks = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/python");
-    let mut cmd = Command::new(python_tool("st"));
+    let mut cmd = Command::new(vigil_testkit::python_tool("st"));
     cmd.arg("run")
         .arg(&doc)
         .args(["--url", &format!("http://{}", svc.addr)])
@@ -736,7 +717,7 @@ impl Moto {
             .and_then(|l| l.local_addr())
             .unwrap()
             .port();
-        let child = Command::new(python_tool("moto_server"))
+        let child = Command::new(vigil_testkit::python_tool("moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -1009,7 +990,7 @@ fn control_status(body: &Value, id: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Compliance in the service: assessed at start, served in DESIGN.md's shape and
+/// Compliance in the service: assessed at start, served in the API's shape and
 /// in the metrics, and reassessed within seconds of a CloudTrail event that
 /// changes a bucket's policy; the control that went from PASS to FAIL raises a
 /// PolicyViolation finding.
@@ -1036,7 +1017,7 @@ fn a_bucket_policy_change_is_reassessed_and_raises_a_finding() {
     assert_eq!(control_status(&first, "2.1.1"), "PASS", "{first:#}");
     let score = first["score"].as_f64().unwrap();
     assert!((0.0..100.0).contains(&score), "{score}");
-    // Failed controls carry what DESIGN.md names.
+    // Failed controls carry what docs/service.md names.
     let failed = first["failed_controls"].as_array().unwrap();
     assert!(!failed.is_empty());
     for c in failed {

@@ -29,16 +29,7 @@ impl Drop for Moto {
 
 /// A program of the Python tools' environment (moto_server, python).
 pub fn python_tool(name: &str) -> PathBuf {
-    let dir = std::env::var("VIGIL_PY_BIN").unwrap_or_else(|_| {
-        panic!("VIGIL_PY_BIN is not set: run scripts/test, which installs the Python tools")
-    });
-    let p = Path::new(&dir).join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/test, which installs it",
-        p.display()
-    );
-    p
+    vigil_testkit::python_tool(name)
 }
 
 fn moto_server() -> PathBuf {

@@ -6,18 +6,16 @@ use std::path::{Path, PathBuf};
 use vigil_ingest::{DecodeOptions, FileReport, Item, RecordError};
 use vigil_model::Event;
 
-/// `../shared/data` beside the checkout (override with VIGIL_SHARED_DATA).
-pub fn shared_data() -> PathBuf {
-    if let Ok(p) = std::env::var("VIGIL_SHARED_DATA") {
-        return PathBuf::from(p);
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    assert!(
-        p.is_dir(),
-        "shared test data not found at {} (set VIGIL_SHARED_DATA)",
-        p.display()
-    );
-    p
+/// The conformance suite's third-party data (see the `vigil-testkit` crate).
+pub fn conformance_data() -> PathBuf {
+    vigil_testkit::conformance_data()
+}
+
+/// The samples the project wrote for its own tests (`tests/samples/README.md`).
+pub fn sample(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/samples")
+        .join(rel)
 }
 
 pub fn fixtures() -> PathBuf {

@@ -1,5 +1,5 @@
 //! Shared by the tests of vigil-respond and vigil-aws (which include this file by
-//! path): a finding in the DESIGN.md schema, new each call, with parts merged over it.
+//! path): a finding in the platform schema (docs/findings.md), new each call, with parts merged over it.
 
 #![allow(dead_code)]
 

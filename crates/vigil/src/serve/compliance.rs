@@ -11,12 +11,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedReceiver;
+#[cfg(feature = "aws")]
 use vigil_aws::inventory::{self, Part, Scope};
 use vigil_comply::framework::{self, Framework};
 use vigil_comply::{checks, run_checks, Snapshot};
 use vigil_detect::finding::{Category, Mitre, RuleInfo, RuleKind};
 use vigil_detect::{Alert, Finding, Findings};
-use vigil_model::{Event, Severity, SourceKind, Timestamp};
+#[cfg(feature = "aws")]
+use vigil_model::SourceKind;
+use vigil_model::{Event, Severity, Timestamp};
 use vigil_store::compliance::{Assessment, ALL_SCOPE};
 use vigil_store::Store;
 
@@ -25,8 +28,20 @@ use super::config::ComplianceConfig;
 /// A part of an account to re-read.
 pub type Recheck = (String, Part);
 
+/// Without the SDK there is nothing to re-read a part from (a snapshot file is
+/// read whole), so no event asks for a part.
+#[cfg(not(feature = "aws"))]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Part {}
+
+#[cfg(not(feature = "aws"))]
+pub fn recheck_for(_e: &Event) -> Option<Recheck> {
+    None
+}
+
 /// What the pipeline sends for a CloudTrail event that changed something the
 /// checks judge: the account and the part to re-read.
+#[cfg(feature = "aws")]
 pub fn recheck_for(e: &Event) -> Option<Recheck> {
     if e.source != SourceKind::CloudTrail || e.outcome.is_failure() {
         return None;
@@ -53,6 +68,7 @@ pub fn recheck_for(e: &Event) -> Option<Recheck> {
 /// Where the inventory comes from.
 enum Source {
     File(std::path::PathBuf),
+    #[cfg(feature = "aws")]
     Aws(Box<vigil_aws::Aws>, Scope),
 }
 
@@ -65,6 +81,7 @@ impl Source {
                     .await
                     .map_err(|e| e.to_string())?
             }
+            #[cfg(feature = "aws")]
             Source::Aws(aws, scope) => Ok(inventory::collect(aws, scope).await),
         }
     }
@@ -79,19 +96,28 @@ pub async fn run(
     let frameworks = match framework::builtin() {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("vigil serve: compliance off: {e}");
+            tracing::warn!("compliance off: {e}");
             return;
         }
     };
     let interval = match cfg.interval_ms() {
         Ok(ms) => Duration::from_millis(ms.max(1000) as u64),
         Err(e) => {
-            eprintln!("vigil serve: compliance off: {e}");
+            tracing::warn!("compliance off: {e}");
             return;
         }
     };
     let source = match &cfg.snapshot {
         Some(p) => Source::File(p.clone()),
+        #[cfg(not(feature = "aws"))]
+        None => {
+            tracing::warn!(
+                "compliance off: {}; name a [compliance] snapshot file instead",
+                crate::without_aws("read an inventory from AWS")
+            );
+            return;
+        }
+        #[cfg(feature = "aws")]
         None => {
             let aws = vigil_aws::Aws::new(vigil_aws::AwsSettings {
                 endpoint_url: cfg.endpoint_url.clone(),
@@ -115,7 +141,7 @@ pub async fn run(
         let mut snapshot = match source.read_all().await {
             Ok(s) => Some(s),
             Err(e) => {
-                eprintln!("vigil serve: compliance: {e}");
+                tracing::warn!("compliance: {e}");
                 None
             }
         };
@@ -137,6 +163,7 @@ pub async fn run(
                 parts.insert(m);
             }
             match (&source, &mut snapshot) {
+                #[cfg(feature = "aws")]
                 (Source::Aws(aws, _), Some(s)) => {
                     for (account, part) in &parts {
                         inventory::refresh(aws, s, account, part).await;
@@ -144,7 +171,7 @@ pub async fn run(
                 }
                 _ => match source.read_all().await {
                     Ok(s) => snapshot = Some(s),
-                    Err(e) => eprintln!("vigil serve: compliance: {e}"),
+                    Err(e) => tracing::warn!("compliance: {e}"),
                 },
             }
             if let Some(s) = &snapshot {
@@ -196,9 +223,9 @@ async fn assess(snapshot: &Snapshot, frameworks: &[Framework], writer: &Arc<Mute
     })
     .await;
     match done {
-        Ok(Ok(line)) => eprintln!("vigil serve: compliance: {line}"),
-        Ok(Err(e)) => eprintln!("vigil serve: compliance not stored: {e}"),
-        Err(e) => eprintln!("vigil serve: compliance: {e}"),
+        Ok(Ok(line)) => tracing::info!("compliance: {line}"),
+        Ok(Err(e)) => tracing::error!("compliance not stored: {e}"),
+        Err(e) => tracing::warn!("compliance: {e}"),
     }
 }
 

@@ -140,6 +140,7 @@ impl Default for ResponseConfig {
 }
 
 impl ResponseConfig {
+    #[cfg(feature = "aws")]
     pub fn aws_settings(&self) -> vigil_aws::AwsSettings {
         vigil_aws::AwsSettings {
             endpoint_url: self.endpoint_url.clone(),

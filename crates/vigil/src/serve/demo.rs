@@ -170,11 +170,11 @@ pub fn replay(pipeline: &dyn Ingest) {
         let name = b.name.clone();
         match pipeline.submit(vec![b]) {
             Ok(r) => findings += r.new_findings,
-            Err(e) => eprintln!("vigil serve: demo: {name}: {e}"),
+            Err(e) => tracing::warn!("demo: {name}: {e}"),
         }
         std::thread::sleep(std::time::Duration::from_millis(150));
     }
-    eprintln!("vigil serve: demo: replayed {chapters} chapters of an attack, {findings} findings");
+    tracing::info!("demo: replayed {chapters} chapters of an attack, {findings} findings");
 }
 
 #[cfg(test)]

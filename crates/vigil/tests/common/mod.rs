@@ -1,14 +1,16 @@
-//! Helpers shared by the CLI tests: where the shared data is, and running `vigil`.
+//! Helpers shared by the CLI tests: the project's samples, and running `vigil`.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub fn shared() -> PathBuf {
-    std::env::var("VIGIL_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
+/// A sample the project wrote, kept with the decoders that read them
+/// (`crates/vigil-ingest/tests/samples`).
+pub fn sample(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../vigil-ingest/tests/samples")
+        .join(rel)
 }
 
 pub fn vigil(args: &[&str]) -> Output {
