@@ -304,6 +304,12 @@ impl Executor for Aws {
         account: Option<&'a str>,
         region: Option<&'a str>,
     ) -> ActionFuture<'a> {
+        tracing::debug!(
+            action = name,
+            account = account.unwrap_or("home"),
+            region = region.unwrap_or("home"),
+            "response action"
+        );
         Box::pin(self.run(name, params, account, region))
     }
 }

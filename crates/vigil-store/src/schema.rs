@@ -277,6 +277,11 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         }
         tx.pragma_update(None, "user_version", i as i64 + 1)?;
         tx.commit()?;
+        tracing::info!(
+            store = %path.display(),
+            "store schema migrated to version {}",
+            i + 1
+        );
     }
     Ok(())
 }
