@@ -40,7 +40,7 @@ fn seed(moto: &Moto, state: &str, account: Option<&str>) -> std::process::Child 
         env!("CARGO_MANIFEST_DIR"),
         "/../../scripts/lib/seed-comply.py"
     );
-    let mut c = Command::new(python_tool("python"));
+    let mut c = Command::new(vigil_testkit::python_tool("python"));
     c.args([
         script,
         "--endpoint",

@@ -27,13 +27,8 @@ impl Drop for Moto {
     }
 }
 
-/// A program of the Python tools' environment (moto_server, python).
-pub fn python_tool(name: &str) -> PathBuf {
-    vigil_testkit::python_tool(name)
-}
-
 fn moto_server() -> PathBuf {
-    python_tool("moto_server")
+    vigil_testkit::python_tool("moto_server")
 }
 
 pub fn start_moto() -> Moto {
