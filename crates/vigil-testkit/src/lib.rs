@@ -132,7 +132,13 @@ pub fn build_script() {
     println!("cargo::rustc-check-cfg=cfg(no_attack_labels)");
     println!("cargo::rerun-if-env-changed={ENV}");
     println!("cargo::rerun-if-env-changed=HOME");
-    for (_, p) in candidates() {
+    // Cargo scans a watched directory recursively, so never an ancestor as large
+    // as ~/.cache/vigil (which holds the build output): the cache checkout is
+    // watched only once it exists.
+    for (name, p) in candidates() {
+        if name.starts_with('~') && !p.exists() {
+            continue;
+        }
         // A directory's modification time changes when an entry is added or
         // removed: watch the nearest existing ancestor of each candidate, so that
         // `shared/` appearing beside the checkout rebuilds, without watching a
