@@ -209,7 +209,7 @@ impl Bed {
             }
         }
         let done = self.run(&run.id);
-        assert_eq!(done.status, "SUCCEEDED", "{}", describe(&done));
+        assert_eq!(done.status.as_str(), "SUCCEEDED", "{}", describe(&done));
         assert_eq!(self.incident_status(&done), IncidentStatus::Resolved);
         done
     }
@@ -230,7 +230,7 @@ fn describe(run: &RunRecord) -> String {
 fn step<'a>(run: &'a RunRecord, id: &str) -> &'a vigil_store::StepRecord {
     run.steps
         .iter()
-        .find(|s| s.step_id == id && s.phase == "step")
+        .find(|s| s.step_id == id && s.phase.as_str() == "step")
         .unwrap_or_else(|| panic!("no step {id}: {}", describe(run)))
 }
 
@@ -332,7 +332,10 @@ async fn pb001_unauthorized_access_cuts_the_key_denies_the_user_and_publishes() 
         StatusType::Inactive
     );
     assert_eq!(inline_policies(&iam, "mallory").await, ["VigilDenyAll"]);
-    assert_eq!(step(&run, "revoke-role-sessions").status, "SKIPPED");
+    assert_eq!(
+        step(&run, "revoke-role-sessions").status.as_str(),
+        "SKIPPED"
+    );
     assert_eq!(step(&run, "publish").calls, ["events:PutEvents"]);
 
     let got = sqs
@@ -465,7 +468,10 @@ async fn pb003_public_bucket_is_blocked_and_its_policy_cleaned_after_approval() 
         .filter_map(|s| s["Sid"].as_str())
         .collect();
     assert_eq!(sids, ["Vpce"]);
-    assert_eq!(step(&run, "block-account-public-access").status, "SKIPPED");
+    assert_eq!(
+        step(&run, "block-account-public-access").status.as_str(),
+        "SKIPPED"
+    );
 
     // The account-wide setting turned off through S3 Control: on again.
     let f = finding(
@@ -575,7 +581,10 @@ async fn pb005_scanning_source_is_denied_at_the_subnet_after_approval() {
         json!({"detail": {"category": "NetworkAttack", "evidence": {"source_ip": "198.51.100.7"}}}),
     );
     let run = bed.remediate("PB-005", &f).await;
-    assert_eq!(step(&run, "deny-source-at-interface").status, "SKIPPED");
+    assert_eq!(
+        step(&run, "deny-source-at-interface").status.as_str(),
+        "SKIPPED"
+    );
     let denies = nacl_entries(&ec2, subnet).await;
     assert!(
         denies
@@ -746,8 +755,12 @@ async fn pb009_exposed_key_is_deactivated() {
     let run = bed.remediate("PB-009", &f).await;
     assert_eq!(key_status(&iam, "ci-bot", &key).await, StatusType::Inactive);
     // The rollback step was not needed.
-    let rb = run.steps.iter().find(|s| s.phase == "rollback").unwrap();
-    assert_eq!(rb.status, "NOT_RUN");
+    let rb = run
+        .steps
+        .iter()
+        .find(|s| s.phase.as_str() == "rollback")
+        .unwrap();
+    assert_eq!(rb.status.as_str(), "NOT_RUN");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -985,7 +998,7 @@ async fn a_gate_holds_until_approved_and_a_rejection_changes_nothing() {
     assert!(bed.exec.calls.lock().unwrap().is_empty());
     let waiting = bed.run(&run.id);
     assert_eq!(
-        step(&waiting, "delete-password").status,
+        step(&waiting, "delete-password").status.as_str(),
         "AWAITING_APPROVAL"
     );
     bed.engine.approve(&run.id, "alice").await.unwrap();
@@ -1007,10 +1020,10 @@ async fn a_gate_holds_until_approved_and_a_rejection_changes_nothing() {
         .await
         .unwrap();
     let done = bed.run(&run.id);
-    assert_eq!(done.status, "REJECTED");
+    assert_eq!(done.status.as_str(), "REJECTED");
     assert!(done.note.as_deref().unwrap().contains("erin is travelling"));
-    assert_eq!(step(&done, "delete-password").status, "REJECTED");
-    assert_eq!(step(&done, "publish").status, "NOT_RUN");
+    assert_eq!(step(&done, "delete-password").status.as_str(), "REJECTED");
+    assert_eq!(step(&done, "publish").status.as_str(), "NOT_RUN");
     assert!(has_password(&iam, "erin").await);
     assert_eq!(bed.incident_status(&done), IncidentStatus::Acknowledged);
     // Every move is on the audit chain, the approver's under their name.
@@ -1047,8 +1060,8 @@ async fn in_production_a_destructive_step_of_a_full_playbook_waits_for_approval(
     );
     let waiting = bed.run(&run.id);
     // Evidence and containment ran; stopping the instance waits.
-    assert_eq!(step(&waiting, "quarantine").status, "SUCCEEDED");
-    assert_eq!(step(&waiting, "stop").status, "AWAITING_APPROVAL");
+    assert_eq!(step(&waiting, "quarantine").status.as_str(), "SUCCEEDED");
+    assert_eq!(step(&waiting, "stop").status.as_str(), "AWAITING_APPROVAL");
     assert_eq!(step(&waiting, "stop").plan["gate"], "environment");
     let state = described(&ec2, &id).await;
     assert_eq!(
@@ -1097,7 +1110,7 @@ async fn a_missing_resource_fails_the_run_cleanly() {
     assert_eq!(bed.engine.drive(&run.id).await.unwrap(), RunStatus::Failed);
     let done = bed.run(&run.id);
     let s = step(&done, "deactivate-key");
-    assert_eq!(s.status, "FAILED");
+    assert_eq!(s.status.as_str(), "FAILED");
     // Not found is final: one attempt, no retries.
     assert_eq!(s.attempts, 1);
     let error = s.error.as_deref().unwrap();
@@ -1105,7 +1118,7 @@ async fn a_missing_resource_fails_the_run_cleanly() {
         error.starts_with("not_found: ") && error.contains("AKIANOSUCHKEY0000000"),
         "{error}"
     );
-    assert_eq!(step(&done, "publish").status, "NOT_RUN");
+    assert_eq!(step(&done, "publish").status.as_str(), "NOT_RUN");
     assert!(done.note.as_deref().unwrap().contains("deactivate-key"));
     assert_eq!(bed.incident_status(&done), IncidentStatus::Acknowledged);
 }
@@ -1134,7 +1147,7 @@ async fn a_failure_marked_rollback_undoes_the_steps_that_changed_something() {
     let rb: Vec<(&str, &str)> = done
         .steps
         .iter()
-        .filter(|s| s.phase == "rollback")
+        .filter(|s| s.phase.as_str() == "rollback")
         .map(|s| (s.step_id.as_str(), s.status.as_str()))
         .collect();
     // The key was deactivated, so it is activated again; the deny policy was
@@ -1237,7 +1250,7 @@ async fn a_crash_mid_run_resumes_without_running_any_step_twice() {
         .start("PB-002", &instance_finding("PB-002", &id, json!({})))
         .await;
     crash(&bed, &run.id).await;
-    assert_eq!(step(&bed.run(&run.id), "tag").status, "RUNNING");
+    assert_eq!(step(&bed.run(&run.id), "tag").status.as_str(), "RUNNING");
 
     // A new engine (a restarted process) over the same store.
     let restarted = Faulty::new(&bed.moto, None, Vec::new()).await;
@@ -1273,7 +1286,7 @@ async fn a_crash_mid_run_resumes_without_running_any_step_twice() {
     );
     let mut status = String::new();
     for _ in 0..100 {
-        status = bed.run(&run.id).status;
+        status = bed.run(&run.id).status.to_string();
         if status != "IN_PROGRESS" {
             break;
         }
@@ -1281,7 +1294,7 @@ async fn a_crash_mid_run_resumes_without_running_any_step_twice() {
     }
     assert_eq!(status, "NEEDS_ATTENTION");
     let stopped = bed.run(&run.id);
-    assert_eq!(step(&stopped, "snapshot").status, "UNKNOWN");
+    assert_eq!(step(&stopped, "snapshot").status.as_str(), "UNKNOWN");
     assert!(restarted.calls.lock().unwrap().is_empty());
     assert_eq!(snapshots_of(&ec2, &root_volume(&i)).await, 1);
     assert_eq!(bed.incident_status(&stopped), IncidentStatus::Acknowledged);
@@ -1289,5 +1302,5 @@ async fn a_crash_mid_run_resumes_without_running_any_step_twice() {
         .reject(&run.id, "alice", Some("snapshot exists; handled by hand"))
         .await
         .unwrap();
-    assert_eq!(bed.run(&run.id).status, "REJECTED");
+    assert_eq!(bed.run(&run.id).status.as_str(), "REJECTED");
 }

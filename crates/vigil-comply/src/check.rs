@@ -5,7 +5,7 @@
 //! verdict rests on, and the remediation.
 
 use serde::{Deserialize, Serialize};
-use vigil_model::Timestamp;
+use vigil_model::{Severity, Timestamp};
 
 use crate::snapshot::AccountSnapshot;
 
@@ -71,7 +71,7 @@ pub struct Check {
     pub id: &'static str,
     pub title: &'static str,
     pub service: &'static str,
-    pub severity: &'static str,
+    pub severity: Severity,
     pub remediation: &'static str,
     /// The playbook that fixes a failure, where one does.
     pub playbook: Option<&'static str>,

@@ -154,15 +154,51 @@ pub fn builtin() -> Result<Vec<Framework>, CatalogError> {
     BUILTIN.iter().map(|(f, t)| parse(f, t)).collect()
 }
 
+/// A control's verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ControlStatus {
+    Pass,
+    Fail,
+    Error,
+    /// To be judged by a person.
+    Manual,
+    /// Vigil runs none of its checks.
+    NotAssessed,
+}
+
+impl ControlStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ControlStatus::Pass => "PASS",
+            ControlStatus::Fail => "FAIL",
+            ControlStatus::Error => "ERROR",
+            ControlStatus::Manual => "MANUAL",
+            ControlStatus::NotAssessed => "NOT_ASSESSED",
+        }
+    }
+}
+
+impl std::fmt::Display for ControlStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares with the stored and printed name (`"FAIL"`).
+impl PartialEq<&str> for ControlStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// The verdict on one control.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct ControlResult {
     pub control_id: String,
     pub title: String,
     pub section: Option<String>,
-    /// PASS, FAIL, ERROR, MANUAL (to be judged by a person) or NOT_ASSESSED
-    /// (Vigil runs none of its checks).
-    pub status: String,
+    pub status: ControlStatus,
     pub checks: Vec<String>,
     /// The failing (or erring) results behind a FAIL or ERROR.
     pub failures: Vec<CheckResult>,
@@ -219,7 +255,7 @@ pub fn assess(framework: &Framework, results: &[CheckResult]) -> FrameworkResult
             control_id: c.id.clone(),
             title: c.title.clone(),
             section: c.section.clone(),
-            status: String::new(),
+            status: ControlStatus::NotAssessed,
             checks: have.iter().map(|h| h.id.to_owned()).collect(),
             failures: Vec::new(),
             unassessed_checks: if have.is_empty() {
@@ -232,10 +268,10 @@ pub fn assess(framework: &Framework, results: &[CheckResult]) -> FrameworkResult
         };
         r.status = if c.assessment == Assessment::Manual {
             out.manual += 1;
-            "MANUAL".into()
+            ControlStatus::Manual
         } else if have.is_empty() {
             out.not_assessed += 1;
-            "NOT_ASSESSED".into()
+            ControlStatus::NotAssessed
         } else {
             let mut failed = Vec::new();
             let mut erred = Vec::new();
@@ -280,17 +316,19 @@ pub fn assess(framework: &Framework, results: &[CheckResult]) -> FrameworkResult
                 out.failed += 1;
                 r.failures = failed;
                 r.failures.extend(erred);
-                "FAIL".into()
+                ControlStatus::Fail
             } else if !erred.is_empty() {
                 out.errors += 1;
                 r.failures = erred;
-                "ERROR".into()
+                ControlStatus::Error
             } else {
                 out.passed += 1;
-                "PASS".into()
+                ControlStatus::Pass
             }
         };
-        if (r.status == "PASS" || r.status == "FAIL") && !r.unassessed_checks.is_empty() {
+        if matches!(r.status, ControlStatus::Pass | ControlStatus::Fail)
+            && !r.unassessed_checks.is_empty()
+        {
             out.partial += 1;
         }
         out.controls.push(r);

@@ -8,7 +8,7 @@ pub mod framework;
 pub mod snapshot;
 
 pub use check::{Check, CheckResult, Input, Status};
-pub use framework::{assess, Framework, FrameworkResult};
+pub use framework::{assess, ControlResult, ControlStatus, Framework, FrameworkResult};
 pub use snapshot::{AccountSnapshot, Snapshot, SnapshotError, SNAPSHOT_VERSION};
 
 /// Every check on every account of `snapshot`.

@@ -1,123 +1,17 @@
-//! The finding every detection produces, in the schema of `docs/findings.md` (an
-//! EventBridge event whose `detail` is the platform's finding), and the dedup stage
-//! that folds repeats of the same rule on the same principal and resource into one
-//! finding with a count.
-//!
-//! The schema's keys are all always present (absent values are `null`), in its
-//! nesting. `detail` carries a few keys more, which the schema leaves room for and a
-//! responder needs: `count`, `rule`, `mitre_attack`, `principal`, `event_ids`.
+//! From a rule's match to a finding: what a rule contributes ([`RuleInfo`]), one
+//! detection before dedup ([`Alert`]), and the dedup stage ([`Findings`]) that
+//! folds repeats of the same rule on the same principal and resource into one
+//! finding with a count. The finding itself is `vigil_model::finding`'s.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use vigil_model::{Severity, Timestamp};
 
-/// The threat categories of the schema.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Category {
-    UnauthorizedAccess,
-    Cryptojacking,
-    PolicyViolation,
-    NetworkAttack,
-    DataExfiltration,
-}
-
-impl Category {
-    pub const ALL: [Category; 5] = [
-        Category::UnauthorizedAccess,
-        Category::Cryptojacking,
-        Category::PolicyViolation,
-        Category::NetworkAttack,
-        Category::DataExfiltration,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Category::UnauthorizedAccess => "UnauthorizedAccess",
-            Category::Cryptojacking => "Cryptojacking",
-            Category::PolicyViolation => "PolicyViolation",
-            Category::NetworkAttack => "NetworkAttack",
-            Category::DataExfiltration => "DataExfiltration",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Category> {
-        Category::ALL
-            .into_iter()
-            .find(|c| c.as_str().eq_ignore_ascii_case(s))
-    }
-
-    /// The playbook a finding of this category gets when its rule names none.
-    pub fn default_playbook(self) -> Option<&'static str> {
-        match self {
-            Category::UnauthorizedAccess => Some("PB-001"),
-            Category::Cryptojacking => Some("PB-002"),
-            Category::NetworkAttack => Some("PB-005"),
-            Category::DataExfiltration => Some("PB-015"),
-            // Policy violations differ too much for one default (bucket, trail, key…).
-            Category::PolicyViolation => None,
-        }
-    }
-}
-
-/// A response playbook a finding can suggest.
-pub struct PlaybookRef {
-    pub id: &'static str,
-    pub incident: &'static str,
-    /// Runs without a human (`full`) rather than after approval (`semi`).
-    pub automated: bool,
-}
-
-/// The fifteen playbooks (docs/response.md).
-pub const PLAYBOOKS: [PlaybookRef; 15] = [
-    pb("PB-001", "Unauthorized API access", true),
-    pb("PB-002", "Cryptojacking", true),
-    pb("PB-003", "S3 bucket policy violation", false),
-    pb("PB-004", "IAM policy drift", true),
-    pb("PB-005", "Network scanning", false),
-    pb("PB-006", "Root account use", false),
-    pb("PB-007", "CloudTrail logging stopped", true),
-    pb(
-        "PB-008",
-        "Security group open to the world on admin ports",
-        true,
-    ),
-    pb("PB-009", "Exposed or compromised access key", true),
-    pb("PB-010", "GuardDuty disabled", true),
-    pb("PB-011", "KMS key scheduled for deletion", true),
-    pb("PB-012", "Public EBS snapshot or AMI", true),
-    pb("PB-013", "EBS default encryption disabled", true),
-    pb("PB-014", "Console login without MFA", false),
-    pb("PB-015", "Data exfiltration from S3", false),
-];
-
-const fn pb(id: &'static str, incident: &'static str, automated: bool) -> PlaybookRef {
-    PlaybookRef {
-        id,
-        incident,
-        automated,
-    }
-}
-
-pub fn playbook(id: &str) -> Option<&'static PlaybookRef> {
-    PLAYBOOKS.iter().find(|p| p.id == id)
-}
-
-/// What kind of detection raised a finding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RuleKind {
-    /// A Sigma detection rule (one event).
-    Sigma,
-    /// A Sigma correlation rule (several events).
-    Correlation,
-    /// A behavioural baseline (new for this principal or account).
-    Baseline,
-    /// A check written in code because Sigma cannot express it.
-    Native,
-}
+pub use vigil_model::finding::{
+    playbook, Category, Evidence, Finding, FindingDetail, Mitre, PlaybookRef, Remediation,
+    RuleKind, RuleRef, FINDING_SOURCE, MAX_EVENT_IDS, PLAYBOOKS,
+};
 
 /// What a finding's rule contributes to it, worked out once per rule.
 #[derive(Clone, Debug)]
@@ -145,55 +39,6 @@ pub struct RuleInfo {
     pub rationale: Option<String>,
     /// What else makes the rule fire (Sigma `falsepositives`).
     pub falsepositives: Vec<String>,
-}
-
-/// MITRE ATT&CK tags of the rule: tactics by name, techniques by id.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Mitre {
-    pub tactics: Vec<String>,
-    pub techniques: Vec<String>,
-}
-
-impl Mitre {
-    /// From Sigma tags: `attack.t1078.004` → technique `T1078.004`, `attack.initial-access`
-    /// → tactic `initial-access`; other namespaces are ignored.
-    pub fn from_tags(tags: &[String]) -> Mitre {
-        let mut m = Mitre::default();
-        for t in tags {
-            let Some(rest) = t.strip_prefix("attack.") else {
-                continue;
-            };
-            let is_technique = rest.len() >= 5
-                && rest.as_bytes()[0].eq_ignore_ascii_case(&b't')
-                && rest.as_bytes()[1..5].iter().all(u8::is_ascii_digit);
-            let is_group = rest.len() >= 5
-                && matches!(rest.as_bytes()[0], b'g' | b'G' | b's' | b'S')
-                && rest.as_bytes()[1..5].iter().all(u8::is_ascii_digit);
-            if is_technique {
-                m.techniques.push(rest.to_ascii_uppercase());
-            } else if !is_group {
-                m.tactics.push(rest.to_ascii_lowercase());
-            }
-        }
-        m
-    }
-
-    /// The category tags imply, for rules that do not name one.
-    pub fn category(&self) -> Category {
-        let has_t = |p: &str| self.techniques.iter().any(|t| t.starts_with(p));
-        let has = |p: &str| self.tactics.iter().any(|t| t == p);
-        if has_t("T1496") {
-            Category::Cryptojacking
-        } else if has("exfiltration") || has_t("T1537") || has_t("T1530") {
-            Category::DataExfiltration
-        } else if has("defense-evasion") || has("impact") {
-            Category::PolicyViolation
-        } else if has("reconnaissance") || has("discovery") || has("lateral-movement") {
-            Category::NetworkAttack
-        } else {
-            Category::UnauthorizedAccess
-        }
-    }
 }
 
 /// Where to find the custom attribute `key` in a rule's `vigil:` map.
@@ -288,75 +133,6 @@ impl RuleInfo {
     }
 }
 
-/// The schema's `remediation`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Remediation {
-    pub playbook: Option<String>,
-    pub automated: bool,
-    pub status: String,
-}
-
-/// The schema's `evidence`: its four keys always, more where the detection has them.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Evidence {
-    pub source_ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub api_call: Option<String>,
-    pub aws_region: Option<String>,
-    #[serde(flatten)]
-    pub extra: BTreeMap<std::borrow::Cow<'static, str>, Value>,
-}
-
-/// The rule that raised a finding.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RuleRef {
-    pub id: String,
-    pub title: String,
-    pub kind: RuleKind,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FindingDetail {
-    pub finding_id: String,
-    pub severity: Severity,
-    pub confidence: u8,
-    pub title: String,
-    pub description: String,
-    pub category: Category,
-    pub detection_source: String,
-    pub resource_type: Option<String>,
-    pub resource_arn: Option<String>,
-    pub first_seen: Timestamp,
-    pub last_seen: Timestamp,
-    pub remediation: Remediation,
-    pub evidence: Evidence,
-    /// Detections folded into this finding.
-    pub count: u64,
-    pub rule: RuleRef,
-    pub mitre_attack: Mitre,
-    pub principal: Option<String>,
-    /// Ids of the first events behind the finding (at most `MAX_EVENT_IDS`).
-    pub event_ids: Vec<String>,
-}
-
-/// A finding, as emitted to EventBridge.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Finding {
-    pub version: String,
-    pub id: String,
-    #[serde(rename = "detail-type")]
-    pub detail_type: String,
-    pub source: String,
-    pub account: Option<String>,
-    pub time: Timestamp,
-    pub region: Option<String>,
-    pub resources: Vec<String>,
-    pub detail: FindingDetail,
-}
-
-/// The EventBridge `source` findings are published under.
-pub const FINDING_SOURCE: &str = "com.security.platform";
-pub const MAX_EVENT_IDS: usize = 10;
 const MAX_RESOURCES: usize = 20;
 
 /// One detection, before dedup.
@@ -728,6 +504,7 @@ const FINDING_NAMESPACE: uuid::Uuid =
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn info() -> Arc<RuleInfo> {
         Arc::new(

@@ -1,6 +1,8 @@
 //! The shared vocabulary of Vigil: one normalized [`Event`] for every telemetry
 //! source (CloudTrail, VPC Flow Logs, GuardDuty, Security Hub), and the small value
-//! types it is made of ([`Timestamp`], [`Severity`], [`Actor`], …).
+//! types it is made of ([`Timestamp`], [`Severity`], [`Actor`], …); what detection
+//! makes of events ([`Finding`]), what people work on ([`Incident`]), and the
+//! statuses of playbook runs ([`response`]).
 //!
 //! This crate does no IO and knows nothing of file formats: decoders live in
 //! `vigil-ingest`, detection in `vigil-detect`. It compiles in seconds so that every
@@ -10,6 +12,9 @@
 pub mod account;
 pub mod brackets;
 pub mod event;
+pub mod finding;
+pub mod incident;
+pub mod response;
 pub mod severity;
 pub mod time;
 
@@ -18,5 +23,7 @@ pub use event::{
     Action, Actor, Event, FindingFields, FlowAction, FlowFields, IdentityType, LogStatus, Outcome,
     Raw, ResourceRef, SessionIssuer, SourceKind, ThreatType,
 };
+pub use finding::{Category, Finding};
+pub use incident::{Incident, IncidentStatus};
 pub use severity::Severity;
 pub use time::{Timestamp, TimestampError};

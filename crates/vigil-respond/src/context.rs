@@ -4,7 +4,7 @@
 //! as `{{ principal.user_name }}`; conditions by their bare path.
 
 use serde_json::{json, Map, Value};
-use vigil_detect::Finding;
+use vigil_model::Finding;
 
 /// The names a path may start with.
 pub const ROOTS: &[&str] = &[

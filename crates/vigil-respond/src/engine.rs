@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
-use vigil_detect::Finding;
+use vigil_model::Finding;
 use vigil_model::{Environment, Timestamp};
 use vigil_store::{AuditLine, IncidentStatus, RunRecord, StepRecord, Store, StoreError};
 
@@ -33,70 +33,7 @@ use crate::exec::{ActionError, Executor};
 use crate::plan::{plan, plan_step, Gate, Plan, PlannedStep};
 use crate::playbook::{Automation, Library, OnFailure, Playbook, Step};
 
-/// A run's status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum RunStatus {
-    /// Running, or waiting for its turn.
-    InProgress,
-    /// A gate holds it until a person approves or rejects.
-    AwaitingApproval,
-    /// Undoing the steps that changed something, after a failure.
-    RollingBack,
-    Succeeded,
-    Failed,
-    RolledBack,
-    Rejected,
-    /// A crash cut off a step that may not run twice: a person decides.
-    NeedsAttention,
-}
-
-impl RunStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::InProgress => "IN_PROGRESS",
-            RunStatus::AwaitingApproval => "AWAITING_APPROVAL",
-            RunStatus::RollingBack => "ROLLING_BACK",
-            RunStatus::Succeeded => "SUCCEEDED",
-            RunStatus::Failed => "FAILED",
-            RunStatus::RolledBack => "ROLLED_BACK",
-            RunStatus::Rejected => "REJECTED",
-            RunStatus::NeedsAttention => "NEEDS_ATTENTION",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<RunStatus> {
-        serde_json::from_value(Value::String(s.to_owned())).ok()
-    }
-
-    /// Whether the engine moves it on by itself.
-    pub fn is_active(self) -> bool {
-        matches!(self, RunStatus::InProgress | RunStatus::RollingBack)
-    }
-
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            RunStatus::Succeeded | RunStatus::Failed | RunStatus::RolledBack | RunStatus::Rejected
-        )
-    }
-}
-
-/// Step statuses, as stored.
-pub mod step_status {
-    pub const PENDING: &str = "PENDING";
-    pub const AWAITING_APPROVAL: &str = "AWAITING_APPROVAL";
-    pub const RUNNING: &str = "RUNNING";
-    pub const SUCCEEDED: &str = "SUCCEEDED";
-    pub const FAILED: &str = "FAILED";
-    pub const SKIPPED: &str = "SKIPPED";
-    /// Cut off by a crash; may or may not have happened.
-    pub const UNKNOWN: &str = "UNKNOWN";
-    pub const REJECTED: &str = "REJECTED";
-    /// Never reached (the run stopped before it; a rollback step not needed).
-    pub const NOT_RUN: &str = "NOT_RUN";
-}
-use step_status as st;
+pub use vigil_model::response::{Phase, RunStatus, StepStatus};
 
 /// What is stored of a step's plan and read back to run it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -148,7 +85,7 @@ pub enum EngineError {
     NoRun(String),
     /// Approve or reject a run that waits for nothing.
     #[error("run {id} is {status}: nothing awaits approval")]
-    NotWaiting { id: String, status: String },
+    NotWaiting { id: String, status: RunStatus },
     #[error("run {0} is damaged: {1}")]
     Damaged(String, String),
     #[error(transparent)]
@@ -313,7 +250,7 @@ impl Engine {
             playbook: pb.id.clone(),
             incident_id: start.incident_id.clone(),
             finding_id: Some(start.finding.detail.finding_id.clone()),
-            status: RunStatus::InProgress.as_str().into(),
+            status: RunStatus::InProgress,
             requested_by: start.requested_by.clone(),
             account,
             region: ctx
@@ -367,12 +304,7 @@ impl Engine {
     /// Takes up every run left active (after a restart), each in its own task.
     pub async fn resume_all(&self) -> Result<Vec<String>, EngineError> {
         let ids = self
-            .store(|s| {
-                s.run_ids_in(&[
-                    RunStatus::InProgress.as_str(),
-                    RunStatus::RollingBack.as_str(),
-                ])
-            })
+            .store(|s| s.run_ids_in(&[RunStatus::InProgress, RunStatus::RollingBack]))
             .await?;
         for id in &ids {
             self.spawn(id.clone());
@@ -419,23 +351,22 @@ impl Engine {
 
     async fn advance(&self, id: &str) -> Result<RunStatus, EngineError> {
         let mut run = self.load(id).await?;
-        let mut status = RunStatus::parse(&run.status)
-            .ok_or_else(|| EngineError::Damaged(id.into(), format!("status {}", run.status)))?;
+        let mut status = run.status;
         // A run cut off between its last step and its end.
         while status.is_active() {
             let phase = if status == RunStatus::RollingBack {
-                "rollback"
+                Phase::Rollback
             } else {
-                "step"
+                Phase::Step
             };
             let Some(i) = run.steps.iter().position(|s| {
-                s.phase == phase && matches!(s.status.as_str(), st::PENDING | st::RUNNING)
+                s.phase == phase && matches!(s.status, StepStatus::Pending | StepStatus::Running)
             }) else {
                 let end = if status == RunStatus::RollingBack {
                     let failed = run
                         .steps
                         .iter()
-                        .any(|s| s.phase == "rollback" && s.status == st::FAILED);
+                        .any(|s| s.phase == Phase::Rollback && s.status == StepStatus::Failed);
                     if failed {
                         RunStatus::Failed
                     } else {
@@ -457,29 +388,30 @@ impl Engine {
         let plan: StepPlan = serde_json::from_value(run.steps[i].plan.clone()).map_err(|e| {
             EngineError::Damaged(run.id.clone(), format!("step {}: {e}", run.steps[i].seq))
         })?;
-        let rolling = run.steps[i].phase == "rollback";
+        let rolling = run.steps[i].phase == Phase::Rollback;
         let current = if rolling {
             RunStatus::RollingBack
         } else {
             RunStatus::InProgress
         };
-        if run.steps[i].status == st::RUNNING && !plan.repeatable {
+        if run.steps[i].status == StepStatus::Running && !plan.repeatable {
             // Cut off by a crash mid-call: it may have happened. Not again.
             let why = format!(
                 "step {} ({}) was cut off mid-call and may have run; it is not safe to repeat",
                 run.steps[i].step_id, run.steps[i].action
             );
-            self.set_step(run, i, st::UNKNOWN, |s| s.error = Some(why.clone()))
+            self.set_step(run, i, StepStatus::Unknown, |s| s.error = Some(why.clone()))
                 .await?;
             self.halt(run, RunStatus::NeedsAttention, &why).await?;
             return Ok(RunStatus::NeedsAttention);
         }
         if !plan.runs {
-            self.set_step(run, i, st::SKIPPED, |_| {}).await?;
+            self.set_step(run, i, StepStatus::Skipped, |_| {}).await?;
             return Ok(current);
         }
         if plan.gate.is_some() && run.steps[i].approved_by.is_none() && !rolling {
-            self.set_step(run, i, st::AWAITING_APPROVAL, |_| {}).await?;
+            self.set_step(run, i, StepStatus::AwaitingApproval, |_| {})
+                .await?;
             let why = format!("step {} waits for approval", run.steps[i].step_id);
             self.halt(run, RunStatus::AwaitingApproval, &why).await?;
             return Ok(RunStatus::AwaitingApproval);
@@ -495,7 +427,7 @@ impl Engine {
         loop {
             attempt += 1;
             let t = now();
-            self.set_step(run, i, st::RUNNING, |s| {
+            self.set_step(run, i, StepStatus::Running, |s| {
                 s.attempts += 1;
                 s.started_at.get_or_insert(t);
             })
@@ -524,7 +456,7 @@ impl Engine {
             match result {
                 Ok(out) => {
                     let done = now();
-                    self.set_step(run, i, st::SUCCEEDED, |s| {
+                    self.set_step(run, i, StepStatus::Succeeded, |s| {
                         s.ended_at = Some(done);
                         s.changed = Some(out.changed);
                         s.calls = out.calls;
@@ -539,7 +471,7 @@ impl Engine {
                         .saturating_mul(1 << (attempt - 1).min(16))
                         .min(self.inner.config.max_backoff);
                     let why = e.to_string();
-                    self.set_step(run, i, st::RUNNING, |s| s.error = Some(why))
+                    self.set_step(run, i, StepStatus::Running, |s| s.error = Some(why))
                         .await?;
                     tokio::time::sleep(wait).await;
                 }
@@ -561,7 +493,7 @@ impl Engine {
         let steps: Vec<Value> = run
             .steps
             .iter()
-            .filter(|s| s.phase == "step")
+            .filter(|s| s.phase == Phase::Step)
             .map(|s| json!({"step": s.step_id, "action": s.action, "status": s.status, "changed": s.changed, "calls": s.calls}))
             .collect();
         let mut out = p.clone();
@@ -583,12 +515,12 @@ impl Engine {
     ) -> Result<RunStatus, EngineError> {
         let done = now();
         let error = why.clone();
-        self.set_step(run, i, st::FAILED, |s| {
+        self.set_step(run, i, StepStatus::Failed, |s| {
             s.ended_at = Some(done);
             s.error = Some(error);
         })
         .await?;
-        if run.steps[i].phase == "rollback" {
+        if run.steps[i].phase == Phase::Rollback {
             // A rollback goes on undoing what it can; the run ends FAILED.
             return Ok(RunStatus::RollingBack);
         }
@@ -608,13 +540,14 @@ impl Engine {
                 let changed: HashSet<String> = run
                     .steps
                     .iter()
-                    .filter(|s| s.phase == "step" && s.changed == Some(true))
+                    .filter(|s| s.phase == Phase::Step && s.changed == Some(true))
                     .map(|s| s.step_id.clone())
                     .collect();
                 for j in 0..run.steps.len() {
-                    if run.steps[j].phase == "rollback" && !changed.contains(&run.steps[j].step_id)
+                    if run.steps[j].phase == Phase::Rollback
+                        && !changed.contains(&run.steps[j].step_id)
                     {
-                        self.set_step(run, j, st::NOT_RUN, |_| {}).await?;
+                        self.set_step(run, j, StepStatus::NotRun, |_| {}).await?;
                     }
                 }
                 let note = format!("step {step} failed: {why}; rolling back");
@@ -628,8 +561,8 @@ impl Engine {
     /// Marks the steps not reached as not run.
     async fn skip_rest(&self, run: &mut RunRecord) -> Result<(), EngineError> {
         for j in 0..run.steps.len() {
-            if run.steps[j].phase == "step" && run.steps[j].status == st::PENDING {
-                self.set_step(run, j, st::NOT_RUN, |_| {}).await?;
+            if run.steps[j].phase == Phase::Step && run.steps[j].status == StepStatus::Pending {
+                self.set_step(run, j, StepStatus::NotRun, |_| {}).await?;
             }
         }
         Ok(())
@@ -641,7 +574,7 @@ impl Engine {
         &self,
         run: &mut RunRecord,
         i: usize,
-        status: &str,
+        status: StepStatus,
         edit: impl FnOnce(&mut StepRecord),
     ) -> Result<(), EngineError> {
         self.set_step_as(run, i, status, ENGINE, edit).await
@@ -652,13 +585,13 @@ impl Engine {
         &self,
         run: &mut RunRecord,
         i: usize,
-        status: &str,
+        status: StepStatus,
         actor: &str,
         edit: impl FnOnce(&mut StepRecord),
     ) -> Result<(), EngineError> {
         let step = &mut run.steps[i];
         let moved = step.status != status;
-        step.status = status.to_owned();
+        step.status = status;
         edit(step);
         let record = step.clone();
         let run_id = run.id.clone();
@@ -668,7 +601,7 @@ impl Engine {
             let target = format!("{run_id}/{}", record.step_id);
             let action = format!(
                 "playbook step {} ({})",
-                record.status.to_lowercase(),
+                record.status.as_str().to_lowercase(),
                 record.action
             );
             let outcome = step_outcome(&record);
@@ -691,7 +624,7 @@ impl Engine {
         note: &str,
         finished: bool,
     ) -> Result<(), EngineError> {
-        run.status = status.as_str().to_owned();
+        run.status = status;
         run.note = Some(note.to_owned());
         let id = run.id.clone();
         let note = note.to_owned();
@@ -708,7 +641,7 @@ impl Engine {
                 target: &id,
                 outcome: &note,
             };
-            s.set_run_status(&id, status.as_str(), Some(&note), finished, t, &line)
+            s.set_run_status(&id, status, Some(&note), finished, t, &line)
         })
         .await
     }
@@ -735,10 +668,14 @@ impl Engine {
         note: Option<&str>,
     ) -> Result<(), EngineError> {
         let changed = run.steps.iter().filter(|s| s.changed == Some(true)).count();
-        let failed = run.steps.iter().filter(|s| s.status == st::FAILED).count();
+        let failed = run
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Failed)
+            .count();
         for j in 0..run.steps.len() {
-            if run.steps[j].status == st::PENDING {
-                self.set_step(run, j, st::NOT_RUN, |_| {}).await?;
+            if run.steps[j].status == StepStatus::Pending {
+                self.set_step(run, j, StepStatus::NotRun, |_| {}).await?;
             }
         }
         let note = note
@@ -761,7 +698,7 @@ impl Engine {
                 .runs(Some(&inc), None, vigil_store::MAX_PAGE)?
                 .into_iter()
                 .filter(|r| r.id != me)
-                .any(|r| RunStatus::parse(&r.status).is_some_and(|x| !x.is_final()));
+                .any(|r| !r.status.is_final());
             if others {
                 return Ok(());
             }
@@ -789,12 +726,11 @@ impl Engine {
     /// left unknown).
     async fn waiting(&self, id: &str) -> Result<(RunRecord, usize), EngineError> {
         let run = self.load(id).await?;
-        let waiting = [st::AWAITING_APPROVAL, st::UNKNOWN];
-        let i = match RunStatus::parse(&run.status) {
-            Some(RunStatus::AwaitingApproval | RunStatus::NeedsAttention) => run
-                .steps
-                .iter()
-                .position(|s| waiting.contains(&s.status.as_str())),
+        let waiting = [StepStatus::AwaitingApproval, StepStatus::Unknown];
+        let i = match run.status {
+            RunStatus::AwaitingApproval | RunStatus::NeedsAttention => {
+                run.steps.iter().position(|s| waiting.contains(&s.status))
+            }
             _ => None,
         };
         match i {
@@ -812,7 +748,7 @@ impl Engine {
     pub async fn approve(&self, id: &str, actor: &str) -> Result<RunRecord, EngineError> {
         let (mut run, i) = self.waiting(id).await?;
         let who = actor.to_owned();
-        self.set_step_as(&mut run, i, st::PENDING, actor, |s| {
+        self.set_step_as(&mut run, i, StepStatus::Pending, actor, |s| {
             s.approved_by = Some(who)
         })
         .await?;
@@ -839,10 +775,10 @@ impl Engine {
     ) -> Result<RunRecord, EngineError> {
         let (mut run, i) = self.waiting(id).await?;
         let who = actor.to_owned();
-        let status = if run.steps[i].status == st::UNKNOWN {
-            st::UNKNOWN
+        let status = if run.steps[i].status == StepStatus::Unknown {
+            StepStatus::Unknown
         } else {
-            st::REJECTED
+            StepStatus::Rejected
         };
         self.set_step_as(&mut run, i, status, actor, |s| s.approved_by = Some(who))
             .await?;
@@ -907,20 +843,20 @@ fn move_incident(s: &mut Store, id: &str, to: IncidentStatus, note: &str, t: Tim
 /// What the audit log says of a step's move.
 fn step_outcome(s: &StepRecord) -> String {
     match (&s.error, s.changed) {
-        (Some(e), _) if s.status != st::SUCCEEDED => e.clone(),
+        (Some(e), _) if s.status != StepStatus::Succeeded => e.clone(),
         (_, Some(changed)) => format!(
             "{} {}",
             if changed { "changed:" } else { "unchanged:" },
             s.calls.join(", ")
         ),
-        _ => s.status.clone(),
+        _ => s.status.as_str().to_owned(),
     }
 }
 
 /// Every step and rollback step of `pb`, planned for `ctx`, as stored.
 fn plan_steps(pb: &Playbook, ctx: &Context, env: Option<Environment>) -> Vec<StepRecord> {
-    let steps = pb.steps.iter().map(|s| ("step", s));
-    let rollback = pb.rollback.iter().map(|s| ("rollback", s));
+    let steps = pb.steps.iter().map(|s| (Phase::Step, s));
+    let rollback = pb.rollback.iter().map(|s| (Phase::Rollback, s));
     steps
         .chain(rollback)
         .enumerate()
@@ -929,11 +865,11 @@ fn plan_steps(pb: &Playbook, ctx: &Context, env: Option<Environment>) -> Vec<Ste
             let plan = StepPlan::new(planned, step);
             StepRecord {
                 seq: i as i64 + 1,
-                phase: phase.into(),
+                phase,
                 step_id: step.id.clone(),
                 action: step.action.name.into(),
                 plan: serde_json::to_value(&plan).unwrap_or(Value::Null),
-                status: st::PENDING.into(),
+                status: StepStatus::Pending,
                 attempts: 0,
                 approved_by: None,
                 started_at: None,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
-use vigil_detect::finding::Category;
+use vigil_model::finding::Category;
 
 use crate::action::{action, ActionSpec};
 use crate::template::{self, Condition};
@@ -542,7 +542,7 @@ impl Library {
     /// from a rule that said `playbook: none` (a low-severity record, a change to
     /// look at): starting its category's full-automation playbook would override
     /// that choice.
-    pub fn for_finding(&self, f: &vigil_detect::Finding) -> Option<&Playbook> {
+    pub fn for_finding(&self, f: &vigil_model::Finding) -> Option<&Playbook> {
         if let Some(p) = f
             .detail
             .remediation

@@ -6,8 +6,8 @@
 mod support;
 
 use serde_json::{json, Value};
-use vigil_detect::Finding;
 use vigil_model::Environment;
+use vigil_model::Finding;
 use vigil_respond::{plan, Automation, Context, Gate, Library, Playbook};
 
 fn library() -> Library {
@@ -22,7 +22,7 @@ fn the_fifteen_built_in_playbooks_load() {
     assert_eq!(ids, want);
     // Names and automation as the detection engine's table has them.
     for p in lib.all() {
-        let known = vigil_detect::finding::playbook(&p.id).expect("known to detection");
+        let known = vigil_model::finding::playbook(&p.id).expect("known to detection");
         assert_eq!(p.name, known.incident, "{}", p.id);
         assert_eq!(
             p.automation == Automation::Full,
@@ -265,7 +265,7 @@ fn gates_come_from_the_step_the_playbook_and_the_account() {
 #[test]
 fn triggers_match_categories_rules_and_guardduty_types() {
     let lib = library();
-    use vigil_detect::finding::Category;
+    use vigil_model::finding::Category;
     let pb1 = lib.get("PB-001").unwrap();
     assert!(pb1.triggered_by(Category::UnauthorizedAccess, "x", None));
     assert!(pb1.triggered_by(

@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use vigil_detect::finding::Category;
+use vigil_model::finding::Category;
 use vigil_model::{Severity, Timestamp};
 use vigil_store::{FindingQuery, IncidentQuery, IncidentStatus};
 

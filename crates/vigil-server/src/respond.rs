@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use vigil_detect::Finding;
+use vigil_model::Finding;
 use vigil_model::{Severity, Timestamp};
 use vigil_respond::engine::EngineError;
 use vigil_respond::{Engine, Start};
@@ -177,7 +177,7 @@ async fn start(app: &Arc<AppState>, p: &Principal, b: RemediateBody) -> ApiResul
 #[serde(deny_unknown_fields)]
 struct ListParams {
     incident_id: Option<String>,
-    status: Option<String>,
+    status: Option<vigil_model::response::RunStatus>,
     limit: Option<usize>,
 }
 
@@ -190,7 +190,7 @@ async fn list(
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = limit_of(q.limit)?;
     let items = app
-        .read(move |s| s.runs(q.incident_id.as_deref(), q.status.as_deref(), limit))
+        .read(move |s| s.runs(q.incident_id.as_deref(), q.status, limit))
         .await?;
     to_json(json!({ "items": items }))
 }

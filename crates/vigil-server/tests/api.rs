@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
-use vigil_detect::Finding;
+use vigil_model::Finding;
 use vigil_model::Timestamp;
 use vigil_server::{AccessKey, ApiConfig, AppState, Ingest, IngestBatch, IngestReceipt, Role};
 use vigil_store::{Grouping, Store};

@@ -5,119 +5,15 @@
 //! findings, weighed by its account's environment; its timeline records every
 //! finding, status change, assignment and note, with who did it.
 
-use std::fmt;
-
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
-use serde::{Deserialize, Serialize};
-use vigil_detect::finding::Category;
-use vigil_detect::Finding;
-use vigil_model::{Severity, Timestamp};
+use vigil_model::finding::Category;
+use vigil_model::incident::TimelineKind;
+pub use vigil_model::incident::{Incident, IncidentStatus, IncidentView, TimelineEntry};
+use vigil_model::{Finding, Severity, Timestamp};
 
 use crate::{
     severity_from_rank, severity_rank, Grouping, Listing, Page, Recorded, Result, StoreError,
 };
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum IncidentStatus {
-    Open,
-    Acknowledged,
-    Remediating,
-    Resolved,
-    FalsePositive,
-}
-
-impl IncidentStatus {
-    pub const ALL: [IncidentStatus; 5] = [
-        IncidentStatus::Open,
-        IncidentStatus::Acknowledged,
-        IncidentStatus::Remediating,
-        IncidentStatus::Resolved,
-        IncidentStatus::FalsePositive,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IncidentStatus::Open => "OPEN",
-            IncidentStatus::Acknowledged => "ACKNOWLEDGED",
-            IncidentStatus::Remediating => "REMEDIATING",
-            IncidentStatus::Resolved => "RESOLVED",
-            IncidentStatus::FalsePositive => "FALSE_POSITIVE",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<IncidentStatus> {
-        Self::ALL
-            .into_iter()
-            .find(|x| x.as_str().eq_ignore_ascii_case(s))
-    }
-
-    /// Resolved and false-positive incidents take no more findings or moves.
-    pub fn is_closed(self) -> bool {
-        matches!(
-            self,
-            IncidentStatus::Resolved | IncidentStatus::FalsePositive
-        )
-    }
-
-    /// The moves the lifecycle allows. Remediation that fails can step back to
-    /// ACKNOWLEDGED; nothing reopens a closed incident (a new finding opens a new
-    /// incident instead, so closed ones keep their history as it was).
-    pub fn can_become(self, to: IncidentStatus) -> bool {
-        use IncidentStatus::*;
-        matches!(
-            (self, to),
-            (Open, Acknowledged | Remediating | Resolved | FalsePositive)
-                | (Acknowledged, Remediating | Resolved | FalsePositive)
-                | (Remediating, Acknowledged | Resolved | FalsePositive)
-        )
-    }
-}
-
-impl fmt::Display for IncidentStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Incident {
-    pub id: String,
-    pub title: String,
-    pub status: IncidentStatus,
-    pub severity: Severity,
-    pub category: Category,
-    pub account: Option<String>,
-    /// The principal the findings are about, else their resource.
-    pub subject: Option<String>,
-    /// Event time of the first and last event of its findings.
-    pub first_seen: Timestamp,
-    pub last_seen: Timestamp,
-    pub opened_at: Timestamp,
-    pub closed_at: Option<Timestamp>,
-    pub assignee: Option<String>,
-    pub finding_count: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct TimelineEntry {
-    pub at: Timestamp,
-    /// `finding`, `status`, `note`, `assign` or `action`.
-    pub kind: String,
-    pub actor: Option<String>,
-    pub text: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub finding_id: Option<String>,
-}
-
-/// An incident with its timeline and the ids of its findings.
-#[derive(Clone, Debug, Serialize)]
-pub struct IncidentView {
-    #[serde(flatten)]
-    pub incident: Incident,
-    pub finding_ids: Vec<String>,
-    pub timeline: Vec<TimelineEntry>,
-}
 
 #[derive(Clone, Debug, Default)]
 pub struct IncidentQuery {
@@ -210,10 +106,11 @@ pub(crate) fn record(
             )?;
             tx.execute(
                 "INSERT INTO timeline (incident_id, at, kind, actor, text, finding_id)
-                 VALUES (?1, ?2, 'finding', NULL, ?3, ?4)",
+                 VALUES (?1, ?2, ?3, NULL, ?4, ?5)",
                 params![
                     incident_id,
                     now.as_millis(),
+                    TimelineKind::Finding.as_str(),
                     format!("{} ({})", d.title, d.severity),
                     f.id
                 ],
@@ -422,7 +319,16 @@ pub(crate) fn view(conn: &Connection, id: &str) -> Result<Option<IncidentView>> 
         .query_map([id], |r| {
             Ok(TimelineEntry {
                 at: Timestamp::from_millis(r.get(0)?),
-                kind: r.get(1)?,
+                kind: {
+                    let k: String = r.get(1)?;
+                    TimelineKind::parse(&k).ok_or_else(|| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            1,
+                            rusqlite::types::Type::Text,
+                            format!("timeline kind `{k}`").into(),
+                        )
+                    })?
+                },
                 actor: r.get(2)?,
                 text: r.get(3)?,
                 finding_id: r.get(4)?,
@@ -489,13 +395,13 @@ fn log(
     tx: &Transaction<'_>,
     inc: &Incident,
     at: Timestamp,
-    kind: &str,
+    kind: TimelineKind,
     actor: &str,
     text: &str,
 ) -> Result<()> {
     tx.execute(
         "INSERT INTO timeline (incident_id, at, kind, actor, text) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![inc.id, at.as_millis(), kind, actor, text],
+        params![inc.id, at.as_millis(), kind.as_str(), actor, text],
     )?;
     let first = tx.execute(
         "UPDATE incidents SET first_action_at = ?2 WHERE id = ?1 AND first_action_at IS NULL",
@@ -568,7 +474,7 @@ pub(crate) fn transition(
         text.push_str(": ");
         text.push_str(n);
     }
-    log(tx, &inc, now, "status", actor, &text)?;
+    log(tx, &inc, now, TimelineKind::Status, actor, &text)?;
     existing(tx, id)
 }
 
@@ -580,7 +486,7 @@ pub(crate) fn add_note(
     now: Timestamp,
 ) -> Result<()> {
     let inc = existing(tx, id)?;
-    log(tx, &inc, now, "note", actor, text)
+    log(tx, &inc, now, TimelineKind::Note, actor, text)
 }
 
 pub(crate) fn assign(
@@ -599,6 +505,6 @@ pub(crate) fn assign(
         Some(a) => format!("assigned to {a}"),
         None => "unassigned".to_owned(),
     };
-    log(tx, &inc, now, "assign", actor, &text)?;
+    log(tx, &inc, now, TimelineKind::Assign, actor, &text)?;
     existing(tx, id)
 }

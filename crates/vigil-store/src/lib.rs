@@ -25,8 +25,9 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 pub use audit::AuditCheck;
-use vigil_detect::finding::Category;
-use vigil_detect::Finding;
+use vigil_model::finding::Category;
+use vigil_model::response::RunStatus;
+use vigil_model::Finding;
 use vigil_model::{AccountRegistry, Severity, Timestamp};
 
 pub use incident::{Incident, IncidentQuery, IncidentStatus, IncidentView, TimelineEntry};
@@ -410,7 +411,7 @@ impl Store {
     pub fn set_run_status(
         &mut self,
         run_id: &str,
-        status: &str,
+        status: RunStatus,
         note: Option<&str>,
         finished: bool,
         now: Timestamp,
@@ -431,14 +432,14 @@ impl Store {
     pub fn runs(
         &self,
         incident: Option<&str>,
-        status: Option<&str>,
+        status: Option<RunStatus>,
         limit: usize,
     ) -> Result<Vec<RunRecord>> {
         runs::list(&self.conn, incident, status, page_limit(limit))
     }
 
     /// The ids of the runs in any of `statuses`, oldest first.
-    pub fn run_ids_in(&self, statuses: &[&str]) -> Result<Vec<String>> {
+    pub fn run_ids_in(&self, statuses: &[RunStatus]) -> Result<Vec<String>> {
         runs::ids_in(&self.conn, statuses)
     }
 

@@ -18,7 +18,7 @@
 
 use rusqlite::{params, Connection};
 use serde::Serialize;
-use vigil_detect::finding::Category;
+use vigil_model::finding::Category;
 use vigil_model::Timestamp;
 
 use crate::incident::HOUR_MS;

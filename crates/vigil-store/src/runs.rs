@@ -7,6 +7,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 use serde_json::Value;
+use vigil_model::response::{Phase, RunStatus, StepStatus};
 use vigil_model::Timestamp;
 
 use crate::{audit, Result, StoreError};
@@ -18,7 +19,7 @@ pub struct RunRecord {
     pub playbook: String,
     pub incident_id: Option<String>,
     pub finding_id: Option<String>,
-    pub status: String,
+    pub status: RunStatus,
     pub requested_by: String,
     pub account: Option<String>,
     pub region: Option<String>,
@@ -41,13 +42,12 @@ pub struct RunRecord {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StepRecord {
     pub seq: i64,
-    /// `step` or `rollback`.
-    pub phase: String,
+    pub phase: Phase,
     pub step_id: String,
     pub action: String,
     /// What the engine planned: parameters, account, region, gate, retries…
     pub plan: Value,
-    pub status: String,
+    pub status: StepStatus,
     pub attempts: i64,
     pub approved_by: Option<String>,
     pub started_at: Option<Timestamp>,
@@ -82,6 +82,18 @@ fn parse(text: Option<String>, what: &str) -> Result<Value> {
     }
 }
 
+/// A stored status name read back as its enum; a name no version wrote is damage.
+fn named<T>(r: &Row<'_>, i: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+    let text: String = r.get(i)?;
+    parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown status `{text}`").into(),
+        )
+    })
+}
+
 fn ts(ms: Option<i64>) -> Option<Timestamp> {
     ms.map(Timestamp::from_millis)
 }
@@ -102,7 +114,7 @@ pub(crate) fn create(conn: &Connection, run: &RunRecord, line: &AuditLine<'_>) -
         run.playbook,
         run.incident_id,
         run.finding_id,
-        run.status,
+        run.status.as_str(),
         run.requested_by,
         run.account,
         run.region,
@@ -122,11 +134,11 @@ pub(crate) fn create(conn: &Connection, run: &RunRecord, line: &AuditLine<'_>) -
         .execute(params![
             run.id,
             s.seq,
-            s.phase,
+            s.phase.as_str(),
             s.step_id,
             s.action,
             json_text(&s.plan),
-            s.status,
+            s.status.as_str(),
             s.attempts
         ])?;
     }
@@ -151,7 +163,7 @@ pub(crate) fn update_step(
         .execute(params![
             run_id,
             s.seq,
-            s.status,
+            s.status.as_str(),
             s.attempts,
             s.approved_by,
             s.started_at.map(Timestamp::as_millis),
@@ -184,7 +196,7 @@ fn touch(conn: &Connection, run_id: &str, now: Timestamp) -> Result<()> {
 pub(crate) fn set_status(
     conn: &Connection,
     run_id: &str,
-    status: &str,
+    status: RunStatus,
     note: Option<&str>,
     finished: bool,
     now: Timestamp,
@@ -196,7 +208,13 @@ pub(crate) fn set_status(
                  finished_at = CASE WHEN ?5 THEN ?4 ELSE NULL END
              WHERE id = ?1",
         )?
-        .execute(params![run_id, status, note, now.as_millis(), finished])?;
+        .execute(params![
+            run_id,
+            status.as_str(),
+            note,
+            now.as_millis(),
+            finished
+        ])?;
     if n == 0 {
         return Err(StoreError::Damaged(format!("no run {run_id}")));
     }
@@ -214,7 +232,7 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<(RunRecord, Option<String>)> {
             playbook: r.get(1)?,
             incident_id: r.get(2)?,
             finding_id: r.get(3)?,
-            status: r.get(4)?,
+            status: named(r, 4, RunStatus::parse)?,
             requested_by: r.get(5)?,
             account: r.get(6)?,
             region: r.get(7)?,
@@ -243,11 +261,11 @@ fn steps(conn: &Connection, run_id: &str) -> Result<Vec<StepRecord>> {
         Ok((
             StepRecord {
                 seq: r.get(0)?,
-                phase: r.get(1)?,
+                phase: named(r, 1, Phase::parse)?,
                 step_id: r.get(2)?,
                 action: r.get(3)?,
                 plan: Value::Null,
-                status: r.get(5)?,
+                status: named(r, 5, StepStatus::parse)?,
                 attempts: r.get(6)?,
                 approved_by: r.get(7)?,
                 started_at: ts(r.get(8)?),
@@ -297,9 +315,10 @@ pub(crate) fn get(conn: &Connection, id: &str) -> Result<Option<RunRecord>> {
 pub(crate) fn list(
     conn: &Connection,
     incident: Option<&str>,
-    status: Option<&str>,
+    status: Option<RunStatus>,
     limit: usize,
 ) -> Result<Vec<RunRecord>> {
+    let status = status.map(RunStatus::as_str);
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {RUN_COLUMNS} FROM runs
          WHERE (?1 IS NULL OR incident_id = ?1) AND (?2 IS NULL OR status = ?2)
@@ -317,13 +336,13 @@ pub(crate) fn list(
 }
 
 /// The ids of runs in any of `statuses`, oldest first.
-pub(crate) fn ids_in(conn: &Connection, statuses: &[&str]) -> Result<Vec<String>> {
+pub(crate) fn ids_in(conn: &Connection, statuses: &[RunStatus]) -> Result<Vec<String>> {
     let mut stmt =
         conn.prepare_cached("SELECT id FROM runs WHERE status = ?1 ORDER BY created_at, id")?;
     let mut out = Vec::new();
     for s in statuses {
         let ids = stmt
-            .query_map([s], |r| r.get(0))?
+            .query_map([s.as_str()], |r| r.get(0))?
             .collect::<rusqlite::Result<Vec<String>>>()?;
         out.extend(ids);
     }

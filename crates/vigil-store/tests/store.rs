@@ -3,8 +3,8 @@
 //! and a database that survives reopening.
 
 use serde_json::{json, Value};
-use vigil_detect::finding::Category;
-use vigil_detect::Finding;
+use vigil_model::finding::Category;
+use vigil_model::Finding;
 use vigil_model::{Account, AccountRegistry, Environment, Severity, Timestamp};
 use vigil_store::{FindingQuery, Grouping, IncidentQuery, IncidentStatus, Store, StoreError};
 
@@ -104,7 +104,7 @@ fn findings_group_by_account_subject_and_category_within_the_window() {
     let view = s.incident(&first.id).unwrap().unwrap();
     assert_eq!(view.finding_ids, vec!["a", "b"]);
     assert_eq!(view.timeline.len(), 2);
-    assert!(view.timeline.iter().all(|t| t.kind == "finding"));
+    assert!(view.timeline.iter().all(|t| t.kind.as_str() == "finding"));
 }
 
 #[test]

@@ -185,7 +185,7 @@ fn report(cmd: &ComplyCommand, o: &mut String) -> Result<u8> {
                     "{:<46} {:<14} {:<8} {:<7} {}  [{}]",
                     c.id,
                     c.service,
-                    c.severity,
+                    c.severity.as_str(),
                     c.playbook.unwrap_or("-"),
                     c.title,
                     c.prowler.join(", ")

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context as _, Result};
 use clap::{Args, Subcommand};
 use vigil_detect::Finding;
+use vigil_model::response::{Phase, StepStatus};
 use vigil_model::Environment;
 use vigil_respond::{plan, Context, Library, Plan};
 
@@ -368,7 +369,7 @@ fn run_playbook(args: &RunArgs) -> Result<u8> {
         for s in record
             .steps
             .iter()
-            .filter(|s| s.status != "NOT_RUN" || s.phase == "step")
+            .filter(|s| s.status != StepStatus::NotRun || s.phase == Phase::Step)
         {
             println!(
                 "  {:<8} {:<28} {:<36} {:<17} {}",

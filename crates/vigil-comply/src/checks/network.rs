@@ -3,6 +3,7 @@
 use crate::check::{Check, Input, Results, Status};
 use crate::checks::storage::per_region;
 use crate::snapshot::{NaclEntry, SgRule};
+use vigil_model::Severity;
 
 /// The remote administration ports the benchmark names.
 const ADMIN_PORTS: [i32; 2] = [22, 3389];
@@ -247,7 +248,7 @@ pub const CHECKS: &[Check] = &[
         id: "ec2_nacl_no_admin_ingress_from_internet",
         title: "No network ACL allows ingress from anywhere to remote administration ports",
         service: "ec2",
-        severity: "MEDIUM",
+        severity: Severity::Medium,
         remediation: "Add deny entries for 22 and 3389 from 0.0.0.0/0 and ::/0 ahead of the allow, or narrow the allow to known networks.",
         playbook: Some("PB-005"),
         prowler: &[
@@ -261,7 +262,7 @@ pub const CHECKS: &[Check] = &[
         id: "ec2_sg_no_admin_ingress_from_ipv4_internet",
         title: "No security group allows ingress from 0.0.0.0/0 to remote administration ports",
         service: "ec2",
-        severity: "HIGH",
+        severity: Severity::High,
         remediation: "Revoke the rule and allow 22/3389 only from known networks, or use Session Manager instead.",
         playbook: Some("PB-008"),
         prowler: &[
@@ -275,7 +276,7 @@ pub const CHECKS: &[Check] = &[
         id: "ec2_sg_no_admin_ingress_from_ipv6_internet",
         title: "No security group allows ingress from ::/0 to remote administration ports",
         service: "ec2",
-        severity: "HIGH",
+        severity: Severity::High,
         remediation: "Revoke the rule and allow 22/3389 only from known networks, or use Session Manager instead.",
         playbook: Some("PB-008"),
         prowler: &[
@@ -289,7 +290,7 @@ pub const CHECKS: &[Check] = &[
         id: "ec2_sg_no_cifs_from_internet",
         title: "No security group exposes CIFS (445) to the internet",
         service: "ec2",
-        severity: "HIGH",
+        severity: Severity::High,
         remediation: "Revoke the rule; reach file shares over a VPN or from known networks only.",
         playbook: None,
         prowler: &["ec2_instance_port_cifs_exposed_to_internet"],
@@ -299,7 +300,7 @@ pub const CHECKS: &[Check] = &[
         id: "ec2_default_sg_closed",
         title: "Default security groups allow no traffic",
         service: "ec2",
-        severity: "MEDIUM",
+        severity: Severity::Medium,
         remediation: "Remove every inbound and outbound rule of each VPC's default group and move its members to groups made for them.",
         playbook: None,
         prowler: &["ec2_securitygroup_default_restrict_traffic"],
@@ -309,7 +310,7 @@ pub const CHECKS: &[Check] = &[
         id: "ec2_imdsv2_required",
         title: "Instances require IMDSv2",
         service: "ec2",
-        severity: "MEDIUM",
+        severity: Severity::Medium,
         remediation: "aws ec2 modify-instance-metadata-options --instance-id ID --http-tokens required --http-endpoint enabled.",
         playbook: None,
         prowler: &["ec2_instance_imdsv2_enabled"],
@@ -319,7 +320,7 @@ pub const CHECKS: &[Check] = &[
         id: "ec2_instance_profile",
         title: "Instances reach AWS through an instance profile",
         service: "ec2",
-        severity: "LOW",
+        severity: Severity::Low,
         remediation: "Create a role with the access the workload needs and associate it: aws ec2 associate-iam-instance-profile.",
         playbook: None,
         prowler: &["ec2_instance_profile_attached"],

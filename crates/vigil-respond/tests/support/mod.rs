@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{json, Value};
-use vigil_detect::Finding;
+use vigil_model::Finding;
 use vigil_model::Timestamp;
 
 pub fn now() -> Timestamp {

@@ -275,9 +275,7 @@ fn regressions(
             let first = failing.first();
             let check = first.and_then(|x| x["check"].as_str()).unwrap_or("");
             let known = checks::by_id(check);
-            let severity = known
-                .and_then(|k| k.severity.parse::<Severity>().ok())
-                .unwrap_or(Severity::Medium);
+            let severity = known.map(|k| k.severity).unwrap_or(Severity::Medium);
             let description = format!(
                 "{} {} {} passed at the previous assessment and fails now: {}",
                 r.framework,
