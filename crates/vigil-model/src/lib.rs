@@ -11,6 +11,7 @@
 
 pub mod account;
 pub mod brackets;
+pub mod duration;
 pub mod event;
 pub mod finding;
 pub mod incident;
@@ -18,6 +19,7 @@ pub mod response;
 pub mod severity;
 pub mod time;
 
+pub use duration::Span;
 pub use account::{Account, AccountRegistry, Environment};
 pub use event::{
     Action, Actor, Event, FindingFields, FlowAction, FlowFields, IdentityType, LogStatus, Outcome,

@@ -22,6 +22,7 @@
 mod api;
 mod error;
 mod ingest;
+mod listen;
 mod respond;
 pub mod sigv4;
 pub mod tls;
@@ -34,7 +35,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde::{Deserialize, Serialize};
-use vigil_model::Timestamp;
+use vigil_model::{Span, Timestamp};
 use vigil_store::Store;
 
 pub use api::OPENAPI;
@@ -114,6 +115,13 @@ pub struct ApiConfig {
     pub readers: usize,
     /// Serve HTTPS (TLS 1.3) with this certificate and key instead of HTTP.
     pub tls: Option<tls::TlsFiles>,
+    /// How long a client has to send a request's line and headers, and how long
+    /// a keep-alive connection may sit idle between requests.
+    pub header_timeout: Span,
+    /// How long a client has to send a request's whole body.
+    pub body_timeout: Span,
+    /// Connections open at once; more wait, unaccepted, until one closes.
+    pub max_connections: usize,
 }
 
 impl Default for ApiConfig {
@@ -127,6 +135,9 @@ impl Default for ApiConfig {
             max_body_bytes: 64 * 1024 * 1024,
             readers: 4,
             tls: None,
+            header_timeout: Span::from_secs(10),
+            body_timeout: Span::from_secs(60),
+            max_connections: 512,
         }
     }
 }
@@ -228,6 +239,8 @@ pub struct AppState {
     firehose_keys: Vec<String>,
     ingest: Option<Arc<dyn Ingest>>,
     max_body: usize,
+    body_timeout: std::time::Duration,
+    limits: listen::Limits,
     /// The playbook engine, when response is on.
     engine: Option<vigil_respond::Engine>,
     /// The playbooks listed (the engine's, else the built-in ones).
@@ -270,6 +283,11 @@ impl AppState {
             firehose_keys: config.firehose_access_keys.clone(),
             ingest,
             max_body: config.max_body_bytes,
+            body_timeout: config.body_timeout.duration(),
+            limits: listen::Limits {
+                max_connections: config.max_connections,
+                header_timeout: config.header_timeout.duration(),
+            },
             engine: None,
             library: Arc::new(vigil_respond::Library::load(None).map_err(|e| format!("{e:?}"))?),
         })
@@ -338,7 +356,13 @@ pub fn router(app: Arc<AppState>) -> Router {
             Arc::clone(&app),
             authenticate,
         ));
-    signed.merge(ingest::firehose_routes()).with_state(app)
+    signed
+        .merge(ingest::firehose_routes())
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            read_body,
+        ))
+        .with_state(app)
 }
 
 /// Checks the signature of every request to a signed route; the handler gets the
@@ -372,18 +396,40 @@ async fn authenticate(State(app): State<Arc<AppState>>, req: Request, next: Next
         .await
 }
 
-/// Serves the API on `listener` (plain TCP, or [`tls::TlsListener`]) until
-/// `shutdown` resolves.
-pub async fn serve<L>(
-    listener: L,
+/// Reads every request's body in full before routing, within the body deadline
+/// and the size limit: a client that stops half-way through a body is answered
+/// 408 and its connection freed, rather than held by a handler waiting for bytes.
+async fn read_body(State(app): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let read = axum::body::to_bytes(body, app.max_body);
+    let bytes = match tokio::time::timeout(app.body_timeout, read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return ApiError::too_large(app.max_body).into_response(),
+        Err(_) => {
+            tracing::debug!(path = parts.uri.path(), "request body timed out");
+            return ApiError::new(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                "RequestTimeoutException",
+                format!(
+                    "the request body did not arrive within {}",
+                    Span::from_millis(app.body_timeout.as_millis() as u64)
+                ),
+            )
+            .into_response();
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
+}
+
+/// Serves the API on `tcp` (TLS 1.3 first, with `tls`) until `shutdown`
+/// resolves, with the connection limits of the configuration (`listen`).
+pub async fn serve(
+    tcp: tokio::net::TcpListener,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     app: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()>
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-{
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
+) -> std::io::Result<()> {
+    let limits = app.limits;
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+    listen::serve_connections(tcp, tls, router(app), limits, shutdown).await
 }

@@ -110,7 +110,7 @@ impl Server {
                 .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                vigil_server::serve(listener, app, async {
+                vigil_server::serve(listener, None, app, async {
                     rx.await.ok();
                 })
                 .await

@@ -480,14 +480,9 @@ pub fn run(args: &ServeArgs) -> Result<u8> {
             tokio::task::spawn_blocking(move || demo::replay(handle.as_ref()));
         }
         let app = Arc::new(app);
-        match tls {
-            Some(tls) => {
-                let listener = vigil_server::tls::TlsListener::new(listener, tls)?;
-                vigil_server::serve(listener, app, shutdown_signal()).await
-            }
-            None => vigil_server::serve(listener, app, shutdown_signal()).await,
-        }
-        .context("serving")
+        vigil_server::serve(listener, tls, app, shutdown_signal())
+            .await
+            .context("serving")
     });
     stop.store(true, Ordering::Relaxed);
     drop(handle);

@@ -113,20 +113,10 @@ pub struct Correlation {
     pub generate: bool,
 }
 
-/// Parses `30s`, `5m`, `1h`, `2d` (also `1w`).
+/// A correlation's `timespan` in milliseconds: `30s`, `5m`, `1h`, `2d`, `1w` (the
+/// span grammar of all of Vigil's configuration and content).
 pub fn parse_timespan(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
-    let n: i64 = num.parse().ok().filter(|n| *n > 0)?;
-    let unit_ms = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        "w" => 7 * 86_400_000,
-        _ => return None,
-    };
-    n.checked_mul(unit_ms)
+    vigil_model::Span::parse(s).ok().map(vigil_model::Span::as_millis)
 }
 
 pub(crate) fn compile(doc: &Yaml, origin: &Path) -> Result<Correlation, RuleIssue> {

@@ -1,0 +1,156 @@
+//! The listener as an attacker probes it: idle, half-sent and slow connections
+//! are cut after their deadline, and connections past the cap wait unaccepted
+//! instead of taking descriptors.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use vigil_model::Span;
+use vigil_server::{ApiConfig, AppState};
+use vigil_store::{Grouping, Store};
+
+struct Server {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(max_connections: usize) -> Server {
+        let store = Store::in_memory(Grouping::default()).unwrap();
+        let config = ApiConfig {
+            header_timeout: Span::from_millis(500),
+            body_timeout: Span::from_millis(500),
+            max_connections,
+            ..ApiConfig::default()
+        };
+        let app = Arc::new(AppState::new(&config, Arc::new(Mutex::new(store)), None).unwrap());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                vigil_server::serve(listener, None, app, async {
+                    rx.await.ok();
+                })
+                .await
+                .unwrap();
+            });
+        });
+        Server {
+            addr,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).unwrap();
+        // A bound on every read, so that a server that never closes fails the
+        // test instead of hanging it; far above the 500 ms deadlines.
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            tx.send(()).ok();
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().ok();
+        }
+    }
+}
+
+/// Reads until the server closes the connection; what it sent. Panics if the
+/// read bound passes first (the server kept the connection open).
+fn read_until_closed(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the server kept the connection open: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+const REQUEST: &str = "GET /api/v1/metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+
+#[test]
+fn a_connection_that_sends_nothing_is_closed() {
+    let server = Server::start(64);
+    let mut s = server.connect();
+    read_until_closed(&mut s);
+}
+
+#[test]
+fn a_half_sent_header_is_cut_off() {
+    let server = Server::start(64);
+    let mut s = server.connect();
+    s.write_all(b"GET /api/v1/metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        .unwrap();
+    let answer = read_until_closed(&mut s);
+    // hyper answers 408 where it can, or just closes: never a 200 or 403.
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_its_request() {
+    let server = Server::start(64);
+    let mut s = server.connect();
+    s.write_all(REQUEST.as_bytes()).unwrap();
+    let answer = read_until_closed(&mut s);
+    // The unsigned request is answered (403), then the idle connection is cut.
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+}
+
+#[test]
+fn a_body_that_stops_half_way_is_answered_408() {
+    let server = Server::start(64);
+    let mut s = server.connect();
+    s.write_all(
+        b"POST /api/v1/ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n{\"Records\":[",
+    )
+    .unwrap();
+    let answer = read_until_closed(&mut s);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("RequestTimeoutException"), "{answer}");
+}
+
+#[test]
+fn connections_past_the_cap_wait_until_others_close() {
+    let server = Server::start(4);
+    // Four silent connections take every slot.
+    let mut idle: Vec<TcpStream> = (0..4).map(|_| server.connect()).collect();
+    // A fifth, well-behaved client is still answered: once the silent ones
+    // are cut off at their deadline, its connection is accepted.
+    let mut late = server.connect();
+    late.write_all(REQUEST.as_bytes()).unwrap();
+    let answer = read_until_closed(&mut late);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    // By then every silent connection has been closed by the server.
+    for s in &mut idle {
+        s.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 16];
+        match s.read(&mut buf) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("a silent connection is still open: {other:?}"),
+        }
+    }
+}
