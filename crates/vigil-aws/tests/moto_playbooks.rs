@@ -28,7 +28,7 @@ use vigil_detect::Finding;
 use vigil_model::{Account, AccountRegistry, Environment};
 use vigil_respond::exec::{ActionFuture, Executor};
 use vigil_respond::{plan, Context, Engine, EngineConfig, Library, RunStatus, Start};
-use vigil_store::{Grouping, IncidentStatus, RunRecord, Store};
+use vigil_store::{Grouping, IncidentStatus, RunRecord, SharedStore, Store};
 
 const REGION: &str = "eu-west-1";
 
@@ -122,7 +122,7 @@ impl Executor for Faulty {
 /// moto, a store, and an engine over them.
 struct Bed {
     moto: Moto,
-    store: Arc<Mutex<Store>>,
+    store: SharedStore,
     exec: Arc<Faulty>,
     engine: Engine,
 }
@@ -141,7 +141,7 @@ async fn bed_with(
         accounts,
         ..Grouping::default()
     };
-    let store = Arc::new(Mutex::new(Store::in_memory(grouping).unwrap()));
+    let store = SharedStore::new(Store::in_memory(grouping).unwrap());
     let exec = Faulty::new(&moto, role, faults).await;
     let engine = new_engine(&store, &exec);
     Bed {
@@ -152,9 +152,9 @@ async fn bed_with(
     }
 }
 
-fn new_engine(store: &Arc<Mutex<Store>>, exec: &Arc<Faulty>) -> Engine {
+fn new_engine(store: &SharedStore, exec: &Arc<Faulty>) -> Engine {
     Engine::new(
-        Arc::clone(store),
+        store.clone(),
         Arc::clone(exec) as Arc<dyn Executor>,
         Arc::new(Library::load(None).unwrap()),
         EngineConfig::default(),
@@ -170,7 +170,7 @@ impl Bed {
     /// Files `f` (opening its incident) and makes a run of `playbook` for it.
     async fn start(&self, playbook: &str, f: &Finding) -> RunRecord {
         let incident = {
-            let mut s = self.store.lock().unwrap();
+            let mut s = self.store.lock();
             s.record_findings(std::slice::from_ref(f), now()).unwrap();
             s.incident_of(&f.id).unwrap()
         };
@@ -187,11 +187,11 @@ impl Bed {
     }
 
     fn run(&self, id: &str) -> RunRecord {
-        self.store.lock().unwrap().run(id).unwrap().unwrap()
+        self.store.lock().run(id).unwrap().unwrap()
     }
 
     fn incident_status(&self, run: &RunRecord) -> IncidentStatus {
-        let s = self.store.lock().unwrap();
+        let s = self.store.lock();
         let id = run.incident_id.as_deref().unwrap();
         s.incident(id).unwrap().unwrap().incident.status
     }
@@ -1027,7 +1027,7 @@ async fn a_gate_holds_until_approved_and_a_rejection_changes_nothing() {
     assert!(has_password(&iam, "erin").await);
     assert_eq!(bed.incident_status(&done), IncidentStatus::Acknowledged);
     // Every move is on the audit chain, the approver's under their name.
-    let s = bed.store.lock().unwrap();
+    let s = bed.store.lock();
     assert!(s.verify_audit().unwrap().broken.is_none());
     let log = s.audit_log(0, 1000).unwrap();
     assert!(log

@@ -260,10 +260,16 @@ fn decoder_for(
                 .next()
                 .is_some_and(|t| t.bytes().all(|b| b.is_ascii_digit()));
             if !matches!(header, Some(Ok(_))) && !numeric && forced.is_none() {
-                let shown: String = first.chars().take(60).collect();
+                // Its shape only: the file may be anything (an inbox is written by
+                // others), and its content must not reach the log.
+                let fields = first.split_ascii_whitespace().count();
                 return Err(OpenError::Unrecognized {
                     path: path.to_owned(),
-                    why: format!("text that is not a flow log (first line: {shown:?})"),
+                    why: format!(
+                        "text that is not a flow log (its first line, of {} bytes and {fields} \
+                         fields, is neither a flow-log header nor a record)",
+                        first.len()
+                    ),
                 });
             }
             let format = opts

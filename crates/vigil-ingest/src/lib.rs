@@ -30,7 +30,7 @@ use std::str::FromStr;
 pub use decoder::{open, open_reader, FileDecoder, FileReport, Item};
 pub use error::{Location, OpenError, RecordError, RecordErrorKind};
 pub use vpcflow::{FlowField, FlowFormat};
-pub use walk::{walk, WalkError};
+pub use walk::{walk, walk_confined, WalkError};
 
 /// The telemetry formats, as named on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

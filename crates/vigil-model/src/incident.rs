@@ -149,3 +149,85 @@ pub struct IncidentView {
     pub finding_ids: Vec<String>,
     pub timeline: Vec<TimelineEntry>,
 }
+
+/// How findings are grouped into incidents: the policy, as plain code (the store
+/// applies it in its transaction).
+///
+/// A finding joins the open incident of its account, category and subject (its
+/// principal, else its resource) whose events fall within `window_ms` (event
+/// time) of its own; otherwise it opens one. An incident's id is derived from its
+/// group and first finding, so that a replayed first finding names the same one;
+/// its severity is its worst finding's, weighed by its account's environment.
+#[derive(Clone, Debug)]
+pub struct Grouping {
+    pub window_ms: i64,
+    /// Weighs an incident's severity by its account's environment.
+    pub accounts: crate::AccountRegistry,
+}
+
+impl Default for Grouping {
+    fn default() -> Self {
+        Grouping {
+            window_ms: 60 * 60 * 1000,
+            accounts: crate::AccountRegistry::default(),
+        }
+    }
+}
+
+/// Incident ids are name-based: a replayed first finding names the same one.
+const INCIDENT_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x2b7e_41c9_8d05_4f3a_a6e2_1c94_b07d_5e38);
+
+impl Grouping {
+    /// What the incident is about: the finding's principal, else its resource.
+    pub fn subject(f: &crate::Finding) -> Option<&str> {
+        f.detail
+            .principal
+            .as_deref()
+            .or(f.detail.resource_arn.as_deref())
+    }
+
+    /// The group a finding belongs to: account, category and subject.
+    pub fn key(f: &crate::Finding) -> String {
+        format!(
+            "{}|{}|{}",
+            f.account.as_deref().unwrap_or(""),
+            f.detail.category.as_str(),
+            Self::subject(f).unwrap_or("")
+        )
+    }
+
+    /// The event-time range an open incident of the finding's group must reach
+    /// into for the finding to join it.
+    pub fn joins(&self, f: &crate::Finding) -> (i64, i64) {
+        (
+            f.detail
+                .first_seen
+                .as_millis()
+                .saturating_sub(self.window_ms),
+            f.detail
+                .last_seen
+                .as_millis()
+                .saturating_add(self.window_ms),
+        )
+    }
+
+    /// The id of the incident `f` opens.
+    pub fn incident_id(f: &crate::Finding) -> String {
+        let name = format!("{}|{}", Self::key(f), f.id);
+        uuid::Uuid::new_v5(&INCIDENT_NAMESPACE, name.as_bytes()).to_string()
+    }
+
+    /// The title of the incident `f` opens.
+    pub fn title(f: &crate::Finding) -> String {
+        match Self::subject(f) {
+            Some(s) => format!("{}: {s}", f.detail.category.as_str()),
+            None => format!("{}: {}", f.detail.category.as_str(), f.detail.title),
+        }
+    }
+
+    /// The severity `f` gives its incident: its own, weighed by its account.
+    pub fn severity(&self, f: &crate::Finding) -> Severity {
+        self.accounts.weigh(f.account.as_deref(), f.detail.severity)
+    }
+}

@@ -19,8 +19,8 @@ pub mod response;
 pub mod severity;
 pub mod time;
 
-pub use duration::Span;
 pub use account::{Account, AccountRegistry, Environment};
+pub use duration::Span;
 pub use event::{
     Action, Actor, Event, FindingFields, FlowAction, FlowFields, IdentityType, LogStatus, Outcome,
     Raw, ResourceRef, SessionIssuer, SourceKind, ThreatType,

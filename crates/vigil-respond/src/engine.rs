@@ -26,7 +26,9 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use vigil_model::Finding;
 use vigil_model::{Environment, Timestamp};
-use vigil_store::{AuditLine, IncidentStatus, RunRecord, StepRecord, Store, StoreError};
+use vigil_store::{
+    AuditLine, IncidentStatus, RunRecord, SharedStore, StepRecord, Store, StoreError,
+};
 
 use crate::context::Context;
 use crate::exec::{ActionError, Executor};
@@ -124,7 +126,7 @@ pub struct Start {
 }
 
 struct Inner {
-    store: Arc<Mutex<Store>>,
+    store: SharedStore,
     exec: Arc<dyn Executor>,
     library: Arc<Library>,
     permits: Semaphore,
@@ -166,7 +168,7 @@ fn new_run_id(playbook: &str) -> String {
 
 impl Engine {
     pub fn new(
-        store: Arc<Mutex<Store>>,
+        store: SharedStore,
         exec: Arc<dyn Executor>,
         library: Arc<Library>,
         config: EngineConfig,
@@ -192,9 +194,9 @@ impl Engine {
         &self,
         account: Option<String>,
     ) -> Result<Option<Environment>, EngineError> {
-        let store = Arc::clone(&self.inner.store);
+        let store = self.inner.store.clone();
         tokio::task::spawn_blocking(move || {
-            let s = store.lock().unwrap_or_else(|p| p.into_inner());
+            let s = store.lock();
             account
                 .as_deref()
                 .and_then(|a| s.accounts().get(a).map(|a| a.environment))
@@ -221,9 +223,9 @@ impl Engine {
         &self,
         f: impl FnOnce(&mut Store) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, EngineError> {
-        let store = Arc::clone(&self.inner.store);
+        let store = self.inner.store.clone();
         tokio::task::spawn_blocking(move || {
-            let mut s = store.lock().unwrap_or_else(|p| p.into_inner());
+            let mut s = store.lock();
             f(&mut s)
         })
         .await

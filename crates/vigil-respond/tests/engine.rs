@@ -5,13 +5,13 @@
 mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use vigil_respond::exec::{ActionFuture, Executor, Outcome};
 use vigil_respond::{Engine, EngineConfig, Library, RunStatus, Start};
-use vigil_store::{Grouping, Store};
+use vigil_store::{Grouping, SharedStore, Store};
 
 /// An executor whose every call takes a while, counting the calls in flight.
 #[derive(Default)]
@@ -48,9 +48,7 @@ impl Executor for Gauge {
 /// number of calls in flight.
 async fn peak_with(limit: usize, runs: usize) -> usize {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Mutex::new(
-        Store::open(dir.path(), Grouping::default()).unwrap(),
-    ));
+    let store = SharedStore::new(Store::open(dir.path(), Grouping::default()).unwrap());
     let gauge = Arc::new(Gauge::default());
     let engine = Engine::new(
         store,

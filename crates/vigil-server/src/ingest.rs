@@ -39,6 +39,10 @@ pub struct IngestBatch {
 pub struct IngestReceipt {
     /// Events decoded.
     pub events: u64,
+    /// Events whose record was taken before (a retry, a redelivery): not
+    /// counted again.
+    #[serde(default)]
+    pub duplicates: u64,
     /// Records refused, each naming the batch, the record and why.
     pub errors: Vec<String>,
     pub new_findings: u64,

@@ -36,7 +36,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use vigil_model::{Span, Timestamp};
-use vigil_store::Store;
+use vigil_store::{SharedStore, Store};
 
 pub use api::OPENAPI;
 pub use error::ApiError;
@@ -234,7 +234,7 @@ pub(crate) const MAX_HISTORY: usize = 1000;
 /// What every handler shares.
 pub struct AppState {
     readers: Readers,
-    writer: Arc<Mutex<Store>>,
+    writer: SharedStore,
     verifier: Verifier<Principal>,
     firehose_keys: Vec<String>,
     ingest: Option<Arc<dyn Ingest>>,
@@ -252,7 +252,7 @@ impl AppState {
     /// through it) and read connections beside it.
     pub fn new(
         config: &ApiConfig,
-        writer: Arc<Mutex<Store>>,
+        writer: SharedStore,
         ingest: Option<Arc<dyn Ingest>>,
     ) -> Result<AppState, String> {
         config.validate()?;
@@ -270,7 +270,7 @@ impl AppState {
             );
         }
         let conns = {
-            let w = writer.lock().unwrap_or_else(|p| p.into_inner());
+            let w = writer.lock();
             (0..config.readers.max(1))
                 .map(|_| w.open_reader())
                 .collect::<Result<Vec<_>, _>>()
@@ -328,7 +328,7 @@ impl AppState {
     ) -> Result<R, ApiError> {
         let app = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
-            let mut w = app.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let mut w = app.writer.lock();
             f(&mut w)
         })
         .await
@@ -418,7 +418,8 @@ async fn read_body(State(app): State<Arc<AppState>>, req: Request, next: Next) -
             .into_response();
         }
     };
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// Serves the API on `tcp` (TLS 1.3 first, with `tls`) until `shutdown`

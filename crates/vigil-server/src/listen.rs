@@ -72,7 +72,12 @@ pub async fn serve_connections(
                 }
             },
         };
-        let (tls, router, http, stop) = (tls.clone(), router.clone(), Arc::clone(&http), stop_rx.clone());
+        let (tls, router, http, stop) = (
+            tls.clone(),
+            router.clone(),
+            Arc::clone(&http),
+            stop_rx.clone(),
+        );
         tokio::spawn(async move {
             let _permit = permit;
             match tls {

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use vigil_model::Finding;
 use vigil_model::Timestamp;
 use vigil_server::{AccessKey, ApiConfig, AppState, Ingest, IngestBatch, IngestReceipt, Role};
-use vigil_store::{Grouping, Store};
+use vigil_store::{Grouping, SharedStore, Store};
 
 use support::{raw_call, signed, Key, Reply, Signing};
 
@@ -63,7 +63,7 @@ struct Server {
     addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    writer: Arc<Mutex<Store>>,
+    writer: SharedStore,
     recorder: Arc<Recorder>,
     _dir: tempfile::TempDir,
 }
@@ -72,7 +72,7 @@ impl Server {
     fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Grouping::default()).unwrap();
-        let writer = Arc::new(Mutex::new(store));
+        let writer = SharedStore::new(store);
         let key = |k: &Key, principal: &str, role| AccessKey {
             access_key_id: k.id.into(),
             secret_access_key: k.secret.into(),
@@ -93,7 +93,7 @@ impl Server {
         let app = Arc::new(
             AppState::new(
                 &config,
-                Arc::clone(&writer),
+                writer.clone(),
                 Some(recorder.clone() as Arc<dyn Ingest>),
             )
             .unwrap(),
@@ -130,7 +130,6 @@ impl Server {
     fn seed(&self, findings: &[Finding]) {
         self.writer
             .lock()
-            .unwrap()
             .record_findings(findings, vigil_server::now())
             .unwrap();
     }

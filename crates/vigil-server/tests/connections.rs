@@ -4,12 +4,12 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use vigil_model::Span;
 use vigil_server::{ApiConfig, AppState};
-use vigil_store::{Grouping, Store};
+use vigil_store::{Grouping, SharedStore, Store};
 
 struct Server {
     addr: SocketAddr,
@@ -26,7 +26,7 @@ impl Server {
             max_connections,
             ..ApiConfig::default()
         };
-        let app = Arc::new(AppState::new(&config, Arc::new(Mutex::new(store)), None).unwrap());
+        let app = Arc::new(AppState::new(&config, SharedStore::new(store), None).unwrap());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -106,7 +106,10 @@ fn a_half_sent_header_is_cut_off() {
         .unwrap();
     let answer = read_until_closed(&mut s);
     // hyper answers 408 where it can, or just closes: never a 200 or 403.
-    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
 }
 
 #[test]

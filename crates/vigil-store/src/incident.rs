@@ -28,24 +28,8 @@ pub struct IncidentQuery {
 const INCIDENT_COLUMNS: &str = "seq, id, title, status, severity, category, account, subject, \
     first_seen, last_seen, opened_at, closed_at, assignee, finding_count";
 
-/// Incident ids are name-based too: a replayed first finding names the same one.
-const INCIDENT_NAMESPACE: uuid::Uuid =
-    uuid::Uuid::from_u128(0x2b7e_41c9_8d05_4f3a_a6e2_1c94_b07d_5e38);
-
 fn subject_of(f: &Finding) -> Option<&str> {
-    f.detail
-        .principal
-        .as_deref()
-        .or(f.detail.resource_arn.as_deref())
-}
-
-fn group_key(f: &Finding) -> String {
-    format!(
-        "{}|{}|{}",
-        f.account.as_deref().unwrap_or(""),
-        f.detail.category.as_str(),
-        subject_of(f).unwrap_or("")
-    )
+    Grouping::subject(f)
 }
 
 /// Stores one finding; a new one joins (or opens) its incident.
@@ -58,7 +42,7 @@ pub(crate) fn record(
 ) -> Result<()> {
     let body = serde_json::to_string(f).map_err(|e| StoreError::Damaged(e.to_string()))?;
     let d = &f.detail;
-    let severity = grouping.accounts.weigh(f.account.as_deref(), d.severity);
+    let severity = grouping.severity(f);
     let existing: Option<String> = tx
         .query_row(
             "SELECT incident_id FROM findings WHERE id = ?1",
@@ -153,32 +137,24 @@ fn incident_for(
     now: Timestamp,
     done: &mut Recorded,
 ) -> Result<String> {
-    let key = group_key(f);
-    let d = &f.detail;
-    let w = grouping.window_ms;
+    let key = Grouping::key(f);
+    let (from, to) = grouping.joins(f);
     let open: Option<String> = tx
         .query_row(
             "SELECT id FROM incidents
              WHERE group_key = ?1 AND status NOT IN ('RESOLVED', 'FALSE_POSITIVE')
                AND last_seen >= ?2 AND first_seen <= ?3
              ORDER BY last_seen DESC LIMIT 1",
-            params![
-                key,
-                d.first_seen.as_millis().saturating_sub(w),
-                d.last_seen.as_millis().saturating_add(w)
-            ],
+            params![key, from, to],
             |r| r.get(0),
         )
         .optional()?;
     if let Some(id) = open {
         return Ok(id);
     }
-    let id =
-        uuid::Uuid::new_v5(&INCIDENT_NAMESPACE, format!("{key}|{}", f.id).as_bytes()).to_string();
-    let title = match subject_of(f) {
-        Some(s) => format!("{}: {s}", d.category.as_str()),
-        None => format!("{}: {}", d.category.as_str(), d.title),
-    };
+    let d = &f.detail;
+    let id = Grouping::incident_id(f);
+    let title = Grouping::title(f);
     tx.execute(
         "INSERT INTO incidents (id, group_key, title, status, severity, category, account, subject,
             first_seen, last_seen, opened_at)
@@ -187,7 +163,7 @@ fn incident_for(
             id,
             key,
             title,
-            severity_rank(grouping.accounts.weigh(f.account.as_deref(), d.severity)),
+            severity_rank(grouping.severity(f)),
             d.category.as_str(),
             f.account,
             subject_of(f),

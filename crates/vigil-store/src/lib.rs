@@ -19,6 +19,7 @@ mod runs;
 mod schema;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
@@ -33,6 +34,7 @@ use vigil_model::{AccountRegistry, Severity, Timestamp};
 pub use incident::{Incident, IncidentQuery, IncidentStatus, IncidentView, TimelineEntry};
 pub use metrics::{Metrics, ThreatRow};
 pub use runs::{AuditLine, RunRecord, StepRecord};
+pub use vigil_model::incident::Grouping;
 
 /// What went wrong in the store. Messages name the file, the incident or the
 /// transition a user needs to act on.
@@ -71,26 +73,6 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-/// How findings are grouped into incidents.
-#[derive(Clone, Debug)]
-pub struct Grouping {
-    /// A finding joins an open incident of its account, subject (principal, else
-    /// resource) and category when its events fall within this long (event time) of
-    /// the incident's.
-    pub window_ms: i64,
-    /// Weighs an incident's severity by its account's environment.
-    pub accounts: AccountRegistry,
-}
-
-impl Default for Grouping {
-    fn default() -> Self {
-        Grouping {
-            window_ms: 60 * 60 * 1000,
-            accounts: AccountRegistry::default(),
-        }
-    }
-}
 
 /// What storing a batch of findings did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -141,6 +123,44 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     grouping: Grouping,
+}
+
+/// The one handle to the store's writer connection that the pipeline, the API,
+/// the response engine and compliance share.
+///
+/// One policy for a lock a panicking thread left poisoned: carry on. Every change
+/// runs in a transaction that rolls back when dropped mid-way, so a panic leaves
+/// the connection as it was before the change; refusing every later write would
+/// only turn one failed request into a stopped service.
+#[derive(Clone)]
+pub struct SharedStore(Arc<Mutex<Store>>);
+
+impl SharedStore {
+    pub fn new(store: Store) -> SharedStore {
+        SharedStore(Arc::new(Mutex::new(store)))
+    }
+
+    /// The writer, for one change or read; hold it briefly.
+    pub fn lock(&self) -> MutexGuard<'_, Store> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A record identity the pipeline has taken (a 16-byte digest), and when (wall
+/// clock, ms).
+pub type SeenRecord = ([u8; 16], i64);
+
+/// Everything one delivery of telemetry changed, committed together: the
+/// findings it opened or updated, the source's new position, and the identities
+/// of the records it took.
+#[derive(Debug, Default)]
+pub struct Delivery<'a> {
+    pub findings: &'a [Finding],
+    /// The source's checkpoint key and position.
+    pub checkpoint: Option<(&'a str, &'a str)>,
+    pub records: &'a [SeenRecord],
+    /// Forget record identities taken before this time (wall clock, ms).
+    pub forget_before: Option<i64>,
 }
 
 /// The database file inside a data directory.
@@ -223,13 +243,13 @@ impl Store {
     /// Stores findings (new or updated) and files each new one under an incident,
     /// all in one transaction. `now` is when they were detected.
     pub fn record_findings(&mut self, findings: &[Finding], now: Timestamp) -> Result<Recorded> {
-        let tx = self.conn.transaction()?;
-        let mut done = Recorded::default();
-        for f in findings {
-            incident::record(&tx, &self.grouping, f, now, &mut done)?;
-        }
-        tx.commit()?;
-        Ok(done)
+        self.commit(
+            &Delivery {
+                findings,
+                ..Delivery::default()
+            },
+            now,
+        )
     }
 
     /// One finding's JSON, by its `id` or its `finding_id`.
@@ -502,18 +522,63 @@ impl Store {
         position: &str,
         now: Timestamp,
     ) -> Result<Recorded> {
+        self.commit(
+            &Delivery {
+                findings,
+                checkpoint: Some((source, position)),
+                ..Delivery::default()
+            },
+            now,
+        )
+    }
+
+    /// Commits one delivery in one transaction: a crash leaves all of it or none.
+    pub fn commit(&mut self, d: &Delivery<'_>, now: Timestamp) -> Result<Recorded> {
         let tx = self.conn.transaction()?;
         let mut done = Recorded::default();
-        for f in findings {
+        for f in d.findings {
             incident::record(&tx, &self.grouping, f, now, &mut done)?;
         }
-        tx.execute(
-            "INSERT INTO checkpoints (source, position, updated_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (source) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
-            params![source, position, now.as_millis()],
-        )?;
+        if let Some((source, position)) = d.checkpoint {
+            tx.execute(
+                "INSERT INTO checkpoints (source, position, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (source) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+                params![source, position, now.as_millis()],
+            )?;
+        }
+        if !d.records.is_empty() {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO seen_records (id, seen_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            )?;
+            for (id, at) in d.records {
+                insert.execute(params![&id[..], at])?;
+            }
+        }
+        if let Some(before) = d.forget_before {
+            tx.execute("DELETE FROM seen_records WHERE seen_at < ?1", [before])?;
+        }
         tx.commit()?;
         Ok(done)
+    }
+
+    /// The record identities taken since `since` (wall clock, ms), oldest first.
+    pub fn seen_records(&self, since: i64) -> Result<Vec<SeenRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, seen_at FROM seen_records WHERE seen_at >= ?1 ORDER BY seen_at")?;
+        let rows = stmt.query_map([since], |r| {
+            let id: Vec<u8> = r.get(0)?;
+            Ok((id, r.get::<_, i64>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, at) = row?;
+            let id: [u8; 16] = id
+                .try_into()
+                .map_err(|_| StoreError::Damaged("a seen record id is not 16 bytes".into()))?;
+            out.push((id, at));
+        }
+        Ok(out)
     }
 
     /// Runs `f` for at most about `steps` SQLite virtual-machine steps: `Ok(None)`

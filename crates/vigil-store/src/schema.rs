@@ -254,6 +254,17 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX IF NOT EXISTS assessments_latest ON assessments (framework, scope, seq);
     "#,
+    // 7: the identities of the records the pipeline has taken (a digest of the
+    // CloudTrail eventID, finding id and update time, flow record…), kept for a
+    // window of wall-clock time, so that a record delivered again (a retry, a
+    // redelivered message, a re-read file) counts once, across restarts too.
+    r#"
+    CREATE TABLE IF NOT EXISTS seen_records (
+        id       BLOB PRIMARY KEY,
+        seen_at  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS seen_records_at ON seen_records (seen_at);
+    "#,
 ];
 
 /// The migration after which the existing audit entries are chained.

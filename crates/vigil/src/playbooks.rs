@@ -285,7 +285,7 @@ fn run_playbook(_args: &RunArgs) -> Result<u8> {
 
 #[cfg(feature = "aws")]
 fn run_playbook(args: &RunArgs) -> Result<u8> {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
     use vigil_respond::{Engine, EngineConfig, RunStatus, Start};
 
     let mut config = match &args.config {
@@ -309,7 +309,7 @@ fn run_playbook(args: &RunArgs) -> Result<u8> {
             })?,
     };
     let grouping = vigil_store::Grouping {
-        window_ms: config.incident_window_ms()?,
+        window_ms: config.incident_window.as_millis(),
         accounts: config.registry()?,
     };
     let mut store = vigil_store::Store::open(&data_dir, grouping).context("opening the store")?;
@@ -322,15 +322,15 @@ fn run_playbook(args: &RunArgs) -> Result<u8> {
             .and_then(|v| serde_json::to_value(v).ok()),
         None => None,
     };
-    let store = Arc::new(Mutex::new(store));
+    let store = vigil_store::SharedStore::new(store);
     let user = std::env::var("USER").unwrap_or_else(|_| "cli".into());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let (run, status) = rt.block_on(async {
-        let aws = vigil_aws::Aws::new(config.response.aws_settings()).await;
+        let aws = vigil_aws::Aws::new(config.aws.response_settings()).await;
         let engine = Engine::new(
-            Arc::clone(&store),
+            store.clone(),
             Arc::new(aws),
             Arc::new(library),
             EngineConfig::default(),
@@ -353,7 +353,6 @@ fn run_playbook(args: &RunArgs) -> Result<u8> {
     })?;
     let record = store
         .lock()
-        .map_err(|_| anyhow!("store lock"))?
         .run(&run)?
         .ok_or_else(|| anyhow!("run {run} vanished"))?;
     if args.json {

@@ -1,37 +1,29 @@
-//! `vigil serve`: one process running sources → detection → incidents → store → API.
+//! `vigil serve`: the pipeline (`vigil-pipeline`: sources → detection → the store
+//! and other outputs) and the API (`vigil-server`) in one process, wired from the
+//! configuration.
 //!
-//! - The pipeline is one thread owning the detector and the open findings; it takes
-//!   work (an inbox file, telemetry posted over HTTP) from a channel, and stores the
-//!   findings each piece of work opened or updated in one transaction — for an
-//!   inbox file, together with the file's checkpoint.
-//! - The inbox watcher polls a directory and hands over each file once its size
-//!   and modification time have held still for one poll and differ from its
-//!   checkpoint.
-//! - The API (`vigil-server`) runs on tokio beside them.
-//!
-//! Restarts, `kill -9` included, lose and duplicate nothing: a file's findings and
-//! its checkpoint commit together, so a file is either done or read again from the
-//! start; finding and incident ids are derived from their content, so reading again
-//! rewrites the same rows; and the findings still open when the process stopped are
-//! taken back on start, so later alerts update them instead of opening new ones.
+//! Restarts, `kill -9` included, lose and duplicate nothing: a delivery's
+//! findings, its source's checkpoint and its records' identities commit
+//! together, so a file is either done or read again from the start, and a
+//! record delivered again is skipped; finding and incident ids are derived from
+//! their content, so reading again rewrites the same rows; and the findings
+//! still open when the process stopped are taken back on start, so later alerts
+//! update them instead of opening new ones.
 
 mod compliance;
 mod config;
-mod demo;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender, SyncSender};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use vigil_detect::{Alert, Detector, Finding, Findings};
-use vigil_ingest::{DecodeOptions, Item};
-use vigil_model::{Event, Timestamp};
-use vigil_server::{Ingest, IngestBatch, IngestReceipt};
-use vigil_store::{Grouping, Store};
+use vigil_detect::{Finding, Findings};
+use vigil_pipeline::outputs::{respond::Trigger, store::StoreOutput};
+use vigil_pipeline::seen::Seen;
+use vigil_pipeline::{Detect, Output, Pipeline};
+use vigil_store::{Grouping, SharedStore, Store};
 
 pub use config::ServeConfig;
 
@@ -46,7 +38,8 @@ pub struct ServeArgs {
     /// Address to serve the API on [default: 127.0.0.1:8750; port 0 picks a free one].
     #[arg(long)]
     listen: Option<std::net::SocketAddr>,
-    /// Directory watched for telemetry files [default: <data-dir>/inbox].
+    /// Directory watched for telemetry files (the inbox source's path)
+    /// [default: <data-dir>/inbox].
     #[arg(long)]
     inbox: Option<PathBuf>,
     /// Replay the bundled attack scenario at start, so incidents show within seconds.
@@ -57,273 +50,42 @@ pub struct ServeArgs {
     rules: Vec<PathBuf>,
 }
 
-/// Work for the pipeline thread.
-enum Work {
-    /// Telemetry posted over HTTP; answered once its findings are stored.
-    Batches(Vec<IngestBatch>, SyncSender<Result<IngestReceipt, String>>),
-    /// A file of the inbox, with its checkpoint key and fingerprint.
-    File {
-        path: PathBuf,
-        key: String,
-        fingerprint: String,
-    },
-}
-
-/// The handle the API submits telemetry through.
-struct PipelineHandle {
-    tx: Sender<Work>,
-}
-
-impl Ingest for PipelineHandle {
-    fn submit(&self, batches: Vec<IngestBatch>) -> Result<IngestReceipt, String> {
-        let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        self.tx
-            .send(Work::Batches(batches, reply))
-            .map_err(|_| "the pipeline has stopped".to_owned())?;
-        answer
-            .recv()
-            .map_err(|_| "the pipeline stopped before answering".to_owned())?
+/// The detect stage as the service runs it: the configured rules, baselines
+/// from the data directory, the findings still open taken back from the store,
+/// and the record identities it remembers.
+fn detect_stage(config: &ServeConfig, data_dir: &Path, store: &SharedStore) -> Result<Detect> {
+    let (mut detector, issues) =
+        crate::rules::build_detector(&config.rules, &config.detector_config());
+    for i in &issues {
+        tracing::warn!("rule skipped: {i}");
     }
-}
-
-/// Detection and storage, on one thread.
-struct Pipeline {
-    detector: Detector,
-    findings: Findings,
-    alerts: Vec<Alert>,
-    store: Arc<Mutex<Store>>,
-    decode: DecodeOptions,
-    baseline_path: PathBuf,
-    last_baseline_save: Instant,
-    changed: Vec<Finding>,
-    closed: Vec<Finding>,
-    /// Where findings that trigger a playbook go once stored (response on and
-    /// automatic).
-    trigger: Option<Trigger>,
-    /// Where CloudTrail events that change what the compliance checks judge are
-    /// sent (compliance on).
-    compliance: Option<tokio::sync::mpsc::UnboundedSender<compliance::Recheck>>,
-}
-
-/// The playbooks in force and the engine's inbox of findings that start them.
-struct Trigger {
-    library: Arc<vigil_respond::Library>,
-    tx: tokio::sync::mpsc::UnboundedSender<Finding>,
-}
-
-/// How many record errors a receipt or the log lists for one piece of work.
-const ERRORS_LISTED: usize = 20;
-/// How often learned baselines are written to disk (and at shutdown).
-const BASELINE_SAVE: Duration = Duration::from_secs(30);
-
-impl Pipeline {
-    /// Decodes `items` into events and runs detection over them, counting events
-    /// and noting errors.
-    fn detect(&mut self, items: impl Iterator<Item = Item>, receipt: &mut IngestReceipt) {
-        let now = vigil_server::now();
-        for item in items {
-            match item {
-                Item::Event(e) => {
-                    receipt.events += 1;
-                    self.observe(&e, now);
-                }
-                Item::Error(e) => {
-                    if receipt.errors.len() < ERRORS_LISTED {
-                        receipt.errors.push(e.to_string());
-                    }
-                }
-            }
+    let baselines = data_dir.join("baselines.json");
+    detector.natives_mut().state = vigil_detect::native::BaselineState::load(&baselines)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let dedup_ms = config.dedup_window.as_millis();
+    let mut findings = Findings::new(dedup_ms).tracking_changes();
+    let mut seen = Seen::new(
+        config.redelivery_window.as_millis(),
+        config.max_remembered_records,
+    );
+    {
+        let s = store.lock();
+        for id in s.last_finding_ids()? {
+            findings.note_finding_id(&id);
         }
+        let open = s.recent_findings(dedup_ms)?;
+        if !open.is_empty() {
+            tracing::info!("took back {} open findings from the store", open.len());
+        }
+        for f in open {
+            findings.reopen(f);
+        }
+        let since = vigil_pipeline::now().as_millis() - config.redelivery_window.as_millis();
+        seen.restore(s.seen_records(since)?);
     }
-
-    fn observe(&mut self, e: &Event, now: Timestamp) {
-        if let Some(tx) = &self.compliance {
-            if let Some(r) = compliance::recheck_for(e) {
-                // The task ends only at shutdown.
-                let _ = tx.send(r);
-            }
-        }
-        vigil_detect::detector::detect_into(
-            &mut self.detector,
-            &mut self.findings,
-            e,
-            now,
-            &mut self.alerts,
-            &mut |_, _| {},
-        );
-    }
-
-    /// Stores what the work changed (with a checkpoint, for a file).
-    fn commit(
-        &mut self,
-        receipt: &mut IngestReceipt,
-        checkpoint: Option<(&str, &str)>,
-    ) -> Result<(), String> {
-        self.changed.clear();
-        self.findings.take_changed(&mut self.changed);
-        // Closed findings were stored when they last changed.
-        self.findings.drain_closed(&mut self.closed);
-        self.closed.clear();
-        let now = vigil_server::now();
-        let mut store = self
-            .store
-            .lock()
-            .map_err(|_| "the store lock is poisoned")?;
-        let done = match checkpoint {
-            Some((key, position)) => {
-                store.record_with_checkpoint(&self.changed, key, position, now)
-            }
-            None => store.record_findings(&self.changed, now),
-        }
-        .map_err(|e| e.to_string())?;
-        drop(store);
-        if let Some(t) = &self.trigger {
-            for f in &self.changed {
-                if t.library.for_finding(f).is_some() {
-                    // The engine's task ends only at shutdown.
-                    let _ = t.tx.send(f.clone());
-                }
-            }
-        }
-        receipt.new_findings += done.new_findings;
-        receipt.updated_findings += done.updated_findings;
-        receipt.new_incidents += done.new_incidents;
-        if self.last_baseline_save.elapsed() >= BASELINE_SAVE {
-            self.save_baselines();
-        }
-        Ok(())
-    }
-
-    fn save_baselines(&mut self) {
-        self.last_baseline_save = Instant::now();
-        if let Err(e) = self.detector.natives().state.save(&self.baseline_path) {
-            tracing::warn!("baselines not saved: {e}");
-        }
-    }
-
-    fn batches(&mut self, batches: Vec<IngestBatch>) -> Result<IngestReceipt, String> {
-        let mut receipt = IngestReceipt::default();
-        for b in batches {
-            let reader = Box::new(std::io::Cursor::new(b.body));
-            match vigil_ingest::open_reader(Path::new(&b.name), reader, &self.decode) {
-                Ok(mut d) => self.detect(d.by_ref(), &mut receipt),
-                Err(e) => receipt.errors.push(e.to_string()),
-            }
-        }
-        self.commit(&mut receipt, None)?;
-        Ok(receipt)
-    }
-
-    fn file(&mut self, path: &Path, key: &str, fingerprint: &str) {
-        let mut receipt = IngestReceipt::default();
-        match vigil_ingest::open(path, &self.decode) {
-            Ok(mut d) => self.detect(d.by_ref(), &mut receipt),
-            Err(e) => receipt.errors.push(e.to_string()),
-        }
-        for e in &receipt.errors {
-            tracing::warn!(file = %path.display(), "{e}");
-        }
-        match self.commit(&mut receipt, Some((key, fingerprint))) {
-            Ok(()) => tracing::info!(
-                file = %path.display(),
-                events = receipt.events,
-                new_findings = receipt.new_findings,
-                updated_findings = receipt.updated_findings,
-                new_incidents = receipt.new_incidents,
-                "inbox file read"
-            ),
-            Err(e) => tracing::error!(file = %path.display(), "not stored: {e}"),
-        }
-    }
-
-    fn run(mut self, rx: Receiver<Work>) {
-        while let Ok(work) = rx.recv() {
-            match work {
-                Work::Batches(b, reply) => {
-                    let answer = self.batches(b);
-                    reply.send(answer).ok();
-                }
-                Work::File {
-                    path,
-                    key,
-                    fingerprint,
-                } => self.file(&path, &key, &fingerprint),
-            }
-        }
-        self.save_baselines();
-    }
-}
-
-/// A file's size and modification time, which say whether it changed.
-fn fingerprint(p: &Path) -> Option<String> {
-    let m = std::fs::metadata(p).ok()?;
-    let modified = m
-        .modified()
-        .ok()?
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_nanos();
-    Some(format!("size={} mtime_ns={modified}", m.len()))
-}
-
-/// Polls the inbox until `stop`, handing each new or changed file to the pipeline
-/// once it has held still for one poll.
-fn watch_inbox(
-    inbox: PathBuf,
-    store: Store,
-    tx: Sender<Work>,
-    poll: Duration,
-    stop: Arc<AtomicBool>,
-) {
-    // What each file looked like at the last poll, and what was handed over.
-    let mut last_seen: std::collections::HashMap<PathBuf, String> = Default::default();
-    let mut handed: std::collections::HashMap<PathBuf, String> = Default::default();
-    while !stop.load(Ordering::Relaxed) {
-        let mut files = Vec::new();
-        vigil_ingest::walk(&inbox, &mut |p| files.push(p), &mut |e| {
-            tracing::warn!("inbox: {e}")
-        });
-        files.sort();
-        let mut now_seen = std::collections::HashMap::new();
-        for path in files {
-            let Some(fp) = fingerprint(&path) else {
-                continue;
-            };
-            let steady = last_seen.get(&path) == Some(&fp);
-            now_seen.insert(path.clone(), fp.clone());
-            if !steady || handed.get(&path) == Some(&fp) {
-                continue;
-            }
-            let rel = path.strip_prefix(&inbox).unwrap_or(&path);
-            let key = format!("inbox:{}", rel.display());
-            match store.checkpoint(&key) {
-                Ok(Some(done)) if done == fp => {
-                    handed.insert(path, fp);
-                    continue;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!("inbox: checkpoint of {key}: {e}");
-                    continue;
-                }
-            }
-            handed.insert(path.clone(), fp.clone());
-            let work = Work::File {
-                path,
-                key,
-                fingerprint: fp,
-            };
-            if tx.send(work).is_err() {
-                return;
-            }
-        }
-        last_seen = now_seen;
-        // Sleep in short steps so that a stop is noticed quickly.
-        let until = Instant::now() + poll;
-        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(20).min(poll));
-        }
-    }
+    Ok(Detect::new(detector, findings)
+        .with_seen(seen)
+        .with_baselines(baselines))
 }
 
 pub fn run(args: &ServeArgs) -> Result<u8> {
@@ -339,107 +101,50 @@ pub fn run(args: &ServeArgs) -> Result<u8> {
         config.listen = l;
     }
     if let Some(i) = &args.inbox {
-        config.inbox = Some(i.clone());
+        config.set_inbox(i.clone());
+    }
+    if args.demo {
+        config.add_demo();
     }
     config.rules.extend(args.rules.iter().cloned());
     let data_dir = config.data_dir.clone();
-    let inbox = config
-        .inbox
-        .clone()
-        .unwrap_or_else(|| data_dir.join("inbox"));
-    std::fs::create_dir_all(&inbox)
-        .with_context(|| format!("inbox {}: cannot create it", inbox.display()))?;
     let keys_file = config.ensure_keys(&data_dir)?;
 
     let grouping = Grouping {
-        window_ms: config.incident_window_ms()?,
+        window_ms: config.incident_window.as_millis(),
         accounts: config.registry()?,
     };
-    let store = Store::open(&data_dir, grouping).context("opening the store")?;
-    let inbox_reader = store.open_reader()?;
-    let writer = Arc::new(Mutex::new(store));
+    let store = SharedStore::new(Store::open(&data_dir, grouping).context("opening the store")?);
+    let detect = detect_stage(&config, &data_dir, &store)?;
 
-    // The pipeline: detector, open findings taken back from the store, baselines.
-    let detect_config = config.detector_config()?;
-    let (mut detector, issues) = crate::rules::build_detector(&config.rules, &detect_config);
-    for i in &issues {
-        tracing::warn!("rule skipped: {i}");
-    }
-    let baseline_path = data_dir.join("baselines.json");
-    detector.natives_mut().state = vigil_detect::native::BaselineState::load(&baseline_path)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let dedup_ms = config.dedup_window_ms()?;
-    let mut findings = Findings::new(dedup_ms).tracking_changes();
-    {
-        let w = writer.lock().map_err(|_| anyhow::anyhow!("store lock"))?;
-        for id in w.last_finding_ids()? {
-            findings.note_finding_id(&id);
-        }
-        let open = w.recent_findings(dedup_ms)?;
-        let n = open.len();
-        for f in open {
-            findings.reopen(f);
-        }
-        if n > 0 {
-            tracing::info!("took back {n} open findings from the store");
-        }
-    }
-    // Response: the playbook library, and the channel new findings reach the
-    // engine by (the engine itself is made on the runtime below).
+    // Outputs: the store, the configured ones, then response and compliance.
+    let mut outputs: Vec<Box<dyn Output>> = vec![Box::new(StoreOutput::new(store.clone()))];
+    outputs.extend(vigil_pipeline::build_outputs(
+        &config.outputs,
+        &data_dir,
+        &store,
+    )?);
     let library = if config.response.enabled {
         Some(Arc::new(config.response.library()?))
     } else {
         None
     };
     let (trigger_tx, trigger_rx) = tokio::sync::mpsc::unbounded_channel::<Finding>();
-    let trigger = match &library {
-        Some(l) if config.response.automatic => Some(Trigger {
-            library: Arc::clone(l),
-            tx: trigger_tx,
-        }),
-        _ => None,
-    };
-    let (compliance_tx, compliance_rx) = if config.compliance.enabled {
-        config.compliance.interval_ms()?;
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        (Some(tx), Some(rx))
+    if let (Some(l), true) = (&library, config.response.automatic) {
+        outputs.push(Box::new(Trigger::new(Arc::clone(l), trigger_tx)));
+    }
+    let compliance_rx = if config.compliance.enabled {
+        let (tap, rx) = compliance::tap();
+        outputs.push(Box::new(tap));
+        Some(rx)
     } else {
-        (None, None)
+        None
     };
-    let pipeline = Pipeline {
-        compliance: compliance_tx,
-        trigger,
-        detector,
-        findings,
-        alerts: Vec::new(),
-        store: Arc::clone(&writer),
-        decode: DecodeOptions::default(),
-        baseline_path,
-        last_baseline_save: Instant::now(),
-        changed: Vec::new(),
-        closed: Vec::new(),
-    };
-    let (tx, rx) = std::sync::mpsc::channel::<Work>();
-    let pipeline_thread = std::thread::Builder::new()
-        .name("vigil-pipeline".into())
-        .spawn(move || pipeline.run(rx))?;
+    let sources = vigil_pipeline::build_sources(&config.sources(), &data_dir, &store)?;
+    let running = Pipeline::new(detect, outputs).start(sources, store.clone())?;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let watcher = {
-        let (inbox, tx, stop) = (inbox.clone(), tx.clone(), Arc::clone(&stop));
-        let poll = Duration::from_millis(config.poll_ms.max(10));
-        std::thread::Builder::new()
-            .name("vigil-inbox".into())
-            .spawn(move || watch_inbox(inbox, inbox_reader, tx, poll, stop))?
-    };
-    let handle = Arc::new(PipelineHandle { tx: tx.clone() });
-    let mut app = vigil_server::AppState::new(
-        &config.api,
-        Arc::clone(&writer),
-        Some(handle.clone() as Arc<dyn Ingest>),
-    )
-    .map_err(|e| anyhow::anyhow!("api: {e}"))?;
-
+    let mut app = vigil_server::AppState::new(&config.api, store.clone(), running.ingest())
+        .map_err(|e| anyhow::anyhow!("api: {e}"))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -461,34 +166,25 @@ pub fn run(args: &ServeArgs) -> Result<u8> {
             addr,
             tls.is_some(),
             &data_dir,
-            &inbox,
             keys_file.as_deref(),
         );
         if let Some(library) = library {
-            let engine = start_engine(&config, &writer, library, trigger_rx).await?;
+            let engine = start_engine(&config, &store, library, trigger_rx).await?;
             app = app.with_engine(engine);
         }
         if let Some(rx) = compliance_rx {
             tokio::spawn(compliance::run(
                 config.compliance.clone(),
-                Arc::clone(&writer),
+                config.aws.clone(),
+                store.clone(),
                 rx,
             ));
         }
-        if args.demo {
-            let handle = Arc::clone(&handle);
-            tokio::task::spawn_blocking(move || demo::replay(handle.as_ref()));
-        }
-        let app = Arc::new(app);
-        vigil_server::serve(listener, tls, app, shutdown_signal())
+        vigil_server::serve(listener, tls, Arc::new(app), shutdown_signal())
             .await
             .context("serving")
     });
-    stop.store(true, Ordering::Relaxed);
-    drop(handle);
-    drop(tx);
-    watcher.join().ok();
-    pipeline_thread.join().ok();
+    running.stop();
     rt.shutdown_timeout(Duration::from_secs(2));
     served?;
     tracing::info!("stopped");
@@ -500,7 +196,7 @@ pub fn run(args: &ServeArgs) -> Result<u8> {
 #[cfg(not(feature = "aws"))]
 async fn start_engine(
     _config: &ServeConfig,
-    _writer: &Arc<Mutex<Store>>,
+    _store: &SharedStore,
     _library: Arc<vigil_respond::Library>,
     _findings: tokio::sync::mpsc::UnboundedReceiver<Finding>,
 ) -> Result<vigil_respond::Engine> {
@@ -510,13 +206,13 @@ async fn start_engine(
 #[cfg(feature = "aws")]
 async fn start_engine(
     config: &ServeConfig,
-    writer: &Arc<Mutex<Store>>,
+    store: &SharedStore,
     library: Arc<vigil_respond::Library>,
     mut findings: tokio::sync::mpsc::UnboundedReceiver<Finding>,
 ) -> Result<vigil_respond::Engine> {
-    let aws = vigil_aws::Aws::new(config.response.aws_settings()).await;
+    let aws = vigil_aws::Aws::new(config.aws.response_settings()).await;
     let engine = vigil_respond::Engine::new(
-        Arc::clone(writer),
+        store.clone(),
         Arc::new(aws),
         library,
         vigil_respond::EngineConfig {
@@ -528,13 +224,13 @@ async fn start_engine(
     if !resumed.is_empty() {
         tracing::info!("took up {} unfinished playbook run(s)", resumed.len());
     }
-    let (engine2, store) = (engine.clone(), Arc::clone(writer));
+    let (engine2, store) = (engine.clone(), store.clone());
     tokio::spawn(async move {
         while let Some(f) = findings.recv().await {
-            let store = Arc::clone(&store);
+            let store = store.clone();
             let key = f.id.clone();
             let incident = tokio::task::spawn_blocking(move || {
-                let s = store.lock().unwrap_or_else(|p| p.into_inner());
+                let s = store.lock();
                 let id = s.incident_of(&key).ok().flatten()?;
                 let view = s.incident(&id).ok().flatten()?;
                 Some((id, serde_json::to_value(view).ok()))
@@ -559,14 +255,12 @@ fn announce(
     addr: std::net::SocketAddr,
     tls: bool,
     data_dir: &Path,
-    inbox: &Path,
     keys_file: Option<&Path>,
 ) {
     // The first line is for scripts and tests: the address actually bound.
     let scheme = if tls { "https" } else { "http" };
     tracing::info!("listening on {scheme}://{addr}");
-    tracing::info!("data in {}", data_dir.display());
-    tracing::info!("watching {} for telemetry files", inbox.display());
+    tracing::info!("data in {data_dir:?}");
     if let Some(k) = keys_file {
         tracing::info!(
             "no access keys were configured; an admin key was made in {}",

@@ -36,7 +36,11 @@ const FIREHOSE_KEY: &str = "test-firehose-key-0123456789";
 fn write_config(dir: &Path) -> PathBuf {
     let path = dir.join("vigil.toml");
     let text = format!(
-        r#"poll_ms = 50
+        r#"[[sources]]
+type = "inbox"
+poll = "50ms"
+[[sources]]
+type = "http"
 [api]
 firehose_access_keys = ["{FIREHOSE_KEY}"]
 [[api.keys]]
@@ -581,7 +585,7 @@ fn schemathesis_finds_no_server_error_or_schema_violation() {
     let dir = tempfile::tempdir().unwrap();
     // Response on, so that its routes answer; AWS is a closed loopback port, so
     // the demo's triggered runs fail fast and nothing leaves the machine.
-    let response = "[response]\nenabled = true\nendpoint_url = \"http://127.0.0.1:9\"\n";
+    let response = "[response]\nenabled = true\n[aws]\nendpoint_url = \"http://127.0.0.1:9\"\n";
     let creds = [
         ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"),
         ("AWS_SECRET_ACCESS_KEY", "example"),

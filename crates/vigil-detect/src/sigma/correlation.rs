@@ -116,7 +116,9 @@ pub struct Correlation {
 /// A correlation's `timespan` in milliseconds: `30s`, `5m`, `1h`, `2d`, `1w` (the
 /// span grammar of all of Vigil's configuration and content).
 pub fn parse_timespan(s: &str) -> Option<i64> {
-    vigil_model::Span::parse(s).ok().map(vigil_model::Span::as_millis)
+    vigil_model::Span::parse(s)
+        .ok()
+        .map(vigil_model::Span::as_millis)
 }
 
 pub(crate) fn compile(doc: &Yaml, origin: &Path) -> Result<Correlation, RuleIssue> {

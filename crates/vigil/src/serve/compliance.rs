@@ -7,10 +7,10 @@
 //! fails now raises a PolicyViolation finding.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 #[cfg(feature = "aws")]
 use vigil_aws::inventory::{self, Part, Scope};
 use vigil_comply::framework::{self, Framework};
@@ -20,10 +20,42 @@ use vigil_detect::{Alert, Finding, Findings};
 #[cfg(feature = "aws")]
 use vigil_model::SourceKind;
 use vigil_model::{Event, Severity, Timestamp};
+use vigil_pipeline::{Commit, Output, PipelineError};
 use vigil_store::compliance::{Assessment, ALL_SCOPE};
-use vigil_store::Store;
+use vigil_store::SharedStore;
 
-use super::config::ComplianceConfig;
+use super::config::{AwsConfig, ComplianceConfig};
+
+/// The pipeline's side of compliance: an output that sees every event and
+/// sends a recheck for each that changes what the checks judge.
+pub struct Tap(UnboundedSender<Recheck>);
+
+/// The tap, and what the compliance task reads its rechecks from.
+pub fn tap() -> (Tap, UnboundedReceiver<Recheck>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    (Tap(tx), rx)
+}
+
+impl Output for Tap {
+    fn name(&self) -> &str {
+        "compliance"
+    }
+
+    fn wants_events(&self) -> bool {
+        true
+    }
+
+    fn event(&mut self, e: &Event) {
+        if let Some(r) = recheck_for(e) {
+            // The task ends only at shutdown.
+            let _ = self.0.send(r);
+        }
+    }
+
+    fn commit(&mut self, _c: &mut Commit<'_>) -> Result<(), PipelineError> {
+        Ok(())
+    }
+}
 
 /// A part of an account to re-read.
 pub type Recheck = (String, Part);
@@ -90,7 +122,8 @@ impl Source {
 /// The compliance task: runs until the recheck channel closes (at shutdown).
 pub async fn run(
     cfg: ComplianceConfig,
-    writer: Arc<Mutex<Store>>,
+    aws: AwsConfig,
+    writer: SharedStore,
     mut rx: UnboundedReceiver<Recheck>,
 ) {
     let frameworks = match framework::builtin() {
@@ -100,13 +133,7 @@ pub async fn run(
             return;
         }
     };
-    let interval = match cfg.interval_ms() {
-        Ok(ms) => Duration::from_millis(ms.max(1000) as u64),
-        Err(e) => {
-            tracing::warn!("compliance off: {e}");
-            return;
-        }
-    };
+    let interval = cfg.interval.duration().max(Duration::from_secs(1));
     let source = match &cfg.snapshot {
         Some(p) => Source::File(p.clone()),
         #[cfg(not(feature = "aws"))]
@@ -119,15 +146,7 @@ pub async fn run(
         }
         #[cfg(feature = "aws")]
         None => {
-            let aws = vigil_aws::Aws::new(vigil_aws::AwsSettings {
-                endpoint_url: cfg.endpoint_url.clone(),
-                response_role: cfg.role.clone(),
-                external_id: cfg.external_id.clone(),
-                home_account: cfg.home_account.clone(),
-                home_region: cfg.home_region.clone(),
-                credentials: None,
-            })
-            .await;
+            let aws = vigil_aws::Aws::new(aws.read_settings()).await;
             Source::Aws(
                 Box::new(aws),
                 Scope {
@@ -183,15 +202,15 @@ pub async fn run(
 
 /// Runs the checks, stores every framework's verdict, and raises a finding for
 /// each control of an account that passed before and fails now.
-async fn assess(snapshot: &Snapshot, frameworks: &[Framework], writer: &Arc<Mutex<Store>>) {
+async fn assess(snapshot: &Snapshot, frameworks: &[Framework], writer: &SharedStore) {
     let snapshot = snapshot.clone();
     let frameworks = frameworks.to_vec();
-    let writer = Arc::clone(writer);
+    let writer = writer.clone();
     let done = tokio::task::spawn_blocking(move || -> Result<String, String> {
         let now = vigil_server::now();
         let results = run_checks(&snapshot);
         let records = crate::comply::assessment_records(&snapshot, &results, &frameworks, now);
-        let mut store = writer.lock().map_err(|_| "the store lock is poisoned")?;
+        let mut store = writer.lock();
         let mut before = BTreeMap::new();
         for a in &snapshot.accounts {
             for prior in store

@@ -5,11 +5,29 @@
 //! ```toml
 //! listen = "127.0.0.1:8750"
 //! data_dir = "./vigil-data"
-//! poll_ms = 500
 //! dedup_window = "1h"       # the same rule, principal and resource: one finding
 //! incident_window = "1h"    # findings of one account, subject and category: one incident
 //! lateness = "5m"           # how late an event may come and still correlate
+//! redelivery_window = "24h" # a record delivered again within this long counts once
 //! rules = ["my-rules/"]
+//!
+//! # Without [[sources]]: an inbox in <data_dir>/inbox and HTTP ingest.
+//! [[sources]]
+//! type = "inbox"
+//! path = "/var/spool/vigil"
+//! poll = "500ms"
+//! [[sources]]
+//! type = "http"
+//!
+//! [[outputs]]               # besides the store, which is always there
+//! type = "jsonl"
+//! path = "findings.jsonl"
+//!
+//! [aws]                     # how Vigil reaches AWS (response and compliance)
+//! home_account = "111122223333"
+//! response_role = "VigilResponder"
+//! read_role = "VigilAudit"
+//! external_id = "…"
 //!
 //! [api]
 //! region = "us-east-1"
@@ -33,7 +51,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
 use serde::Deserialize;
-use vigil_model::{Account, AccountRegistry};
+use vigil_model::{Account, AccountRegistry, Span};
 use vigil_server::{AccessKey, ApiConfig, Role};
 
 #[derive(Debug, Deserialize)]
@@ -41,16 +59,66 @@ use vigil_server::{AccessKey, ApiConfig, Role};
 pub struct ServeConfig {
     pub listen: std::net::SocketAddr,
     pub data_dir: PathBuf,
-    pub inbox: Option<PathBuf>,
-    pub poll_ms: u64,
-    pub dedup_window: String,
-    pub incident_window: String,
-    pub lateness: String,
+    pub dedup_window: Span,
+    pub incident_window: Span,
+    pub lateness: Span,
+    pub redelivery_window: Span,
+    /// The most record identities remembered (about 50 bytes each).
+    pub max_remembered_records: usize,
     pub rules: Vec<PathBuf>,
+    /// Each a table with a `type` (inbox, http, demo) and its own keys.
+    pub sources: Vec<toml::Table>,
+    /// Each a table with a `type` (jsonl) and its own keys.
+    pub outputs: Vec<toml::Table>,
     pub api: ApiConfig,
+    pub aws: AwsConfig,
     pub accounts: Vec<Account>,
     pub response: ResponseConfig,
     pub compliance: ComplianceConfig,
+}
+
+/// How Vigil reaches AWS, for response and compliance alike.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsConfig {
+    /// Call AWS here instead of its endpoints (an emulator, a VPC endpoint proxy).
+    pub endpoint_url: Option<String>,
+    /// The account Vigil's own credentials are in (no role is assumed there).
+    pub home_account: Option<String>,
+    pub home_region: Option<String>,
+    /// The role assumed in each member account to act there (playbooks).
+    pub response_role: Option<String>,
+    /// The role assumed in each member account to read it (compliance); the
+    /// response role when not set.
+    pub read_role: Option<String>,
+    /// What the roles' trust policies require.
+    pub external_id: Option<String>,
+}
+
+impl AwsConfig {
+    #[cfg(feature = "aws")]
+    pub fn settings(&self, role: Option<&String>) -> vigil_aws::AwsSettings {
+        vigil_aws::AwsSettings {
+            endpoint_url: self.endpoint_url.clone(),
+            response_role: role.cloned(),
+            external_id: self.external_id.clone(),
+            home_account: self.home_account.clone(),
+            home_region: self.home_region.clone(),
+            credentials: None,
+        }
+    }
+
+    /// For playbooks.
+    #[cfg(feature = "aws")]
+    pub fn response_settings(&self) -> vigil_aws::AwsSettings {
+        self.settings(self.response_role.as_ref())
+    }
+
+    /// For the compliance inventory.
+    #[cfg(feature = "aws")]
+    pub fn read_settings(&self) -> vigil_aws::AwsSettings {
+        self.settings(self.read_role.as_ref().or(self.response_role.as_ref()))
+    }
 }
 
 /// Compliance: the checks run on a schedule, and again within seconds of a
@@ -63,18 +131,11 @@ pub struct ComplianceConfig {
     /// Assess this snapshot file (read again each time) instead of reading AWS.
     pub snapshot: Option<PathBuf>,
     /// How often the whole inventory is read and assessed.
-    pub interval: String,
+    pub interval: Span,
     /// The accounts read; empty: the account of Vigil's credentials.
     pub accounts: Vec<String>,
     /// The regions read; empty: every region enabled in each account.
     pub regions: Vec<String>,
-    /// The role assumed in each member account to read it.
-    pub role: Option<String>,
-    pub external_id: Option<String>,
-    /// Call AWS here instead (default: the response section's).
-    pub endpoint_url: Option<String>,
-    pub home_account: Option<String>,
-    pub home_region: Option<String>,
 }
 
 impl Default for ComplianceConfig {
@@ -82,21 +143,10 @@ impl Default for ComplianceConfig {
         ComplianceConfig {
             enabled: false,
             snapshot: None,
-            interval: "6h".into(),
+            interval: Span::from_secs(6 * 3600),
             accounts: Vec::new(),
             regions: Vec::new(),
-            role: None,
-            external_id: None,
-            endpoint_url: None,
-            home_account: None,
-            home_region: None,
         }
-    }
-}
-
-impl ComplianceConfig {
-    pub fn interval_ms(&self) -> Result<i64> {
-        span("compliance.interval", &self.interval)
     }
 }
 
@@ -113,14 +163,6 @@ pub struct ResponseConfig {
     pub playbooks: Option<PathBuf>,
     /// Runs calling AWS at once.
     pub max_concurrent: usize,
-    /// Call AWS here instead of its endpoints (an emulator, a VPC endpoint proxy).
-    pub endpoint_url: Option<String>,
-    /// The role assumed in each member account to act there.
-    pub response_role: Option<String>,
-    pub external_id: Option<String>,
-    /// The account Vigil's own credentials are in (no role is assumed there).
-    pub home_account: Option<String>,
-    pub home_region: Option<String>,
 }
 
 impl Default for ResponseConfig {
@@ -130,28 +172,11 @@ impl Default for ResponseConfig {
             automatic: true,
             playbooks: None,
             max_concurrent: 8,
-            endpoint_url: None,
-            response_role: None,
-            external_id: None,
-            home_account: None,
-            home_region: None,
         }
     }
 }
 
 impl ResponseConfig {
-    #[cfg(feature = "aws")]
-    pub fn aws_settings(&self) -> vigil_aws::AwsSettings {
-        vigil_aws::AwsSettings {
-            endpoint_url: self.endpoint_url.clone(),
-            response_role: self.response_role.clone(),
-            external_id: self.external_id.clone(),
-            home_account: self.home_account.clone(),
-            home_region: self.home_region.clone(),
-            credentials: None,
-        }
-    }
-
     /// The playbooks: built-in, then those of the configured folder over them.
     pub fn library(&self) -> Result<vigil_respond::Library> {
         crate::playbooks::load_library(self.playbooks.as_deref())
@@ -163,23 +188,21 @@ impl Default for ServeConfig {
         ServeConfig {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8750)),
             data_dir: PathBuf::from("./vigil-data"),
-            inbox: None,
-            poll_ms: 500,
-            dedup_window: "1h".into(),
-            incident_window: "1h".into(),
-            lateness: "5m".into(),
+            dedup_window: Span::from_secs(3600),
+            incident_window: Span::from_secs(3600),
+            lateness: Span::from_secs(300),
+            redelivery_window: Span::from_secs(24 * 3600),
+            max_remembered_records: 2_000_000,
             rules: Vec::new(),
+            sources: Vec::new(),
+            outputs: Vec::new(),
             api: ApiConfig::default(),
+            aws: AwsConfig::default(),
             accounts: Vec::new(),
             response: ResponseConfig::default(),
             compliance: ComplianceConfig::default(),
         }
     }
-}
-
-fn span(key: &str, v: &str) -> Result<i64> {
-    vigil_detect::sigma::correlation::parse_timespan(v)
-        .ok_or_else(|| anyhow!("{key}: `{v}` is not a number followed by s, m, h or d"))
 }
 
 impl ServeConfig {
@@ -194,7 +217,8 @@ impl ServeConfig {
         Ok(c)
     }
 
-    /// `VIGIL_LISTEN`, `VIGIL_DATA_DIR` and `VIGIL_INBOX` override the file.
+    /// `VIGIL_LISTEN`, `VIGIL_DATA_DIR`, `VIGIL_INBOX` and `VIGIL_AWS_ENDPOINT_URL`
+    /// override the file.
     pub fn apply_env(&mut self) -> Result<()> {
         if let Ok(v) = std::env::var("VIGIL_LISTEN") {
             self.listen = v.parse().map_err(|e| anyhow!("VIGIL_LISTEN={v}: {e}"))?;
@@ -203,28 +227,58 @@ impl ServeConfig {
             self.data_dir = v.into();
         }
         if let Ok(v) = std::env::var("VIGIL_INBOX") {
-            self.inbox = Some(v.into());
+            self.set_inbox(v.into());
         }
         if let Ok(v) = std::env::var("VIGIL_AWS_ENDPOINT_URL") {
-            self.compliance.endpoint_url = Some(v.clone());
-            self.response.endpoint_url = Some(v);
+            self.aws.endpoint_url = Some(v);
         }
         Ok(())
     }
 
-    pub fn dedup_window_ms(&self) -> Result<i64> {
-        span("dedup_window", &self.dedup_window)
+    /// The sources in force: those configured, else an inbox and HTTP ingest.
+    pub fn sources(&self) -> Vec<toml::Table> {
+        if !self.sources.is_empty() {
+            return self.sources.clone();
+        }
+        ["inbox", "http"]
+            .into_iter()
+            .map(|t| toml::Table::from_iter([("type".to_owned(), toml::Value::from(t))]))
+            .collect()
     }
 
-    pub fn incident_window_ms(&self) -> Result<i64> {
-        span("incident_window", &self.incident_window)
+    /// Points the (first) inbox source at `path`, adding one if there is none.
+    pub fn set_inbox(&mut self, path: PathBuf) {
+        self.sources = self.sources();
+        let path = toml::Value::from(path.display().to_string());
+        match self
+            .sources
+            .iter_mut()
+            .find(|t| t.get("type").and_then(toml::Value::as_str) == Some("inbox"))
+        {
+            Some(t) => {
+                t.insert("path".into(), path);
+            }
+            None => self.sources.push(toml::Table::from_iter([
+                ("type".to_owned(), toml::Value::from("inbox")),
+                ("path".to_owned(), path),
+            ])),
+        }
     }
 
-    pub fn detector_config(&self) -> Result<vigil_detect::DetectorConfig> {
-        Ok(vigil_detect::DetectorConfig {
-            lateness_ms: span("lateness", &self.lateness)?,
+    /// Adds the demo story as a source.
+    pub fn add_demo(&mut self) {
+        self.sources = self.sources();
+        self.sources.push(toml::Table::from_iter([(
+            "type".to_owned(),
+            toml::Value::from("demo"),
+        )]));
+    }
+
+    pub fn detector_config(&self) -> vigil_detect::DetectorConfig {
+        vigil_detect::DetectorConfig {
+            lateness_ms: self.lateness.as_millis(),
             ..Default::default()
-        })
+        }
     }
 
     pub fn registry(&self) -> Result<AccountRegistry> {
@@ -305,15 +359,14 @@ mod tests {
     fn unknown_keys_and_bad_values_are_refused_by_name() {
         let bad = toml::from_str::<ServeConfig>("listen = \"127.0.0.1:1\"\ncolour = 1\n");
         assert!(bad.unwrap_err().to_string().contains("colour"));
+        let c = toml::from_str::<ServeConfig>(
+            "dedup_window = \"soon\"\n[api]\nregion = \"eu-west-1\"\n",
+        );
+        assert!(c.is_err_and(|e| e.to_string().contains("dedup_window")));
         let c: ServeConfig = toml::from_str(
-            "dedup_window = \"soon\"\n[api]\nregion = \"eu-west-1\"\n[[accounts]]\nid = \"123\"\nname = \"x\"\nenvironment = \"production\"\n",
+            "[api]\nregion = \"eu-west-1\"\n[[accounts]]\nid = \"123\"\nname = \"x\"\nenvironment = \"production\"\n",
         )
         .unwrap();
-        assert!(c
-            .dedup_window_ms()
-            .unwrap_err()
-            .to_string()
-            .contains("dedup_window"));
         assert!(c.registry().unwrap_err().to_string().contains("123"));
         assert_eq!(c.api.region, "eu-west-1");
         assert_eq!(c.api.service, "execute-api");

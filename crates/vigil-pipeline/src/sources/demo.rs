@@ -1,14 +1,57 @@
-//! `vigil serve --demo`: replays an attack told through the built-in rules' own
-//! test cases — a leaked CI key probing and escalating, trails and GuardDuty turned
-//! off, GPU instances mining, a port scan, a bucket opened and drained — moved in
-//! time so that it happens in the last few minutes. It goes through the same
-//! pipeline as telemetry posted over HTTP, so a new user sees findings, incidents
-//! and KPIs within seconds of starting.
+//! `type = "demo"` (what `vigil serve --demo` adds): replays, once at start, an
+//! attack told through the built-in rules' own test cases — a leaked CI key
+//! probing and escalating, trails and GuardDuty turned off, GPU instances mining,
+//! a port scan, a bucket opened and drained — moved in time so that it happens in
+//! the last few minutes. It goes through the pipeline as any telemetry does, so a
+//! new user sees findings, incidents and KPIs within seconds of starting.
 
+use std::sync::Arc;
+
+use serde::Deserialize;
 use serde_json::Value;
 use vigil_detect::testcases::{self, Case};
 use vigil_model::Timestamp;
-use vigil_server::{Ingest, IngestBatch};
+
+use crate::component::{config_of, BuildContext, Delivery, Inlet, Source, Telemetry};
+use crate::PipelineError;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {}
+
+pub struct Demo {
+    name: String,
+}
+
+pub fn build(ctx: &BuildContext<'_>, table: toml::Table) -> Result<Box<dyn Source>, PipelineError> {
+    let _: Config = config_of("source", &ctx.name, table)?;
+    Ok(Box::new(Demo {
+        name: ctx.name.clone(),
+    }))
+}
+
+impl Source for Demo {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn start(
+        self: Box<Self>,
+        inlet: Inlet,
+    ) -> Result<Option<std::thread::JoinHandle<()>>, PipelineError> {
+        let t = std::thread::Builder::new()
+            .name(format!("vigil-src-{}", self.name))
+            .spawn(move || replay(&self.name, &inlet))
+            .map_err(|e| PipelineError::Io("starting the demo thread".into(), e))?;
+        Ok(Some(t))
+    }
+}
+
+/// A chapter of the story: its name and telemetry.
+pub struct Chapter {
+    pub name: String,
+    pub body: Vec<u8>,
+}
 
 /// The story, in order: each rule's first must-match case.
 const STORY: &[&str] = &[
@@ -147,34 +190,55 @@ fn moved(input: &[u8], end_ms: i64) -> Vec<u8> {
     out
 }
 
-/// The scenario as batches, its last chapter ending `now_ms`.
-pub fn scenario(now_ms: i64) -> Vec<IngestBatch> {
+/// The scenario as chapters, its last one ending `now_ms`.
+pub fn scenario(now_ms: i64) -> Vec<Chapter> {
     let story = chapters();
     let n = story.len() as i64;
     story
         .into_iter()
         .enumerate()
-        .map(|(k, (rule, case))| IngestBatch {
+        .map(|(k, (rule, case))| Chapter {
             name: format!("demo:{rule}"),
             body: moved(&case.input, now_ms - (n - 1 - k as i64) * STEP_S * 1000),
         })
         .collect()
 }
 
-/// Replays the scenario into the pipeline, a chapter at a time.
-pub fn replay(pipeline: &dyn Ingest) {
-    let batches = scenario(vigil_server::now().as_millis());
-    let chapters = batches.len();
+/// Replays the scenario into the pipeline, a chapter at a time, each committed
+/// before the next.
+fn replay(name: &str, inlet: &Inlet) {
+    let chapters = scenario(crate::now().as_millis());
+    let n = chapters.len();
+    let source: Arc<str> = Arc::from(name);
     let mut findings = 0;
-    for b in batches {
-        let name = b.name.clone();
-        match pipeline.submit(vec![b]) {
-            Ok(r) => findings += r.new_findings,
-            Err(e) => tracing::warn!("demo: {name}: {e}"),
+    for c in chapters {
+        if inlet.stopping() {
+            return;
+        }
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let chapter = c.name.clone();
+        let sent = inlet.deliver(Delivery {
+            source: Arc::clone(&source),
+            items: vec![Telemetry::Bytes {
+                name: c.name,
+                body: c.body,
+            }],
+            checkpoint: None,
+            ack: Some(Box::new(move |r| {
+                reply.send(r).ok();
+            })),
+        });
+        if sent.is_err() {
+            return;
+        }
+        match answer.recv() {
+            Ok(Ok(r)) => findings += r.new_findings,
+            Ok(Err(e)) => tracing::warn!(chapter, error = %e, "demo chapter not stored"),
+            Err(_) => return,
         }
         std::thread::sleep(std::time::Duration::from_millis(150));
     }
-    tracing::info!("demo: replayed {chapters} chapters of an attack, {findings} findings");
+    tracing::info!("demo: replayed {n} chapters of an attack, {findings} findings");
 }
 
 #[cfg(test)]

@@ -1,0 +1,135 @@
+//! Vigil's pipeline as a library, in the shape of sources → transforms → sinks:
+//!
+//! - [`Source`]s deliver telemetry ([`Delivery`]): the inbox directory, HTTP
+//!   ingest (signed posts, EventBridge events, Firehose), the demo story;
+//! - the [`Detect`] stage decodes, skips records taken before ([`seen`]), runs
+//!   detection and folds alerts into findings;
+//! - [`Output`]s take what each delivery changed: the store first (findings,
+//!   their incidents, the source's checkpoint and the record identities, in one
+//!   transaction), then the others (a JSON-lines file, the response engine…);
+//! - and only then is the delivery acknowledged to its source.
+//!
+//! Components are found by the `type` of their `[[sources]]` / `[[outputs]]`
+//! table in the configuration ([`build_sources`], [`build_outputs`]); each reads
+//! its own table into a struct that refuses unknown keys.
+
+pub mod component;
+pub mod detect;
+pub mod outputs;
+mod run;
+pub mod seen;
+pub mod sources;
+
+pub use component::{
+    BuildContext, Checkpoint, Commit, Delivery, Inlet, Output, Receipt, Source, Telemetry,
+};
+pub use detect::{Detect, Observed};
+pub use run::{now, Pipeline, Running};
+
+/// What can go wrong in the pipeline, named for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}: {1}")]
+    Io(String, #[source] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] vigil_store::StoreError),
+    #[error("the pipeline has stopped")]
+    Stopped,
+}
+
+/// A component's table, split into its type, its name and the rest.
+fn split(
+    kind: &str,
+    i: usize,
+    mut table: toml::Table,
+) -> Result<(String, String, toml::Table), PipelineError> {
+    let ty = match table.remove("type") {
+        Some(toml::Value::String(t)) => t,
+        Some(_) => {
+            return Err(PipelineError::Config(format!(
+                "{kind}s[{i}]: `type` must be a string"
+            )))
+        }
+        None => {
+            return Err(PipelineError::Config(format!(
+                "{kind}s[{i}]: `type` is missing"
+            )))
+        }
+    };
+    let name = match table.remove("name") {
+        Some(toml::Value::String(n)) => n,
+        Some(_) => {
+            return Err(PipelineError::Config(format!(
+                "{kind}s[{i}]: `name` must be a string"
+            )))
+        }
+        None => ty.clone(),
+    };
+    Ok((ty, name, table))
+}
+
+fn find<'r, B>(kind: &str, registry: &'r [(&str, B)], ty: &str) -> Result<&'r B, PipelineError> {
+    registry
+        .iter()
+        .find(|(t, _)| *t == ty)
+        .map(|(_, b)| b)
+        .ok_or_else(|| {
+            let known: Vec<&str> = registry.iter().map(|(t, _)| *t).collect();
+            PipelineError::Config(format!(
+                "no {kind} type `{ty}` (there are: {})",
+                known.join(", ")
+            ))
+        })
+}
+
+/// Builds every `[[sources]]` table; names must be unique.
+pub fn build_sources(
+    tables: &[toml::Table],
+    data_dir: &std::path::Path,
+    store: &vigil_store::SharedStore,
+) -> Result<Vec<Box<dyn Source>>, PipelineError> {
+    let mut out: Vec<Box<dyn Source>> = Vec::new();
+    for (i, t) in tables.iter().enumerate() {
+        let (ty, name, rest) = split("source", i, t.clone())?;
+        if out.iter().any(|s| s.name() == name) {
+            return Err(PipelineError::Config(format!(
+                "two sources are named `{name}`"
+            )));
+        }
+        let build = find("source", sources::REGISTRY, &ty)?;
+        let ctx = BuildContext {
+            name,
+            data_dir,
+            store,
+        };
+        out.push(build(&ctx, rest)?);
+    }
+    Ok(out)
+}
+
+/// Builds every `[[outputs]]` table; names must be unique.
+pub fn build_outputs(
+    tables: &[toml::Table],
+    data_dir: &std::path::Path,
+    store: &vigil_store::SharedStore,
+) -> Result<Vec<Box<dyn Output>>, PipelineError> {
+    let mut out: Vec<Box<dyn Output>> = Vec::new();
+    for (i, t) in tables.iter().enumerate() {
+        let (ty, name, rest) = split("output", i, t.clone())?;
+        if out.iter().any(|s| s.name() == name) {
+            return Err(PipelineError::Config(format!(
+                "two outputs are named `{name}`"
+            )));
+        }
+        let build = find("output", outputs::REGISTRY, &ty)?;
+        let ctx = BuildContext {
+            name,
+            data_dir,
+            store,
+        };
+        out.push(build(&ctx, rest)?);
+    }
+    Ok(out)
+}

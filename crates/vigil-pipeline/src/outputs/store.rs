@@ -1,0 +1,43 @@
+//! `type = "store"` (always there in `vigil serve`, first): the embedded store.
+//! It is the pipeline's commit point: a delivery's findings (each new one filed
+//! under its incident), its source's checkpoint and its record identities are
+//! written in one transaction, and only then is the delivery acknowledged.
+
+use vigil_store::SharedStore;
+
+use crate::component::{Commit, Output};
+use crate::PipelineError;
+
+pub struct StoreOutput {
+    store: SharedStore,
+}
+
+impl StoreOutput {
+    pub fn new(store: SharedStore) -> StoreOutput {
+        StoreOutput { store }
+    }
+}
+
+impl Output for StoreOutput {
+    fn name(&self) -> &str {
+        "store"
+    }
+
+    fn is_store(&self) -> bool {
+        true
+    }
+
+    fn commit(&mut self, c: &mut Commit<'_>) -> Result<(), PipelineError> {
+        let delivery = vigil_store::Delivery {
+            findings: c.findings,
+            checkpoint: c.checkpoint.map(|k| (k.key.as_str(), k.position.as_str())),
+            records: c.records,
+            forget_before: c.forget_before,
+        };
+        let done = self.store.lock().commit(&delivery, c.now)?;
+        c.receipt.new_findings += done.new_findings;
+        c.receipt.updated_findings += done.updated_findings;
+        c.receipt.new_incidents += done.new_incidents;
+        Ok(())
+    }
+}
