@@ -328,6 +328,22 @@ impl Findings {
         }
     }
 
+    /// The dedup window, in milliseconds of event time.
+    pub fn window_ms(&self) -> i64 {
+        self.window_ms
+    }
+
+    /// Forgets every open finding (and what changed), to take back the stored
+    /// ones after a delivery that was not committed; ids already given out stay
+    /// given out.
+    pub fn forget_open(&mut self) {
+        self.open.clear();
+        self.closed.clear();
+        if let Some(c) = &mut self.changed {
+            c.clear();
+        }
+    }
+
     pub fn open_count(&self) -> usize {
         self.open.len()
     }

@@ -27,44 +27,7 @@ pub fn walk(root: &Path, visit: &mut dyn FnMut(PathBuf), on_error: &mut dyn FnMu
     if !meta.is_dir() {
         return visit(root.to_owned());
     }
-    let mut stack = vec![root.to_owned()];
-    while let Some(dir) = stack.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(source) => {
-                on_error(WalkError { path: dir, source });
-                continue;
-            }
-        };
-        let mut files = Vec::new();
-        let mut dirs = Vec::new();
-        for entry in entries {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(source) => {
-                    on_error(WalkError {
-                        path: dir.clone(),
-                        source,
-                    });
-                    continue;
-                }
-            };
-            if entry.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            let path = entry.path();
-            // Follow links, as a user who links a log folder in expects.
-            match std::fs::metadata(&path) {
-                Ok(m) if m.is_dir() => dirs.push(path),
-                Ok(_) => files.push(path),
-                Err(source) => on_error(WalkError { path, source }),
-            }
-        }
-        files.sort();
-        files.into_iter().for_each(&mut *visit);
-        dirs.sort();
-        stack.extend(dirs.into_iter().rev());
-    }
+    descend(root, true, visit, on_error);
 }
 
 /// As [`walk`], but for a directory others write into: symbolic links are
@@ -72,6 +35,17 @@ pub fn walk(root: &Path, visit: &mut dyn FnMut(PathBuf), on_error: &mut dyn FnMu
 /// descended into, so the walk stays inside `root`.
 pub fn walk_confined(
     root: &Path,
+    visit: &mut dyn FnMut(PathBuf),
+    on_error: &mut dyn FnMut(WalkError),
+) {
+    descend(root, false, visit, on_error);
+}
+
+/// Visits the files under the directory `root`, sorted, depth first; `follow`:
+/// whether links to directories are walked into (else every link is an entry).
+fn descend(
+    root: &Path,
+    follow: bool,
     visit: &mut dyn FnMut(PathBuf),
     on_error: &mut dyn FnMut(WalkError),
 ) {
@@ -100,14 +74,18 @@ pub fn walk_confined(
             if entry.file_name().to_string_lossy().starts_with('.') {
                 continue;
             }
-            // The entry itself, not where a link leads.
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => dirs.push(entry.path()),
-                Ok(_) => files.push(entry.path()),
-                Err(source) => on_error(WalkError {
-                    path: entry.path(),
-                    source,
-                }),
+            let path = entry.path();
+            // Following links, as a user who links a log folder in expects;
+            // or the entry itself, where a link may lead anywhere.
+            let is_dir = if follow {
+                std::fs::metadata(&path).map(|m| m.is_dir())
+            } else {
+                entry.file_type().map(|t| t.is_dir())
+            };
+            match is_dir {
+                Ok(true) => dirs.push(path),
+                Ok(false) => files.push(path),
+                Err(source) => on_error(WalkError { path, source }),
             }
         }
         files.sort();

@@ -99,6 +99,20 @@ impl Detect {
         self.findings.drain_closed(&mut closed);
     }
 
+    /// After a delivery that was not committed: its record identities are given
+    /// back, and the open findings are taken back as `stored` (the store's), so
+    /// that its redelivery counts once. Correlation windows and baselines keep
+    /// what they saw (see docs/architecture.md).
+    pub fn roll_back(&mut self, stored: Vec<Finding>) {
+        if let Some(seen) = &mut self.seen {
+            seen.rolled_back();
+        }
+        self.findings.forget_open();
+        for f in stored {
+            self.findings.reopen(f);
+        }
+    }
+
     /// Writes learned baselines where [`Detect::with_baselines`] said.
     pub fn save_baselines(&self) {
         if let Some(path) = &self.baselines {

@@ -84,52 +84,53 @@ fn find<'r, B>(kind: &str, registry: &'r [(&str, B)], ty: &str) -> Result<&'r B,
         })
 }
 
-/// Builds every `[[sources]]` table; names must be unique.
+/// Builds each table with the builder its `type` names in `registry`; names
+/// must be unique.
+/// A component type's builder.
+type Builder<T> = fn(&BuildContext<'_>, toml::Table) -> Result<Box<T>, PipelineError>;
+
+fn build_all<T: ?Sized>(
+    kind: &str,
+    registry: &[(&str, Builder<T>)],
+    tables: &[toml::Table],
+    data_dir: &std::path::Path,
+    store: &vigil_store::SharedStore,
+) -> Result<Vec<(String, Box<T>)>, PipelineError> {
+    let mut out: Vec<(String, Box<T>)> = Vec::new();
+    for (i, t) in tables.iter().enumerate() {
+        let (ty, name, rest) = split(kind, i, t.clone())?;
+        if out.iter().any(|(n, _)| *n == name) {
+            return Err(PipelineError::Config(format!(
+                "two {kind}s are named `{name}`"
+            )));
+        }
+        let build = find(kind, registry, &ty)?;
+        let ctx = BuildContext {
+            name: name.clone(),
+            data_dir,
+            store,
+        };
+        out.push((name, build(&ctx, rest)?));
+    }
+    Ok(out)
+}
+
+/// Builds every `[[sources]]` table.
 pub fn build_sources(
     tables: &[toml::Table],
     data_dir: &std::path::Path,
     store: &vigil_store::SharedStore,
 ) -> Result<Vec<Box<dyn Source>>, PipelineError> {
-    let mut out: Vec<Box<dyn Source>> = Vec::new();
-    for (i, t) in tables.iter().enumerate() {
-        let (ty, name, rest) = split("source", i, t.clone())?;
-        if out.iter().any(|s| s.name() == name) {
-            return Err(PipelineError::Config(format!(
-                "two sources are named `{name}`"
-            )));
-        }
-        let build = find("source", sources::REGISTRY, &ty)?;
-        let ctx = BuildContext {
-            name,
-            data_dir,
-            store,
-        };
-        out.push(build(&ctx, rest)?);
-    }
-    Ok(out)
+    let built = build_all("source", sources::REGISTRY, tables, data_dir, store)?;
+    Ok(built.into_iter().map(|(_, s)| s).collect())
 }
 
-/// Builds every `[[outputs]]` table; names must be unique.
+/// Builds every `[[outputs]]` table.
 pub fn build_outputs(
     tables: &[toml::Table],
     data_dir: &std::path::Path,
     store: &vigil_store::SharedStore,
 ) -> Result<Vec<Box<dyn Output>>, PipelineError> {
-    let mut out: Vec<Box<dyn Output>> = Vec::new();
-    for (i, t) in tables.iter().enumerate() {
-        let (ty, name, rest) = split("output", i, t.clone())?;
-        if out.iter().any(|s| s.name() == name) {
-            return Err(PipelineError::Config(format!(
-                "two outputs are named `{name}`"
-            )));
-        }
-        let build = find("output", outputs::REGISTRY, &ty)?;
-        let ctx = BuildContext {
-            name,
-            data_dir,
-            store,
-        };
-        out.push(build(&ctx, rest)?);
-    }
-    Ok(out)
+    let built = build_all("output", outputs::REGISTRY, tables, data_dir, store)?;
+    Ok(built.into_iter().map(|(_, o)| o).collect())
 }

@@ -43,6 +43,8 @@ pub struct Pipeline {
     detect: Detect,
     outputs: Vec<Box<dyn Output>>,
     decode: DecodeOptions,
+    /// Where open findings are taken back from after a failed commit.
+    store: Option<SharedStore>,
 }
 
 /// A running pipeline and its sources.
@@ -61,15 +63,17 @@ impl Pipeline {
             detect,
             outputs,
             decode: DecodeOptions::default(),
+            store: None,
         }
     }
 
     /// Starts the pipeline thread and every source.
     pub fn start(
-        self,
+        mut self,
         sources: Vec<Box<dyn Source>>,
         store: SharedStore,
     ) -> Result<Running, PipelineError> {
+        self.store = Some(store.clone());
         let (tx, rx) = std::sync::mpsc::sync_channel::<Delivery>(QUEUE);
         let inlet = Inlet {
             tx,
@@ -202,12 +206,10 @@ impl Pipeline {
             }
         }
         let undone = result.is_err();
-        if let Some(seen) = self.detect.seen() {
-            if undone {
-                seen.rolled_back();
-            } else {
-                seen.committed();
-            }
+        if undone {
+            self.roll_back();
+        } else if let Some(seen) = self.detect.seen() {
+            seen.committed();
         }
         match &result {
             Ok(()) => tracing::debug!(
@@ -223,6 +225,24 @@ impl Pipeline {
             ack(result.map(|()| receipt));
         }
         undone.then_some(forget_before)
+    }
+}
+
+impl Pipeline {
+    /// Undoes what a delivery that was not committed did to detection.
+    fn roll_back(&mut self) {
+        let window = self.detect.findings().window_ms();
+        let stored = match &self.store {
+            Some(s) => s.lock().recent_findings(window),
+            None => Ok(Vec::new()),
+        };
+        match stored {
+            Ok(stored) => self.detect.roll_back(stored),
+            Err(e) => {
+                tracing::error!(error = %e, "open findings not taken back after a failed commit");
+                self.detect.roll_back(Vec::new());
+            }
+        }
     }
 }
 

@@ -509,6 +509,110 @@ fn kill_9_during_ingestion_loses_no_finding_and_duplicates_none() {
     );
 }
 
+/// The count of the finding "Root account used", and how many such findings.
+fn root_login_count(svc: &Service) -> (usize, u64) {
+    let page = svc.get("/api/v1/findings?limit=1000");
+    let counts: Vec<u64> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["detail"]["title"] == "Root account used")
+        .map(|f| f["detail"]["count"].as_u64().unwrap())
+        .collect();
+    (counts.len(), counts.iter().sum())
+}
+
+#[test]
+fn a_record_delivered_again_counts_once_across_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut svc = Service::start(dir.path(), &[]);
+    // One record, and another of the same principal (two events: count 2).
+    let one = serde_json::to_vec(&json!({"Records": [root_login("redelivered-1")]})).unwrap();
+    let two = serde_json::to_vec(&json!({"Records": [root_login("redelivered-2")]})).unwrap();
+    let first = svc.call(&FORWARDER, "POST", "/api/v1/ingest", &one);
+    assert_eq!(
+        (first.status, first.body["events"].as_u64()),
+        (200, Some(1)),
+        "{:?}",
+        first.body
+    );
+    // A retry of the same post: taken before, not counted.
+    let retry = svc.call(&FORWARDER, "POST", "/api/v1/ingest", &one);
+    assert_eq!(
+        (
+            retry.body["events"].as_u64(),
+            retry.body["duplicates"].as_u64()
+        ),
+        (Some(0), Some(1)),
+        "{:?}",
+        retry.body
+    );
+    svc.call(&FORWARDER, "POST", "/api/v1/ingest", &two);
+    assert_eq!(root_login_count(&svc), (1, 2));
+
+    // SIGKILL, a restart, and both records delivered again.
+    svc.child.kill().unwrap();
+    svc.child.wait().unwrap();
+    drop(svc);
+    let svc = Service::start(dir.path(), &[]);
+    for body in [&one, &two, &one] {
+        let r = svc.call(&FORWARDER, "POST", "/api/v1/ingest", body);
+        assert_eq!(
+            (r.status, r.body["duplicates"].as_u64()),
+            (200, Some(1)),
+            "{:?}",
+            r.body
+        );
+    }
+    assert_eq!(
+        root_login_count(&svc),
+        (1, 2),
+        "redelivered records counted again"
+    );
+    // A new record still counts.
+    let three = serde_json::to_vec(&json!({"Records": [root_login("redelivered-3")]})).unwrap();
+    svc.call(&FORWARDER, "POST", "/api/v1/ingest", &three);
+    assert_eq!(root_login_count(&svc), (1, 3));
+}
+
+#[cfg(unix)]
+#[test]
+fn the_inbox_refuses_links_out_and_never_logs_content_or_raw_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("data/inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let secret = outside.join("passwd");
+    std::fs::write(&secret, "root-SECRET-LINE:x:0:0:root:/root:/bin/bash\n").unwrap();
+    std::os::unix::fs::symlink(&secret, inbox.join("leak.log")).unwrap();
+    // Text that is not telemetry, under a name that would forge a log line.
+    let forged = "a.log\nERROR forged line";
+    std::fs::write(inbox.join(forged), "CONTENT-SECRET not a flow log\n").unwrap();
+    // And a good file beside them, to know the inbox has been read.
+    let good = serde_json::to_vec(&json!({"Records": [root_login("inbox-good-1")]})).unwrap();
+    std::fs::write(inbox.join("good.json"), good).unwrap();
+
+    let svc = Service::start(dir.path(), &[]);
+    wait_for(60, "the good file", || root_login_count(&svc).0 == 1);
+    wait_for(60, "the refusals", || {
+        let log = svc.log.lock().unwrap();
+        log.iter()
+            .any(|l| l.contains("leak.log") && l.contains("outside the inbox"))
+            && log.iter().any(|l| l.contains("a.log\\nERROR forged line"))
+    });
+    let log = svc.log.lock().unwrap().clone();
+    for line in &log {
+        assert!(!line.contains("SECRET"), "file content in the log: {line}");
+        assert!(
+            !line.trim_start().starts_with("ERROR forged line"),
+            "a file name forged a log line: {log:#?}"
+        );
+    }
+    // The linked file was never read: only the good file's event was taken.
+    assert_eq!(checkpoints(&svc), 2, "{log:#?}");
+}
+
 /// Runs `cmd`, killing it if it takes longer than `secs`.
 fn run_bounded(mut cmd: Command, secs: u64) -> std::process::Output {
     let child = cmd

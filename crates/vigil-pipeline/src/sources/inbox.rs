@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -176,7 +176,12 @@ impl Inbox {
         let mut last_seen: HashMap<PathBuf, String> = HashMap::new();
         let mut handed: HashMap<PathBuf, String> = HashMap::new();
         let mut refused: HashMap<PathBuf, &'static str> = HashMap::new();
+        // Files whose delivery was not committed: handed over again.
+        let failed: Arc<Mutex<Vec<PathBuf>>> = Arc::default();
         while !inlet.stopping() {
+            for f in failed.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
+                handed.remove(&f);
+            }
             let mut files = Vec::new();
             vigil_ingest::walk_confined(&self.root, &mut |p| files.push(p), &mut |e| {
                 tracing::warn!(path = ?e.path, error = %e.source, "inbox: cannot list");
@@ -221,6 +226,7 @@ impl Inbox {
                     }
                 };
                 let file = path.clone();
+                let retry = Arc::clone(&failed);
                 let delivery = Delivery {
                     source: Arc::clone(&source),
                     items: vec![Telemetry::Reader {
@@ -245,7 +251,10 @@ impl Inbox {
                                 "inbox file read"
                             );
                         }
-                        Err(e) => tracing::error!(file = ?file, error = %e, "inbox: not stored"),
+                        Err(e) => {
+                            tracing::error!(file = ?file, error = %e, "inbox: not stored; read again at the next poll");
+                            retry.lock().unwrap_or_else(PoisonError::into_inner).push(file);
+                        }
                     })),
                 };
                 if inlet.deliver(delivery).is_err() {
