@@ -11,6 +11,7 @@ pub mod builtin;
 pub mod coverage;
 pub mod detector;
 pub mod engine;
+pub mod files;
 pub mod finding;
 pub mod native;
 pub mod sigma;

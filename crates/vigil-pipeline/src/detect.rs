@@ -86,6 +86,10 @@ impl Detect {
         &self.detector
     }
 
+    pub fn detector_mut(&mut self) -> &mut Detector {
+        &mut self.detector
+    }
+
     pub fn seen(&mut self) -> Option<&mut Seen> {
         self.seen.as_mut()
     }

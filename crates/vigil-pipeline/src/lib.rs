@@ -13,6 +13,7 @@
 //! table in the configuration ([`build_sources`], [`build_outputs`]); each reads
 //! its own table into a struct that refuses unknown keys.
 
+pub mod batch;
 pub mod component;
 pub mod detect;
 pub mod outputs;

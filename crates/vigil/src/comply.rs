@@ -179,18 +179,21 @@ fn report(cmd: &ComplyCommand, o: &mut String) -> Result<u8> {
     match cmd {
         ComplyCommand::Collect(a) => collect(a, o),
         ComplyCommand::Checks => {
-            for c in checks::all() {
-                writeln!(
-                    o,
-                    "{:<46} {:<14} {:<8} {:<7} {}  [{}]",
-                    c.id,
-                    c.service,
-                    c.severity.as_str(),
-                    c.playbook.unwrap_or("-"),
-                    c.title,
-                    c.prowler.join(", ")
-                )?;
-            }
+            let head = [
+                "CHECK", "SERVICE", "SEVERITY", "PLAYBOOK", "TITLE", "PROWLER",
+            ];
+            let mut rows = vec![head.map(String::from).to_vec()];
+            rows.extend(checks::all().map(|c| {
+                vec![
+                    c.id.to_owned(),
+                    c.service.to_owned(),
+                    c.severity.as_str().to_owned(),
+                    c.playbook.unwrap_or("-").to_owned(),
+                    c.title.to_owned(),
+                    c.prowler.join(", "),
+                ]
+            }));
+            writeln!(o, "{}", crate::report::table(rows))?;
             Ok(0)
         }
         ComplyCommand::Controls(a) => {

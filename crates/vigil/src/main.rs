@@ -4,6 +4,7 @@ mod audit;
 mod comply;
 mod logging;
 mod playbooks;
+mod report;
 mod rules;
 mod scan;
 mod serve;

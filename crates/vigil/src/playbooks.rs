@@ -119,16 +119,21 @@ pub fn run(cmd: &PlaybooksCommand) -> Result<u8> {
     match cmd {
         PlaybooksCommand::List(args) => {
             let lib = load(args)?;
-            println!("{:<8} {:<7} {:>5}  NAME", "ID", "AUTO", "STEPS");
-            for p in lib.all() {
-                println!(
-                    "{:<8} {:<7} {:>5}  {}",
-                    p.id,
+            let mut rows = vec![vec![
+                "ID".into(),
+                "AUTO".into(),
+                "STEPS".into(),
+                "NAME".into(),
+            ]];
+            rows.extend(lib.all().iter().map(|p| {
+                vec![
+                    p.id.clone(),
                     format!("{:?}", p.automation).to_lowercase(),
-                    p.steps.len(),
-                    p.name
-                );
-            }
+                    p.steps.len().to_string(),
+                    p.name.clone(),
+                ]
+            }));
+            println!("{}", crate::report::table(rows));
             Ok(0)
         }
         PlaybooksCommand::Show(args) => {
@@ -365,19 +370,23 @@ fn run_playbook(args: &RunArgs) -> Result<u8> {
             record.status,
             record.note.as_deref().unwrap_or("")
         );
-        for s in record
+        let rows = record
             .steps
             .iter()
             .filter(|s| s.status != StepStatus::NotRun || s.phase == Phase::Step)
-        {
-            println!(
-                "  {:<8} {:<28} {:<36} {:<17} {}",
-                s.phase,
-                s.step_id,
-                s.action,
-                s.status,
-                s.error.clone().unwrap_or_else(|| s.calls.join(", "))
-            );
+            .map(|s| {
+                vec![
+                    s.phase.to_string(),
+                    s.step_id.clone(),
+                    s.action.clone(),
+                    s.status.to_string(),
+                    s.error.clone().unwrap_or_else(|| s.calls.join(", ")),
+                ]
+            });
+        let head = ["PHASE", "STEP", "ACTION", "STATUS", "DONE"].map(String::from);
+        let text = crate::report::table(std::iter::once(head.to_vec()).chain(rows).collect());
+        for line in text.lines() {
+            println!("  {line}");
         }
         if status == RunStatus::AwaitingApproval {
             println!("waits for approval: run again with --approve, or approve it through the API");

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use vigil_detect::sigma::{is_test_file, RuleIssue};
-use vigil_detect::testcases::{self, Case, RuleTexts, TestFile};
+use vigil_detect::sigma::RuleIssue;
+use vigil_detect::testcases::{self, Case, TestFile};
 use vigil_detect::{Detector, DetectorConfig};
 use vigil_model::Event;
 
@@ -60,71 +60,8 @@ impl RulePaths {
     }
 }
 
-/// Builds the detector: built-in rules (unless `config.builtin` is off), then the
-/// rules under `paths`, with filters applied across all of them.
-pub fn build_detector(paths: &[PathBuf], config: &DetectorConfig) -> (Detector, Vec<RuleIssue>) {
-    let texts = read_rules(paths, config.builtin);
-    let (det, mut issues) = texts.0.detector(config);
-    let mut all = texts.1;
-    all.append(&mut issues);
-    (det, all)
-}
-
-fn collect(path: &Path, out: &mut Vec<PathBuf>, issues: &mut Vec<RuleIssue>) {
-    match std::fs::read_dir(path) {
-        Ok(entries) => {
-            for e in entries.flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    collect(&p, out, issues);
-                } else if p.extension().is_some_and(|x| x == "yml" || x == "yaml") {
-                    out.push(p);
-                }
-            }
-        }
-        Err(_) if path.is_file() => out.push(path.to_owned()),
-        Err(e) => issues.push(RuleIssue {
-            origin: path.to_owned(),
-            rule: None,
-            unsupported: false,
-            message: e.to_string(),
-        }),
-    }
-}
-
-/// Reads rule files (not test files) under `paths`.
-fn read_rules(paths: &[PathBuf], builtin: bool) -> (RuleTexts, Vec<RuleIssue>) {
-    let (files, issues) = read_files(paths, false);
-    (RuleTexts { files, builtin }, issues)
-}
-
-fn read_files(paths: &[PathBuf], tests: bool) -> (Vec<(PathBuf, String)>, Vec<RuleIssue>) {
-    let mut found = Vec::new();
-    let mut issues = Vec::new();
-    for p in paths {
-        collect(p, &mut found, &mut issues);
-    }
-    found.sort();
-    let mut files = Vec::new();
-    for f in found {
-        if is_test_file(&f) != tests {
-            continue;
-        }
-        match std::fs::read_to_string(&f) {
-            Ok(t) => files.push((f, t)),
-            Err(e) => issues.push(RuleIssue {
-                origin: f,
-                rule: None,
-                unsupported: false,
-                message: e.to_string(),
-            }),
-        }
-    }
-    (files, issues)
-}
-
 fn load(p: &RulePaths) -> (Detector, Vec<RuleIssue>) {
-    build_detector(
+    vigil_detect::files::build_detector(
         &p.paths,
         &DetectorConfig {
             builtin: p.builtin(),
@@ -182,6 +119,8 @@ pub fn run(cmd: &RulesCommand) -> Result<u8> {
     match cmd {
         RulesCommand::List(p) => {
             let (det, issues) = load(p);
+            let head = ["SEVERITY", "CATEGORY", "PLAYBOOK", "KIND", "RULE", "TITLE"];
+            let mut rows = vec![head.map(String::from).to_vec()];
             for e in det.entries() {
                 let i = e.info;
                 // A rule that only feeds correlations raises no finding of its own:
@@ -195,21 +134,21 @@ pub fn run(cmd: &RulesCommand) -> Result<u8> {
                         i.playbook.as_deref().unwrap_or("-"),
                     )
                 };
-                println!(
-                    "{:<13} {:<18} {:<8} {:<11} {:<38} {}{}",
-                    severity,
-                    category,
-                    playbook,
+                let feeds = if e.silent {
+                    " (feeds a correlation)"
+                } else {
+                    ""
+                };
+                rows.push(vec![
+                    severity.to_owned(),
+                    category.to_owned(),
+                    playbook.to_owned(),
                     format!("{:?}", i.kind).to_lowercase(),
-                    i.name.as_deref().unwrap_or(&i.key),
-                    i.title,
-                    if e.silent {
-                        " (feeds a correlation)"
-                    } else {
-                        ""
-                    }
-                );
+                    i.name.as_deref().unwrap_or(&i.key).to_owned(),
+                    format!("{}{feeds}", i.title),
+                ]);
             }
+            println!("{}", crate::report::table(rows));
             for i in &issues {
                 tracing::warn!("{i}");
             }
@@ -250,7 +189,7 @@ pub fn run(cmd: &RulesCommand) -> Result<u8> {
         }
         RulesCommand::Test(t) => {
             let p = &t.rules;
-            let (rules, mut issues) = read_rules(&p.paths, p.builtin());
+            let (rules, mut issues) = vigil_detect::files::read_rules(&p.paths, p.builtin());
             let mut files: Vec<TestFile> = Vec::new();
             let mut parse_errors = Vec::new();
             if p.builtin() {
@@ -261,7 +200,7 @@ pub fn run(cmd: &RulesCommand) -> Result<u8> {
                     }
                 }
             }
-            let (texts, mut more) = read_files(&p.paths, true);
+            let (texts, mut more) = vigil_detect::files::read_files(&p.paths, true);
             issues.append(&mut more);
             for (path, text) in &texts {
                 match testcases::parse(text, path) {

@@ -55,7 +55,7 @@ pub struct ServeArgs {
 /// and the record identities it remembers.
 fn detect_stage(config: &ServeConfig, data_dir: &Path, store: &SharedStore) -> Result<Detect> {
     let (mut detector, issues) =
-        crate::rules::build_detector(&config.rules, &config.detector_config());
+        vigil_detect::files::build_detector(&config.rules, &config.detector_config());
     for i in &issues {
         tracing::warn!("rule skipped: {i}");
     }
