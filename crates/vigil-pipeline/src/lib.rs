@@ -19,6 +19,7 @@ pub mod detect;
 pub mod outputs;
 mod run;
 pub mod seen;
+pub mod service;
 pub mod sources;
 
 pub use component::{

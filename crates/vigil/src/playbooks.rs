@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context as _, Result};
 use clap::{Args, Subcommand};
 use vigil_detect::Finding;
+#[cfg(feature = "aws")]
 use vigil_model::response::{Phase, StepStatus};
 use vigil_model::Environment;
 use vigil_respond::{plan, Context, Library, Plan};
@@ -105,14 +106,7 @@ fn load(args: &LibraryArgs) -> Result<Library> {
 
 /// The built-in playbooks with those of `dir` over them; every refusal listed.
 pub fn load_library(dir: Option<&Path>) -> Result<Library> {
-    Library::load(dir).map_err(|errors| {
-        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        anyhow!(
-            "{} playbook file(s) refused:\n{}",
-            errors.len(),
-            list.join("\n")
-        )
-    })
+    Ok(vigil_pipeline::service::load_library(dir)?)
 }
 
 pub fn run(cmd: &PlaybooksCommand) -> Result<u8> {
@@ -294,8 +288,8 @@ fn run_playbook(args: &RunArgs) -> Result<u8> {
     use vigil_respond::{Engine, EngineConfig, RunStatus, Start};
 
     let mut config = match &args.config {
-        Some(p) => crate::serve::ServeConfig::load(p)?,
-        None => crate::serve::ServeConfig::default(),
+        Some(p) => vigil_pipeline::service::ServeConfig::load(p)?,
+        None => vigil_pipeline::service::ServeConfig::default(),
     };
     config.apply_env()?;
     let data_dir = args.data_dir.clone().unwrap_or(config.data_dir.clone());

@@ -49,7 +49,13 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context, Result};
+use crate::PipelineError;
+
+type Result<T, E = PipelineError> = std::result::Result<T, E>;
+
+fn err(msg: String) -> PipelineError {
+    PipelineError::Config(msg)
+}
 use serde::Deserialize;
 use vigil_model::{Account, AccountRegistry, Span};
 use vigil_server::{AccessKey, ApiConfig, Role};
@@ -179,7 +185,7 @@ impl Default for ResponseConfig {
 impl ResponseConfig {
     /// The playbooks: built-in, then those of the configured folder over them.
     pub fn library(&self) -> Result<vigil_respond::Library> {
-        crate::playbooks::load_library(self.playbooks.as_deref())
+        load_library(self.playbooks.as_deref())
     }
 }
 
@@ -207,13 +213,13 @@ impl Default for ServeConfig {
 
 impl ServeConfig {
     pub fn load(path: &Path) -> Result<ServeConfig> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("config {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| PipelineError::Io(format!("config {}", path.display()), e))?;
         let c: ServeConfig =
-            toml::from_str(&text).map_err(|e| anyhow!("config {}: {e}", path.display()))?;
+            toml::from_str(&text).map_err(|e| err(format!("config {}: {e}", path.display())))?;
         c.api
             .validate()
-            .map_err(|e| anyhow!("config {}: {e}", path.display()))?;
+            .map_err(|e| err(format!("config {}: {e}", path.display())))?;
         Ok(c)
     }
 
@@ -221,7 +227,9 @@ impl ServeConfig {
     /// override the file.
     pub fn apply_env(&mut self) -> Result<()> {
         if let Ok(v) = std::env::var("VIGIL_LISTEN") {
-            self.listen = v.parse().map_err(|e| anyhow!("VIGIL_LISTEN={v}: {e}"))?;
+            self.listen = v
+                .parse()
+                .map_err(|e| err(format!("VIGIL_LISTEN={v}: {e}")))?;
         }
         if let Ok(v) = std::env::var("VIGIL_DATA_DIR") {
             self.data_dir = v.into();
@@ -282,7 +290,7 @@ impl ServeConfig {
     }
 
     pub fn registry(&self) -> Result<AccountRegistry> {
-        AccountRegistry::new(self.accounts.clone()).map_err(|e| anyhow!("accounts: {e}"))
+        AccountRegistry::new(self.accounts.clone()).map_err(|e| err(format!("accounts: {e}")))
     }
 
     /// With no access keys configured, the service would be unreachable: it makes
@@ -293,10 +301,12 @@ impl ServeConfig {
             return Ok(None);
         }
         std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("data dir {}", data_dir.display()))?;
+            .map_err(|e| PipelineError::Io(format!("data dir {}", data_dir.display()), e))?;
         let path = data_dir.join("admin-key.toml");
         let key: AccessKey = match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?,
+            Ok(text) => {
+                toml::from_str(&text).map_err(|e| err(format!("{}: {e}", path.display())))?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = AccessKey {
                     access_key_id: format!(
@@ -315,7 +325,7 @@ impl ServeConfig {
                 write_private(&path, text.as_bytes())?;
                 key
             }
-            Err(e) => return Err(anyhow!("{}: {e}", path.display())),
+            Err(e) => return Err(err(format!("{}: {e}", path.display()))),
         };
         self.api.keys.push(key);
         Ok(Some(path))
@@ -327,7 +337,7 @@ fn random_bytes(n: usize) -> Result<Vec<u8>> {
     let mut b = vec![0u8; n];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))
-        .context("reading /dev/urandom for a new access key")?;
+        .map_err(|e| PipelineError::Io("reading /dev/urandom for a new access key".into(), e))?;
     Ok(b)
 }
 
@@ -346,9 +356,21 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     let mut f = opts
         .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+        .map_err(|e| PipelineError::Io(format!("creating {}", path.display()), e))?;
     f.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))
+        .map_err(|e| PipelineError::Io(format!("writing {}", path.display()), e))
+}
+
+/// The built-in playbooks with those of `dir` over them; every refusal listed.
+pub fn load_library(dir: Option<&Path>) -> Result<vigil_respond::Library> {
+    vigil_respond::Library::load(dir).map_err(|errors| {
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        err(format!(
+            "{} playbook file(s) refused:\n{}",
+            errors.len(),
+            list.join("\n")
+        ))
+    })
 }
 
 #[cfg(test)]

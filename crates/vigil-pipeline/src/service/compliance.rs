@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::{Commit, Output, PipelineError};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 #[cfg(feature = "aws")]
 use vigil_aws::inventory::{self, Part, Scope};
@@ -20,7 +21,6 @@ use vigil_detect::{Alert, Finding, Findings};
 #[cfg(feature = "aws")]
 use vigil_model::SourceKind;
 use vigil_model::{Event, Severity, Timestamp};
-use vigil_pipeline::{Commit, Output, PipelineError};
 use vigil_store::compliance::{Assessment, ALL_SCOPE};
 use vigil_store::SharedStore;
 
@@ -120,6 +120,7 @@ impl Source {
 }
 
 /// The compliance task: runs until the recheck channel closes (at shutdown).
+#[cfg_attr(not(feature = "aws"), allow(unused_variables))]
 pub async fn run(
     cfg: ComplianceConfig,
     aws: AwsConfig,
@@ -140,7 +141,7 @@ pub async fn run(
         None => {
             tracing::warn!(
                 "compliance off: {}; name a [compliance] snapshot file instead",
-                crate::without_aws("read an inventory from AWS")
+                super::without_aws("read an inventory from AWS")
             );
             return;
         }
@@ -209,7 +210,7 @@ async fn assess(snapshot: &Snapshot, frameworks: &[Framework], writer: &SharedSt
     let done = tokio::task::spawn_blocking(move || -> Result<String, String> {
         let now = vigil_server::now();
         let results = run_checks(&snapshot);
-        let records = crate::comply::assessment_records(&snapshot, &results, &frameworks, now);
+        let records = assessment_records(&snapshot, &results, &frameworks, now);
         let mut store = writer.lock();
         let mut before = BTreeMap::new();
         for a in &snapshot.accounts {
@@ -371,4 +372,103 @@ fn regressions(
         }
     }
     out
+}
+
+/// The stored form of one run of the checks: each framework judged over all
+/// accounts together (scope `*`) and over each account alone, in the shape
+/// `GET /api/v1/compliance/{framework}` answers with.
+pub fn assessment_records(
+    snapshot: &Snapshot,
+    results: &[vigil_comply::CheckResult],
+    frameworks: &[Framework],
+    at: vigil_model::Timestamp,
+) -> Vec<vigil_store::compliance::Assessment> {
+    let mut scopes: Vec<(String, Vec<vigil_comply::CheckResult>)> = vec![(
+        vigil_store::compliance::ALL_SCOPE.to_owned(),
+        results.to_vec(),
+    )];
+    if snapshot.accounts.len() > 1 {
+        for a in &snapshot.accounts {
+            let mine = results
+                .iter()
+                .filter(|r| r.account == a.account_id)
+                .cloned()
+                .collect();
+            scopes.push((a.account_id.clone(), mine));
+        }
+    } else if let Some(a) = snapshot.accounts.first() {
+        // One account: its own scope is the whole.
+        scopes.push((a.account_id.clone(), results.to_vec()));
+    }
+    let mut out = Vec::new();
+    for (scope, rs) in &scopes {
+        for f in frameworks {
+            let v = framework::assess(f, rs);
+            out.push(vigil_store::compliance::Assessment {
+                framework: v.framework.clone(),
+                scope: scope.clone(),
+                assessed_at: at,
+                score: v.score,
+                passed: v.passed as u64,
+                failed: v.failed as u64,
+                errors: v.errors as u64,
+                body: api_body(&v, scope, at).to_string(),
+            });
+        }
+    }
+    out
+}
+
+/// The API's compliance answer (docs/service.md) (`framework`, `assessment_date`, `score`,
+/// `failed_controls` with `control_id`, `description`, `status`, `remediation`),
+/// with the counts, each failing control's resources and playbooks, and every
+/// control's status.
+pub fn api_body(
+    v: &framework::FrameworkResult,
+    scope: &str,
+    at: vigil_model::Timestamp,
+) -> serde_json::Value {
+    let failed: Vec<serde_json::Value> = v
+        .controls
+        .iter()
+        .filter(|c| c.status == "FAIL" || c.status == "ERROR")
+        .map(|c| {
+            serde_json::json!({
+                "control_id": c.control_id,
+                "description": c.title,
+                "status": c.status,
+                "remediation": c.remediation,
+                "playbooks": c.playbooks,
+                "checks": c.checks,
+                "unassessed_checks": c.unassessed_checks,
+                "resources": c.failures.iter().map(|f| serde_json::json!({
+                    "check": f.check,
+                    "status": f.status.as_str(),
+                    "account": f.account,
+                    "region": f.region,
+                    "resource_arn": f.resource_arn,
+                    "evidence": f.evidence,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "framework": v.framework,
+        "name": v.name,
+        "version": v.version,
+        "scope": scope,
+        "assessment_date": at,
+        "score": v.score,
+        "passed": v.passed,
+        "failed": v.failed,
+        "errors": v.errors,
+        "manual": v.manual,
+        "not_assessed": v.not_assessed,
+        "partial": v.partial,
+        "failed_controls": failed,
+        "controls": v.controls.iter().map(|c| serde_json::json!({
+            "control_id": c.control_id,
+            "status": c.status,
+        })).collect::<Vec<_>>(),
+    })
 }
