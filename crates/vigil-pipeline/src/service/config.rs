@@ -33,6 +33,10 @@
 //! region = "us-east-1"
 //! service = "execute-api"
 //! firehose_access_keys = ["…at least 16 characters…"]
+//! header_timeout = "10s"    # a request's head, and an idle keep-alive connection
+//! body_timeout = "60s"      # a request's body, in full
+//! max_connections = 512     # more wait, unaccepted
+//! max_body_bytes = 67108864
 //! [[api.keys]]
 //! access_key_id = "AKIA…"
 //! secret_access_key = "…"
