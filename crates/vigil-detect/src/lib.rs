@@ -20,3 +20,4 @@ pub mod testcases;
 pub use detector::{Detector, DetectorConfig};
 pub use engine::{RuleSet, Scratch};
 pub use finding::{Alert, Finding, Findings};
+pub use sigma::RuleIssue;

@@ -73,17 +73,46 @@ fn ip_key(ip: IpAddr) -> u128 {
     }
 }
 
+/// Why an ASN table or a baseline file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateFileError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {what}")]
+    Line {
+        path: PathBuf,
+        line: usize,
+        what: &'static str,
+    },
+    #[error("{path}: {why}")]
+    Content { path: PathBuf, why: String },
+}
+
+fn io_error(path: &Path) -> impl Fn(std::io::Error) -> StateFileError + '_ {
+    move |source| StateFileError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
 impl AsnDb {
     /// Reads the table; bad lines are errors naming the line.
-    pub fn load(path: &Path) -> Result<AsnDb, String> {
-        let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<AsnDb, StateFileError> {
+        let f = std::fs::File::open(path).map_err(io_error(path))?;
         let mut ranges = Vec::new();
         for (n, line) in BufReader::new(f).lines().enumerate() {
-            let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
+            let line = line.map_err(io_error(path))?;
             if line.trim().is_empty() || line.starts_with('#') {
                 continue;
             }
-            let bad = |what: &str| format!("{}:{}: {what}", path.display(), n + 1);
+            let bad = |what: &'static str| StateFileError::Line {
+                path: path.to_owned(),
+                line: n + 1,
+                what,
+            };
             let mut cols = line.split('\t');
             let start: IpAddr = cols
                 .next()
@@ -213,33 +242,39 @@ pub struct BaselineState {
 }
 
 impl BaselineState {
-    pub fn load(path: &Path) -> Result<BaselineState, String> {
+    pub fn load(path: &Path) -> Result<BaselineState, StateFileError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
+            Err(e) => return Err(io_error(path)(e)),
+        };
+        let content = |why: String| StateFileError::Content {
+            path: path.to_owned(),
+            why,
         };
         let s: BaselineState = serde_json::from_str(&text)
-            .map_err(|e| format!("{}: not a Vigil baseline file: {e}", path.display()))?;
+            .map_err(|e| content(format!("not a Vigil baseline file: {e}")))?;
         if s.version != 1 {
-            return Err(format!(
-                "{}: baseline file version {} is not 1",
-                path.display(),
+            return Err(content(format!(
+                "baseline file version {} is not 1",
                 s.version
-            ));
+            )));
         }
         Ok(s)
     }
 
     /// Writes the state atomically (a temporary file renamed over the old one).
-    pub fn save(&self, path: &Path) -> Result<(), String> {
+    pub fn save(&self, path: &Path) -> Result<(), StateFileError> {
         let mut tmp = PathBuf::from(path);
         tmp.set_extension("json.tmp");
         let mut copy = self.clone();
         copy.version = 1;
-        let text = serde_json::to_vec(&copy).map_err(|e| e.to_string())?;
-        std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+        let text = serde_json::to_vec(&copy).map_err(|e| StateFileError::Content {
+            path: path.to_owned(),
+            why: e.to_string(),
+        })?;
+        std::fs::write(&tmp, text).map_err(io_error(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(io_error(path))
     }
 
     /// Folds in the state another worker learned over a disjoint share of the input,
@@ -992,7 +1027,7 @@ mod tests {
         assert_eq!(l("10.1.2.3").asn, None);
         assert_eq!(l("2001:db8::1").asn, Some(64500));
         std::fs::write(&p, "1.0.0.0\tnope\t1\tUS\tX\n").unwrap();
-        let err = AsnDb::load(&p).unwrap_err();
+        let err = AsnDb::load(&p).unwrap_err().to_string();
         assert!(err.ends_with(":1: range_end is not an IP address"), "{err}");
     }
 

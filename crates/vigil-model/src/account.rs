@@ -60,16 +60,34 @@ pub struct AccountRegistry {
     by_id: BTreeMap<String, Account>,
 }
 
+/// Why a list of accounts is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountError {
+    NotAnId(String),
+    Twice(String),
+}
+
+impl std::fmt::Display for AccountError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AccountError::NotAnId(id) => write!(f, "account id {id:?} is not 12 digits"),
+            AccountError::Twice(id) => write!(f, "account {id} is listed twice"),
+        }
+    }
+}
+
+impl std::error::Error for AccountError {}
+
 impl AccountRegistry {
     /// Builds the registry, refusing ids that are not 12 digits or that repeat.
-    pub fn new(accounts: Vec<Account>) -> Result<AccountRegistry, String> {
+    pub fn new(accounts: Vec<Account>) -> Result<AccountRegistry, AccountError> {
         let mut by_id = BTreeMap::new();
         for a in accounts {
             if a.id.len() != 12 || !a.id.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(format!("account id {:?} is not 12 digits", a.id));
+                return Err(AccountError::NotAnId(a.id));
             }
             if let Some(old) = by_id.insert(a.id.clone(), a) {
-                return Err(format!("account {} is listed twice", old.id));
+                return Err(AccountError::Twice(old.id));
             }
         }
         Ok(AccountRegistry { by_id })
@@ -126,6 +144,7 @@ mod tests {
         ];
         assert!(AccountRegistry::new(twice)
             .unwrap_err()
+            .to_string()
             .contains("111111111111"));
         let r = AccountRegistry::new(vec![acct("111111111111", Environment::Production)]).unwrap();
         assert_eq!(

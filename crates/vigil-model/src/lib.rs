@@ -19,7 +19,7 @@ pub mod response;
 pub mod severity;
 pub mod time;
 
-pub use account::{Account, AccountRegistry, Environment};
+pub use account::{Account, AccountError, AccountRegistry, Environment};
 pub use duration::Span;
 pub use event::{
     Action, Actor, Event, FindingFields, FlowAction, FlowFields, IdentityType, LogStatus, Outcome,

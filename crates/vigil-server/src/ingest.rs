@@ -50,10 +50,19 @@ pub struct IngestReceipt {
     pub new_incidents: u64,
 }
 
+/// Why a submission was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("the pipeline has stopped")]
+    Stopped,
+    #[error("not stored: {0}")]
+    NotStored(String),
+}
+
 /// The pipeline: decodes, detects and stores, then answers. Called off the async
 /// threads; may block until the findings are stored.
 pub trait Ingest: Send + Sync + 'static {
-    fn submit(&self, batches: Vec<IngestBatch>) -> Result<IngestReceipt, String>;
+    fn submit(&self, batches: Vec<IngestBatch>) -> Result<IngestReceipt, IngestError>;
 }
 
 pub(crate) fn signed_routes() -> Router<Arc<AppState>> {
@@ -75,7 +84,7 @@ async fn submit(app: &Arc<AppState>, batches: Vec<IngestBatch>) -> Result<Ingest
     tokio::task::spawn_blocking(move || pipeline.submit(batches))
         .await
         .map_err(|e| ApiError::internal(format!("ingest task: {e}")))?
-        .map_err(ApiError::internal)
+        .map_err(|e| ApiError::internal(e.to_string()))
 }
 
 async fn ingest(

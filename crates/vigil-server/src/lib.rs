@@ -40,7 +40,7 @@ use vigil_store::{SharedStore, Store};
 
 pub use api::OPENAPI;
 pub use error::ApiError;
-pub use ingest::{Ingest, IngestBatch, IngestReceipt};
+pub use ingest::{Ingest, IngestBatch, IngestError, IngestReceipt};
 
 /// For the fuzz target: the Firehose body parser (request id and batches, or why
 /// the body was refused).
@@ -142,9 +142,24 @@ impl Default for ApiConfig {
     }
 }
 
+/// A configuration the API cannot run with, or a store it cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] vigil_store::StoreError),
+    #[error("the built-in playbooks: {0}")]
+    Playbooks(String),
+}
+
 impl ApiConfig {
     /// Refuses a configuration that could not work, naming the bad key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check().map_err(ConfigError::Invalid)
+    }
+
+    fn check(&self) -> Result<(), String> {
         let mut seen = std::collections::HashSet::new();
         for k in &self.keys {
             if k.access_key_id.is_empty() || k.secret_access_key.is_empty() {
@@ -254,7 +269,7 @@ impl AppState {
         config: &ApiConfig,
         writer: SharedStore,
         ingest: Option<Arc<dyn Ingest>>,
-    ) -> Result<AppState, String> {
+    ) -> Result<AppState, ConfigError> {
         config.validate()?;
         let mut verifier = Verifier::new(&config.region, &config.service, config.max_skew_seconds);
         for k in &config.keys {
@@ -273,8 +288,7 @@ impl AppState {
             let w = writer.lock();
             (0..config.readers.max(1))
                 .map(|_| w.open_reader())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| e.to_string())?
+                .collect::<Result<Vec<_>, _>>()?
         };
         Ok(AppState {
             readers: Readers::new(conns),
@@ -289,7 +303,10 @@ impl AppState {
                 header_timeout: config.header_timeout.duration(),
             },
             engine: None,
-            library: Arc::new(vigil_respond::Library::load(None).map_err(|e| format!("{e:?}"))?),
+            library: Arc::new(
+                vigil_respond::Library::load(None)
+                    .map_err(|e| ConfigError::Playbooks(format!("{e:?}")))?,
+            ),
         })
     }
 

@@ -40,7 +40,10 @@ const FIREHOSE_KEY: &str = "firehose-access-key-0123456789";
 struct Recorder(Mutex<Vec<IngestBatch>>);
 
 impl Ingest for Recorder {
-    fn submit(&self, batches: Vec<IngestBatch>) -> Result<IngestReceipt, String> {
+    fn submit(
+        &self,
+        batches: Vec<IngestBatch>,
+    ) -> Result<IngestReceipt, vigil_server::IngestError> {
         let mut seen = self.0.lock().unwrap();
         let events = batches
             .iter()

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use vigil_comply::framework::{self, Framework};
-use vigil_comply::{checks, run_checks, Snapshot, Status};
+use vigil_comply::{checks, run_checks, Snapshot};
 
 #[derive(Subcommand)]
 pub enum ComplyCommand {
@@ -198,27 +198,7 @@ fn report(cmd: &ComplyCommand, o: &mut String) -> Result<u8> {
         }
         ComplyCommand::Controls(a) => {
             for f in pick(Some(&a.framework))? {
-                writeln!(
-                    o,
-                    "{} {} ({} controls)",
-                    f.name,
-                    f.version,
-                    f.controls.len()
-                )?;
-                for c in &f.controls {
-                    let (have, missing) = c.resolve();
-                    let how = match c.assessment {
-                        framework::Assessment::Manual => "manual".to_owned(),
-                        _ if have.is_empty() => "not assessed".to_owned(),
-                        _ => have.iter().map(|h| h.id).collect::<Vec<_>>().join(", "),
-                    };
-                    let gap = if missing.is_empty() || have.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (no check for: {})", missing.join(", "))
-                    };
-                    writeln!(o, "  {:<8} {}\n           {how}{gap}", c.id, c.title)?;
-                }
+                o.push_str(&crate::report::controls(&f));
             }
             Ok(0)
         }
@@ -240,50 +220,7 @@ fn report(cmd: &ComplyCommand, o: &mut String) -> Result<u8> {
                 });
                 writeln!(o, "{}", serde_json::to_string_pretty(&doc)?)?;
             } else {
-                let count = |s: Status| results.iter().filter(|r| r.status == s).count();
-                writeln!(o,
-                    "{} account(s), collected {}: {} results ({} pass, {} fail, {} not applicable, {} error)",
-                    snapshot.accounts.len(),
-                    snapshot.collected_at,
-                    results.len(),
-                    count(Status::Pass),
-                    count(Status::Fail),
-                    count(Status::NotApplicable),
-                    count(Status::Error)
-                )?;
-                for v in &verdicts {
-                    let score = v.score.map_or("n/a".to_owned(), |s| format!("{s:.1}%"));
-                    writeln!(
-                        o,
-                        "\n{} {}: {score} ({} pass, {} fail, {} error, {} manual, {} not assessed; {} judged on part of their checks)",
-                        v.name, v.version, v.passed, v.failed, v.errors, v.manual, v.not_assessed, v.partial
-                    )?;
-                    for c in v
-                        .controls
-                        .iter()
-                        .filter(|c| c.status == "FAIL" || c.status == "ERROR")
-                    {
-                        writeln!(o, "  {} {:<8} {}", c.status, c.control_id, c.title)?;
-                        for f in c.failures.iter().take(5) {
-                            writeln!(
-                                o,
-                                "      {} {}: {}",
-                                f.status.as_str(),
-                                f.resource_arn,
-                                f.evidence
-                            )?;
-                        }
-                        if c.failures.len() > 5 {
-                            writeln!(o, "      … and {} more", c.failures.len() - 5)?;
-                        }
-                        if let Some(r) = &c.remediation {
-                            writeln!(o, "      fix: {r}")?;
-                        }
-                        if !c.playbooks.is_empty() {
-                            writeln!(o, "      playbook: {}", c.playbooks.join(", "))?;
-                        }
-                    }
-                }
+                o.push_str(&crate::report::assessment(&snapshot, &results, &verdicts));
             }
             Ok(if bad {
                 crate::EXIT_COMPLETED_WITH_ERRORS

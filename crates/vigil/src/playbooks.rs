@@ -7,10 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context as _, Result};
 use clap::{Args, Subcommand};
 use vigil_detect::Finding;
-#[cfg(feature = "aws")]
-use vigil_model::response::{Phase, StepStatus};
+
 use vigil_model::Environment;
-use vigil_respond::{plan, Context, Library, Plan};
+use vigil_respond::{plan, Context, Library};
 
 #[derive(Subcommand)]
 pub enum PlaybooksCommand {
@@ -200,7 +199,7 @@ pub fn run(cmd: &PlaybooksCommand) -> Result<u8> {
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&plan)?);
             } else {
-                print_plan(&plan, &p.name);
+                crate::report::plan(&plan, &p.name);
             }
             Ok(if plan.problems().next().is_some() {
                 crate::EXIT_COMPLETED_WITH_ERRORS
@@ -240,42 +239,6 @@ fn read_finding(path: &Path) -> Result<Finding> {
     serde_json::from_str(&text).with_context(|| format!("{}: not a Vigil finding", path.display()))
 }
 
-fn print_plan(plan: &Plan, name: &str) {
-    println!(
-        "dry run: {} {} ({:?}){} — nothing is called",
-        plan.playbook,
-        name,
-        plan.automation,
-        plan.environment
-            .map(|e| format!(", {} account", e.as_str()))
-            .unwrap_or_default()
-    );
-    for (i, s) in plan.steps.iter().enumerate() {
-        let state = if !s.runs {
-            "skipped (its condition does not hold)".to_owned()
-        } else if let Some(problem) = &s.problem {
-            format!("CANNOT RUN: {problem}")
-        } else if let Some(g) = s.gate {
-            format!("waits for approval ({g:?})")
-        } else {
-            "runs".to_owned()
-        };
-        println!("\n{}. {} — {}: {state}", i + 1, s.id, s.action);
-        if !s.runs {
-            continue;
-        }
-        println!(
-            "   in account {} region {}",
-            s.account.as_deref().unwrap_or("?"),
-            s.region.as_deref().unwrap_or("?")
-        );
-        println!("   calls {}", s.calls.join(" → "));
-        if let Some(p) = &s.parameters {
-            println!("   with {p}");
-        }
-    }
-}
-
 /// `vigil playbooks run`.
 #[cfg(not(feature = "aws"))]
 fn run_playbook(_args: &RunArgs) -> Result<u8> {
@@ -284,8 +247,7 @@ fn run_playbook(_args: &RunArgs) -> Result<u8> {
 
 #[cfg(feature = "aws")]
 fn run_playbook(args: &RunArgs) -> Result<u8> {
-    use std::sync::Arc;
-    use vigil_respond::{Engine, EngineConfig, RunStatus, Start};
+    use vigil_respond::RunStatus;
 
     let mut config = match &args.config {
         Some(p) => vigil_pipeline::service::ServeConfig::load(p)?,
@@ -294,66 +256,17 @@ fn run_playbook(args: &RunArgs) -> Result<u8> {
     config.apply_env()?;
     let data_dir = args.data_dir.clone().unwrap_or(config.data_dir.clone());
     let finding = read_finding(&args.finding)?;
-    let library = config.response.library()?;
-    let playbook = match &args.playbook {
-        Some(id) => id.clone(),
-        None => library
-            .for_finding(&finding)
-            .map(|p| p.id.clone())
-            .ok_or_else(|| {
-                anyhow!(
-                    "{}: no playbook is triggered by this finding; give --playbook",
-                    args.finding.display()
-                )
-            })?,
-    };
-    let grouping = vigil_store::Grouping {
-        window_ms: config.incident_window.as_millis(),
-        accounts: config.registry()?,
-    };
-    let mut store = vigil_store::Store::open(&data_dir, grouping).context("opening the store")?;
-    let now = vigil_server::now();
-    store.record_findings(std::slice::from_ref(&finding), now)?;
-    let incident_id = store.incident_of(&finding.id)?;
-    let incident = match &incident_id {
-        Some(id) => store
-            .incident(id)?
-            .and_then(|v| serde_json::to_value(v).ok()),
-        None => None,
-    };
-    let store = vigil_store::SharedStore::new(store);
     let user = std::env::var("USER").unwrap_or_else(|_| "cli".into());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let (run, status) = rt.block_on(async {
-        let aws = vigil_aws::Aws::new(config.aws.response_settings()).await;
-        let engine = Engine::new(
-            store.clone(),
-            Arc::new(aws),
-            Arc::new(library),
-            EngineConfig::default(),
-        );
-        let run = engine
-            .create(Start {
-                playbook,
-                finding,
-                incident,
-                incident_id,
-                requested_by: format!("cli:{user}"),
-            })
-            .await?;
-        let mut status = engine.drive(&run.id).await?;
-        while status == RunStatus::AwaitingApproval && args.approve {
-            engine.approve(&run.id, &format!("cli:{user}")).await?;
-            status = engine.drive(&run.id).await?;
-        }
-        anyhow::Ok((run.id, status))
-    })?;
-    let record = store
-        .lock()
-        .run(&run)?
-        .ok_or_else(|| anyhow!("run {run} vanished"))?;
+    let record = vigil_pipeline::service::playbook::run_once(
+        &config,
+        &data_dir,
+        finding,
+        args.playbook.clone(),
+        args.approve,
+        &format!("cli:{user}"),
+    )
+    .with_context(|| args.finding.display().to_string())?;
+    let status = record.status;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&record)?);
     } else {
@@ -364,24 +277,7 @@ fn run_playbook(args: &RunArgs) -> Result<u8> {
             record.status,
             record.note.as_deref().unwrap_or("")
         );
-        let rows = record
-            .steps
-            .iter()
-            .filter(|s| s.status != StepStatus::NotRun || s.phase == Phase::Step)
-            .map(|s| {
-                vec![
-                    s.phase.to_string(),
-                    s.step_id.clone(),
-                    s.action.clone(),
-                    s.status.to_string(),
-                    s.error.clone().unwrap_or_else(|| s.calls.join(", ")),
-                ]
-            });
-        let head = ["PHASE", "STEP", "ACTION", "STATUS", "DONE"].map(String::from);
-        let text = crate::report::table(std::iter::once(head.to_vec()).chain(rows).collect());
-        for line in text.lines() {
-            println!("  {line}");
-        }
+        print!("{}", crate::report::run_steps(&record));
         if status == RunStatus::AwaitingApproval {
             println!("waits for approval: run again with --approve, or approve it through the API");
         }

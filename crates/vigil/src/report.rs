@@ -192,3 +192,186 @@ pub fn scan_table(out: &mut dyn Write, s: &Summary, show_findings: usize) -> io:
     }
     Ok(())
 }
+
+/// ATT&CK coverage by tactic and technique: a table, or markdown.
+pub fn coverage(cov: &vigil_detect::coverage::Coverage, markdown: bool) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut rows = vec![vec![
+        "TACTIC".into(),
+        "TECHNIQUE".into(),
+        "DETECTIONS".into(),
+    ]];
+    for tactic in cov.tactics() {
+        for (t, rules) in &cov.by_tactic[tactic] {
+            let names = rules.iter().cloned().collect::<Vec<_>>().join(", ");
+            rows.push(vec![tactic.to_string(), t.to_string(), names]);
+        }
+    }
+    if markdown {
+        out.push_str("| tactic | technique | detections |\n|---|---|---|\n");
+        for r in &rows[1..] {
+            let _ = writeln!(out, "| {} | {} | {} |", r[0], r[1], r[2]);
+        }
+    } else {
+        let _ = writeln!(out, "{}", table(rows));
+    }
+    let _ = writeln!(
+        out,
+        "{}{} detections, {} techniques, {} tactics{}",
+        if markdown { "\n" } else { "" },
+        cov.detections,
+        cov.by_technique.len(),
+        cov.tactics().len(),
+        if cov.untagged.is_empty() {
+            String::new()
+        } else {
+            format!("; without a technique: {}", cov.untagged.join(", "))
+        }
+    );
+    out
+}
+
+/// A dry run's plan, step by step.
+pub fn plan(plan: &vigil_respond::Plan, name: &str) {
+    println!(
+        "dry run: {} {} ({:?}){} — nothing is called",
+        plan.playbook,
+        name,
+        plan.automation,
+        plan.environment
+            .map(|e| format!(", {} account", e.as_str()))
+            .unwrap_or_default()
+    );
+    for (i, s) in plan.steps.iter().enumerate() {
+        let state = if !s.runs {
+            "skipped (its condition does not hold)".to_owned()
+        } else if let Some(problem) = &s.problem {
+            format!("CANNOT RUN: {problem}")
+        } else if let Some(g) = s.gate {
+            format!("waits for approval ({g:?})")
+        } else {
+            "runs".to_owned()
+        };
+        println!("\n{}. {} — {}: {state}", i + 1, s.id, s.action);
+        if !s.runs {
+            continue;
+        }
+        println!(
+            "   in account {} region {}",
+            s.account.as_deref().unwrap_or("?"),
+            s.region.as_deref().unwrap_or("?")
+        );
+        println!("   calls {}", s.calls.join(" → "));
+        if let Some(p) = &s.parameters {
+            println!("   with {p}");
+        }
+    }
+}
+
+/// A run's steps (and the rollback steps it reached), as a table.
+#[cfg(feature = "aws")]
+pub fn run_steps(record: &vigil_store::RunRecord) -> String {
+    use vigil_model::response::{Phase, StepStatus};
+    let rows = record
+        .steps
+        .iter()
+        .filter(|s| s.status != StepStatus::NotRun || s.phase == Phase::Step)
+        .map(|s| {
+            vec![
+                s.phase.to_string(),
+                s.step_id.clone(),
+                s.action.clone(),
+                s.status.to_string(),
+                s.error.clone().unwrap_or_else(|| s.calls.join(", ")),
+            ]
+        });
+    let head = ["PHASE", "STEP", "ACTION", "STATUS", "DONE"].map(String::from);
+    let text = table(std::iter::once(head.to_vec()).chain(rows).collect());
+    text.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+/// A framework's controls and the checks Vigil runs for each.
+pub fn controls(f: &vigil_comply::framework::Framework) -> String {
+    use vigil_comply::framework::Assessment;
+    let mut rows = vec![["CONTROL", "TITLE", "CHECKS"].map(String::from).to_vec()];
+    for c in &f.controls {
+        let (have, missing) = c.resolve();
+        let how = match c.assessment {
+            Assessment::Manual => "manual".to_owned(),
+            _ if have.is_empty() => "not assessed".to_owned(),
+            _ => have.iter().map(|h| h.id).collect::<Vec<_>>().join(", "),
+        };
+        let gap = if missing.is_empty() || have.is_empty() {
+            String::new()
+        } else {
+            format!(" (no check for: {})", missing.join(", "))
+        };
+        rows.push(vec![c.id.clone(), c.title.clone(), format!("{how}{gap}")]);
+    }
+    format!(
+        "{} {} ({} controls)\n{}\n",
+        f.name,
+        f.version,
+        f.controls.len(),
+        table(rows)
+    )
+}
+
+/// An assessment for people: the results' counts, each framework's score, and
+/// each failing control with its resources, fix and playbook.
+pub fn assessment(
+    snapshot: &vigil_comply::Snapshot,
+    results: &[vigil_comply::CheckResult],
+    verdicts: &[vigil_comply::FrameworkResult],
+) -> String {
+    use std::fmt::Write as _;
+    use vigil_comply::Status;
+    let mut o = String::new();
+    let count = |s: Status| results.iter().filter(|r| r.status == s).count();
+    let _ =
+        writeln!(o,
+        "{} account(s), collected {}: {} results ({} pass, {} fail, {} not applicable, {} error)",
+        snapshot.accounts.len(),
+        snapshot.collected_at,
+        results.len(),
+        count(Status::Pass),
+        count(Status::Fail),
+        count(Status::NotApplicable),
+        count(Status::Error)
+    );
+    for v in verdicts {
+        let score = v.score.map_or("n/a".to_owned(), |s| format!("{s:.1}%"));
+        let _ = writeln!(
+            o,
+            "\n{} {}: {score} ({} pass, {} fail, {} error, {} manual, {} not assessed; {} judged on part of their checks)",
+            v.name, v.version, v.passed, v.failed, v.errors, v.manual, v.not_assessed, v.partial
+        );
+        for c in v
+            .controls
+            .iter()
+            .filter(|c| c.status == "FAIL" || c.status == "ERROR")
+        {
+            let _ = writeln!(o, "  {} {} {}", c.status, c.control_id, c.title);
+            for f in c.failures.iter().take(5) {
+                let _ = writeln!(
+                    o,
+                    "      {} {}: {}",
+                    f.status.as_str(),
+                    f.resource_arn,
+                    f.evidence
+                );
+            }
+            if c.failures.len() > 5 {
+                let _ = writeln!(o, "      … and {} more", c.failures.len() - 5);
+            }
+            if let Some(r) = &c.remediation {
+                let _ = writeln!(o, "      fix: {r}");
+            }
+            if !c.playbooks.is_empty() {
+                let _ = writeln!(o, "      playbook: {}", c.playbooks.join(", "));
+            }
+        }
+    }
+    o
+}

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use vigil_detect::sigma::RuleIssue;
 use vigil_detect::testcases::{self, Case, TestFile};
+use vigil_detect::RuleIssue;
 use vigil_detect::{Detector, DetectorConfig};
 use vigil_model::Event;
 
@@ -73,38 +73,6 @@ fn load(p: &RulePaths) -> (Detector, Vec<RuleIssue>) {
 /// Decodes a test case's events with the same decoders `scan` uses.
 pub fn decode_case(c: &Case) -> Result<Vec<Event>, String> {
     vigil_ingest::decode_document(&c.input, c.source.as_deref(), c.flow_format.as_deref())
-}
-
-fn coverage_table(cov: &vigil_detect::coverage::Coverage, markdown: bool) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    if markdown {
-        out.push_str("| tactic | technique | detections |\n|---|---|---|\n");
-    }
-    for tactic in cov.tactics() {
-        for (t, rules) in &cov.by_tactic[tactic] {
-            let names = rules.iter().cloned().collect::<Vec<_>>().join(", ");
-            if markdown {
-                let _ = writeln!(out, "| {tactic} | {t} | {names} |");
-            } else {
-                let _ = writeln!(out, "{tactic:<21} {t:<10} {names}");
-            }
-        }
-    }
-    let _ = writeln!(
-        out,
-        "{}{} detections, {} techniques, {} tactics{}",
-        if markdown { "\n" } else { "" },
-        cov.detections,
-        cov.by_technique.len(),
-        cov.tactics().len(),
-        if cov.untagged.is_empty() {
-            String::new()
-        } else {
-            format!("; without a technique: {}", cov.untagged.join(", "))
-        }
-    );
-    out
 }
 
 fn exit_for(problems: bool) -> u8 {
@@ -182,7 +150,9 @@ pub fn run(cmd: &RulesCommand) -> Result<u8> {
                     "{}",
                     serde_json::to_string_pretty(&cov.navigator_layer("Vigil detections"))?
                 ),
-                "table" | "markdown" => print!("{}", coverage_table(&cov, c.format == "markdown")),
+                "table" | "markdown" => {
+                    print!("{}", crate::report::coverage(&cov, c.format == "markdown"))
+                }
                 other => anyhow::bail!("--format {other}: expected table, navigator or markdown"),
             }
             Ok(exit_for(!issues.is_empty()))

@@ -12,6 +12,8 @@
 
 pub mod compliance;
 mod config;
+#[cfg(feature = "aws")]
+pub mod playbook;
 
 use std::path::Path;
 use std::sync::Arc;

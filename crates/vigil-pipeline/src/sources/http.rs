@@ -13,7 +13,7 @@
 use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
-use vigil_server::{Ingest, IngestBatch, IngestReceipt};
+use vigil_server::{Ingest, IngestBatch, IngestError, IngestReceipt};
 
 use crate::component::{config_of, BuildContext, Delivery, Inlet, Source, Telemetry};
 use crate::PipelineError;
@@ -70,8 +70,8 @@ impl Source for Http {
 }
 
 impl Ingest for Handle {
-    fn submit(&self, batches: Vec<IngestBatch>) -> Result<IngestReceipt, String> {
-        let inlet = self.inlet.get().ok_or("the pipeline has not started")?;
+    fn submit(&self, batches: Vec<IngestBatch>) -> Result<IngestReceipt, IngestError> {
+        let inlet = self.inlet.get().ok_or(IngestError::Stopped)?;
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
         inlet
             .deliver(Delivery {
@@ -88,11 +88,11 @@ impl Ingest for Handle {
                     reply.send(r).ok();
                 })),
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| IngestError::Stopped)?;
         let r = answer
             .recv()
-            .map_err(|_| "the pipeline stopped before answering".to_owned())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| IngestError::Stopped)?
+            .map_err(|e| IngestError::NotStored(e.to_string()))?;
         Ok(IngestReceipt {
             events: r.events,
             duplicates: r.duplicates,
