@@ -17,6 +17,7 @@ pub mod batch;
 pub mod component;
 pub mod detect;
 pub mod outputs;
+pub mod report;
 mod run;
 pub mod seen;
 pub mod service;

@@ -193,12 +193,12 @@ fn report(cmd: &ComplyCommand, o: &mut String) -> Result<u8> {
                     c.prowler.join(", "),
                 ]
             }));
-            writeln!(o, "{}", crate::report::table(rows))?;
+            writeln!(o, "{}", vigil_pipeline::report::table(rows))?;
             Ok(0)
         }
         ComplyCommand::Controls(a) => {
             for f in pick(Some(&a.framework))? {
-                o.push_str(&crate::report::controls(&f));
+                o.push_str(&vigil_pipeline::report::controls(&f));
             }
             Ok(0)
         }
@@ -220,7 +220,9 @@ fn report(cmd: &ComplyCommand, o: &mut String) -> Result<u8> {
                 });
                 writeln!(o, "{}", serde_json::to_string_pretty(&doc)?)?;
             } else {
-                o.push_str(&crate::report::assessment(&snapshot, &results, &verdicts));
+                o.push_str(&vigil_pipeline::report::assessment(
+                    &snapshot, &results, &verdicts,
+                ));
             }
             Ok(if bad {
                 crate::EXIT_COMPLETED_WITH_ERRORS

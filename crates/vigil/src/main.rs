@@ -4,7 +4,6 @@ mod audit;
 mod comply;
 mod logging;
 mod playbooks;
-mod report;
 mod rules;
 mod scan;
 mod serve;

@@ -126,7 +126,7 @@ pub fn run(cmd: &PlaybooksCommand) -> Result<u8> {
                     p.name.clone(),
                 ]
             }));
-            println!("{}", crate::report::table(rows));
+            println!("{}", vigil_pipeline::report::table(rows));
             Ok(0)
         }
         PlaybooksCommand::Show(args) => {
@@ -199,7 +199,7 @@ pub fn run(cmd: &PlaybooksCommand) -> Result<u8> {
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&plan)?);
             } else {
-                crate::report::plan(&plan, &p.name);
+                vigil_pipeline::report::plan(&plan, &p.name);
             }
             Ok(if plan.problems().next().is_some() {
                 crate::EXIT_COMPLETED_WITH_ERRORS
@@ -277,7 +277,7 @@ fn run_playbook(args: &RunArgs) -> Result<u8> {
             record.status,
             record.note.as_deref().unwrap_or("")
         );
-        print!("{}", crate::report::run_steps(&record));
+        print!("{}", vigil_pipeline::report::run_steps(&record));
         if status == RunStatus::AwaitingApproval {
             println!("waits for approval: run again with --approve, or approve it through the API");
         }

@@ -116,7 +116,7 @@ pub fn run(cmd: &RulesCommand) -> Result<u8> {
                     format!("{}{feeds}", i.title),
                 ]);
             }
-            println!("{}", crate::report::table(rows));
+            println!("{}", vigil_pipeline::report::table(rows));
             for i in &issues {
                 tracing::warn!("{i}");
             }
@@ -151,7 +151,10 @@ pub fn run(cmd: &RulesCommand) -> Result<u8> {
                     serde_json::to_string_pretty(&cov.navigator_layer("Vigil detections"))?
                 ),
                 "table" | "markdown" => {
-                    print!("{}", crate::report::coverage(&cov, c.format == "markdown"))
+                    print!(
+                        "{}",
+                        vigil_pipeline::report::coverage(&cov, c.format == "markdown")
+                    )
                 }
                 other => anyhow::bail!("--format {other}: expected table, navigator or markdown"),
             }

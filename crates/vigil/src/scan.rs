@@ -11,7 +11,8 @@ use vigil_ingest::{DecodeOptions, FlowFormat, Format};
 use vigil_model::Span;
 use vigil_pipeline::batch::{self, BatchConfig, DetectSetup, Stream};
 
-use crate::{report, EXIT_COMPLETED_WITH_ERRORS};
+use crate::EXIT_COMPLETED_WITH_ERRORS;
+use vigil_pipeline::report;
 
 #[derive(Args)]
 pub struct ScanArgs {

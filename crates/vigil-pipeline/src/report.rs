@@ -1,11 +1,11 @@
 //! Every printer of the `vigil` command in one place: tables for people (laid
-//! out by comfy-table), JSON documents for programs.
+//! out by comfy-table), JSON documents for programs. The binary chooses which
+//! and where to; what they say is here.
 
 use std::io::{self, Write};
 
-use anyhow::{bail, Result};
+use crate::batch::{Spool, Summary};
 use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
-use vigil_pipeline::batch::{Spool, Summary};
 
 /// Rows (the first is the header) as an aligned table without borders: text
 /// left-aligned, numbers right-aligned, two spaces between columns.
@@ -36,10 +36,10 @@ pub fn table(rows: Vec<Vec<String>>) -> String {
 
 /// The JSON document: `findings` (every one, streamed from the spool) and then the
 /// summary's fields.
-pub fn scan_json(out: &mut dyn Write, summary: &Summary, spool: Option<&Spool>) -> Result<()> {
+pub fn scan_json(out: &mut dyn Write, summary: &Summary, spool: Option<&Spool>) -> io::Result<()> {
     let rest = serde_json::to_string_pretty(summary)?;
     let Some(fields) = rest.strip_prefix("{\n") else {
-        bail!("the summary is not an object");
+        return Err(io::Error::other("the summary is not an object"));
     };
     out.write_all(b"{\n  \"findings\": [")?;
     if let Some(sp) = spool {
@@ -270,7 +270,6 @@ pub fn plan(plan: &vigil_respond::Plan, name: &str) {
 }
 
 /// A run's steps (and the rollback steps it reached), as a table.
-#[cfg(feature = "aws")]
 pub fn run_steps(record: &vigil_store::RunRecord) -> String {
     use vigil_model::response::{Phase, StepStatus};
     let rows = record
