@@ -130,10 +130,11 @@ pub trait Source: Send {
     }
 }
 
-/// An incident a delivery opened.
+/// A change to an incident a delivery made.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IncidentOpened {
-    pub id: String,
+pub enum IncidentChange {
+    /// A finding opened this incident (its id).
+    Opened(String),
 }
 
 /// Everything one delivery changed, handed to every output in turn.
@@ -148,6 +149,9 @@ pub struct Commit<'a> {
     pub now: Timestamp,
     /// Counts, filled by the store.
     pub receipt: &'a mut Receipt,
+    /// What the delivery did to incidents, filled by the store (which runs
+    /// first) for the outputs after it.
+    pub incidents: Vec<IncidentChange>,
 }
 
 /// A sink of findings (and, through the store, incident changes).

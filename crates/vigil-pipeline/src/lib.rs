@@ -14,8 +14,8 @@
 //! its own table into a struct that refuses unknown keys.
 
 pub mod batch;
-pub mod component;
-pub mod detect;
+mod component;
+mod detect;
 pub mod outputs;
 pub mod report;
 mod run;
@@ -24,7 +24,8 @@ pub mod service;
 pub mod sources;
 
 pub use component::{
-    BuildContext, Checkpoint, Commit, Delivery, Inlet, Output, Receipt, Source, Telemetry,
+    config_of, Ack, BuildContext, Checkpoint, Commit, Delivery, IncidentChange, Inlet, Output,
+    Receipt, Source, Telemetry, ERRORS_LISTED,
 };
 pub use detect::{Detect, Observed};
 pub use run::{now, Pipeline, Running};

@@ -191,6 +191,7 @@ impl Pipeline {
             forget_before,
             now: now(),
             receipt: &mut receipt,
+            incidents: Vec::new(),
         };
         let mut result = Ok(());
         for o in &mut self.outputs {

@@ -15,7 +15,7 @@
 //! findings and checkpoint of the delivery that took them, so a restart knows
 //! exactly what was committed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashSet, VecDeque};
 
 use sha2::{Digest, Sha256};
 use vigil_model::{Event, SourceKind};
@@ -45,8 +45,8 @@ pub fn record_id(e: &Event) -> RecordId {
 pub struct Seen {
     window_ms: i64,
     max: usize,
-    at: HashMap<RecordId, i64>,
-    /// In the order taken, for forgetting the oldest.
+    ids: HashSet<RecordId>,
+    /// In the order taken, with when, for forgetting the oldest.
     order: VecDeque<(RecordId, i64)>,
     pending: Vec<SeenRecord>,
 }
@@ -56,7 +56,7 @@ impl Seen {
         Seen {
             window_ms,
             max: max.max(1),
-            at: HashMap::new(),
+            ids: HashSet::new(),
             order: VecDeque::new(),
             pending: Vec::new(),
         }
@@ -70,11 +70,11 @@ impl Seen {
     }
 
     fn remember(&mut self, id: RecordId, at: i64) {
-        if self.at.insert(id, at).is_none() {
+        if self.ids.insert(id) {
             self.order.push_back((id, at));
             while self.order.len() > self.max {
                 if let Some((old, _)) = self.order.pop_front() {
-                    self.at.remove(&old);
+                    self.ids.remove(&old);
                 }
             }
         }
@@ -82,7 +82,7 @@ impl Seen {
 
     /// Whether the record is new (and now taken, pending the delivery's commit).
     pub fn take(&mut self, id: RecordId, now_ms: i64) -> bool {
-        if self.at.contains_key(&id) {
+        if self.ids.contains(&id) {
             return false;
         }
         self.remember(id, now_ms);
@@ -104,10 +104,10 @@ impl Seen {
     /// taken then.
     pub fn rolled_back(&mut self) {
         for (id, _) in self.pending.drain(..) {
-            self.at.remove(&id);
+            self.ids.remove(&id);
         }
-        let at = &self.at;
-        self.order.retain(|(id, _)| at.contains_key(id));
+        let ids = &self.ids;
+        self.order.retain(|(id, _)| ids.contains(id));
     }
 
     /// Forgets identities older than the window; the time before which the store
@@ -119,17 +119,17 @@ impl Seen {
                 break;
             }
             self.order.pop_front();
-            self.at.remove(&id);
+            self.ids.remove(&id);
         }
         horizon
     }
 
     pub fn len(&self) -> usize {
-        self.at.len()
+        self.ids.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.at.is_empty()
+        self.ids.is_empty()
     }
 }
 

@@ -6,7 +6,23 @@ use std::sync::Arc;
 use vigil_detect::testcases::RuleTexts;
 use vigil_detect::{DetectorConfig, Findings};
 use vigil_pipeline::outputs::store::StoreOutput;
-use vigil_pipeline::{build_outputs, build_sources, Delivery, Detect, Output, Pipeline, Telemetry};
+use vigil_pipeline::{
+    build_outputs, build_sources, Commit, Delivery, Detect, IncidentChange, Output, Pipeline,
+    PipelineError, Telemetry,
+};
+
+/// An output that keeps the incident changes it is handed.
+struct Incidents(Arc<std::sync::Mutex<Vec<IncidentChange>>>);
+
+impl Output for Incidents {
+    fn name(&self) -> &str {
+        "incidents"
+    }
+    fn commit(&mut self, c: &mut Commit<'_>) -> Result<(), PipelineError> {
+        self.0.lock().unwrap().extend(c.incidents.iter().cloned());
+        Ok(())
+    }
+}
 use vigil_store::{Grouping, SharedStore, Store};
 
 fn tables(text: &str, key: &str) -> Vec<toml::Table> {
@@ -36,6 +52,9 @@ fn the_jsonl_output_writes_every_finding_as_it_changes() {
     .unwrap();
     assert_eq!(configured[0].name(), "siem");
     let mut outputs: Vec<Box<dyn Output>> = configured;
+    let opened = Arc::new(std::sync::Mutex::new(Vec::new()));
+    outputs.push(Box::new(Incidents(Arc::clone(&opened))));
+    // Listed last, run first: the store is the commit point.
     outputs.push(Box::new(StoreOutput::new(store.clone())));
     let (detector, _) = RuleTexts {
         files: Vec::new(),
@@ -81,6 +100,16 @@ fn the_jsonl_output_writes_every_finding_as_it_changes() {
         assert_eq!(l["detail-type"], "Security Finding");
         assert_eq!(l["detail"]["count"], 2, "{l}");
     }
+    // The outputs after the store were told of each incident opened, once.
+    let opened = opened.lock().unwrap().clone();
+    let listed = store
+        .lock()
+        .incidents(&Default::default())
+        .unwrap()
+        .items
+        .len();
+    assert!(listed >= 1);
+    assert_eq!(opened.len(), listed, "{opened:?}");
 }
 
 #[test]

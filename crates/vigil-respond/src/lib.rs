@@ -7,16 +7,18 @@
 //! What it is not: the calls to AWS. The engine asks an [`exec::Executor`] to
 //! carry each action out; `vigil-aws` is the one that calls AWS.
 
-pub mod action;
-pub mod context;
-pub mod engine;
+mod action;
+mod context;
+mod engine;
+/// The seam to the outside world: what runs an action (`vigil-aws` supplies
+/// the real one).
 pub mod exec;
-pub mod plan;
-pub mod playbook;
-pub mod template;
+mod plan;
+mod playbook;
+mod template;
 
 pub use action::{ActionSpec, CATALOGUE};
-pub use context::Context;
+pub use context::{resource_type_of, Context};
 pub use engine::{Engine, EngineConfig, EngineError, RunStatus, Start};
 pub use plan::{plan, Gate, Plan, PlannedStep};
 pub use playbook::{Automation, Library, OnFailure, Playbook, PlaybookError, Step};

@@ -417,6 +417,10 @@ async fn authenticate(State(app): State<Arc<AppState>>, req: Request, next: Next
 /// and the size limit: a client that stops half-way through a body is answered
 /// 408 and its connection freed, rather than held by a handler waiting for bytes.
 async fn read_body(State(app): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    // Nothing to wait for (a GET): no deadline to keep.
+    if axum::body::HttpBody::size_hint(req.body()).exact() == Some(0) {
+        return next.run(req).await;
+    }
     let (parts, body) = req.into_parts();
     let read = axum::body::to_bytes(body, app.max_body);
     let bytes = match tokio::time::timeout(app.body_timeout, read).await {

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 use vigil_model::Finding;
 use vigil_model::{Severity, Timestamp};
-use vigil_respond::engine::EngineError;
+use vigil_respond::EngineError;
 use vigil_respond::{Engine, Start};
 
 use crate::api::{body, can_read, limit_of, record, to_json, ApiResult};
@@ -146,7 +146,7 @@ async fn start(app: &Arc<AppState>, p: &Principal, b: RemediateBody) -> ApiResul
     let mut finding: Finding = serde_json::from_str(raw.get())
         .map_err(|e| ApiError::internal(format!("finding {finding_id}: {e}")))?;
     if let Some(arn) = &b.resource_arn {
-        finding.detail.resource_type = vigil_respond::context::resource_type_of(arn)
+        finding.detail.resource_type = vigil_respond::resource_type_of(arn)
             .map(str::to_owned)
             .or(finding.detail.resource_type.take());
         finding.detail.resource_arn = Some(arn.clone());

@@ -180,6 +180,7 @@ fn incident_for(
         .execute(params![account, hour_of(now.as_millis())])?;
     }
     done.new_incidents += 1;
+    done.opened.push(id.clone());
     Ok(id)
 }
 

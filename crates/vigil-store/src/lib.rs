@@ -75,11 +75,13 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// What storing a batch of findings did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Recorded {
     pub new_findings: u64,
     pub updated_findings: u64,
     pub new_incidents: u64,
+    /// The ids of the incidents opened.
+    pub opened: Vec<String>,
 }
 
 /// A page of a listing, newest first; `next_cursor` fetches the page after it.
@@ -147,7 +149,7 @@ impl SharedStore {
 }
 
 /// A record identity the pipeline has taken (a 16-byte digest), and when (wall
-/// clock, ms).
+/// clock, ms; one time for all of a delivery's records).
 pub type SeenRecord = ([u8; 16], i64);
 
 /// Everything one delivery of telemetry changed, committed together: the
@@ -546,13 +548,14 @@ impl Store {
                 params![source, position, now.as_millis()],
             )?;
         }
-        if !d.records.is_empty() {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO seen_records (id, seen_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-            )?;
-            for (id, at) in d.records {
-                insert.execute(params![&id[..], at])?;
+        if let Some((_, at)) = d.records.first() {
+            // One row for the delivery: its identities side by side.
+            let mut ids = Vec::with_capacity(d.records.len() * 16);
+            for (id, _) in d.records {
+                ids.extend_from_slice(id);
             }
+            tx.prepare_cached("INSERT INTO seen_records (seen_at, ids) VALUES (?1, ?2)")?
+                .execute(params![at, ids])?;
         }
         if let Some(before) = d.forget_before {
             tx.execute("DELETE FROM seen_records WHERE seen_at < ?1", [before])?;
@@ -565,18 +568,23 @@ impl Store {
     pub fn seen_records(&self, since: i64) -> Result<Vec<SeenRecord>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id, seen_at FROM seen_records WHERE seen_at >= ?1 ORDER BY seen_at")?;
+            .prepare("SELECT seen_at, ids FROM seen_records WHERE seen_at >= ?1 ORDER BY seq")?;
         let rows = stmt.query_map([since], |r| {
-            let id: Vec<u8> = r.get(0)?;
-            Ok((id, r.get::<_, i64>(1)?))
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, at) = row?;
-            let id: [u8; 16] = id
-                .try_into()
-                .map_err(|_| StoreError::Damaged("a seen record id is not 16 bytes".into()))?;
-            out.push((id, at));
+            let (at, ids) = row?;
+            if ids.len() % 16 != 0 {
+                return Err(StoreError::Damaged(
+                    "a row of seen record ids is not a whole number of 16-byte ids".into(),
+                ));
+            }
+            for id in ids.chunks_exact(16) {
+                let mut one = [0u8; 16];
+                one.copy_from_slice(id);
+                out.push((one, at));
+            }
         }
         Ok(out)
     }

@@ -254,15 +254,17 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX IF NOT EXISTS assessments_latest ON assessments (framework, scope, seq);
     "#,
-    // 7: the identities of the records the pipeline has taken (a digest of the
-    // CloudTrail eventID, finding id and update time, flow record…), kept for a
+    // 7: the identities of the records the pipeline has taken (16-byte digests
+    // of the CloudTrail eventID, the finding id and update time, the flow
+    // record…), one row per delivery with its identities side by side, kept for a
     // window of wall-clock time, so that a record delivered again (a retry, a
     // redelivered message, a re-read file) counts once, across restarts too.
     r#"
     CREATE TABLE IF NOT EXISTS seen_records (
-        id       BLOB PRIMARY KEY,
-        seen_at  INTEGER NOT NULL
-    ) WITHOUT ROWID;
+        seq      INTEGER PRIMARY KEY,
+        seen_at  INTEGER NOT NULL,
+        ids      BLOB NOT NULL
+    );
     CREATE INDEX IF NOT EXISTS seen_records_at ON seen_records (seen_at);
     "#,
 ];

@@ -5,7 +5,7 @@
 
 use vigil_store::SharedStore;
 
-use crate::component::{Commit, Output};
+use crate::component::{Commit, IncidentChange, Output};
 use crate::PipelineError;
 
 pub struct StoreOutput {
@@ -38,6 +38,8 @@ impl Output for StoreOutput {
         c.receipt.new_findings += done.new_findings;
         c.receipt.updated_findings += done.updated_findings;
         c.receipt.new_incidents += done.new_incidents;
+        c.incidents
+            .extend(done.opened.into_iter().map(IncidentChange::Opened));
         Ok(())
     }
 }
