@@ -168,8 +168,8 @@ pub trait Output: Send {
         false
     }
 
-    /// Sees an event before detection (for example, to recheck compliance when
-    /// a change to what it judges goes by).
+    /// Sees each event taken (a record delivered again is not shown again): for
+    /// example, to recheck compliance when a change to what it judges goes by.
     fn event(&mut self, _e: &Event) {}
 
     /// Whether this output is the store: the one that commits checkpoints and

@@ -156,15 +156,15 @@ impl Pipeline {
             .collect();
         for item in decoder.by_ref() {
             match item {
-                Item::Event(e) => {
-                    for &i in &taps {
-                        self.outputs[i].event(&e);
+                Item::Event(e) => match self.detect.observe(&e, now, &mut |_, _| {}) {
+                    Observed::Detected => {
+                        receipt.events += 1;
+                        for &i in &taps {
+                            self.outputs[i].event(&e);
+                        }
                     }
-                    match self.detect.observe(&e, now, &mut |_, _| {}) {
-                        Observed::Detected => receipt.events += 1,
-                        Observed::Duplicate => receipt.duplicates += 1,
-                    }
-                }
+                    Observed::Duplicate => receipt.duplicates += 1,
+                },
                 Item::Error(e) => note_error(receipt, source, e.to_string()),
             }
         }

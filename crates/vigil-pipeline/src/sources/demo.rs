@@ -137,6 +137,25 @@ fn flow_times(line: &str) -> Option<(Vec<&str>, i64, i64)> {
     ))
 }
 
+/// A replay is a new occurrence of the story: its CloudTrail records get event
+/// ids of their own (the original's and the replay's time), so that replaying it
+/// again is not taken for a redelivery. (Findings and flow records are new by
+/// their moved times already.)
+fn renew_event_ids(v: &mut Value, end_ms: i64) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                match x {
+                    Value::String(s) if k == "eventID" => *s = format!("{s}-{end_ms}"),
+                    other => renew_event_ids(other, end_ms),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| renew_event_ids(x, end_ms)),
+        _ => {}
+    }
+}
+
 /// The case's input moved so that its last event is at `end` (ms).
 fn moved(input: &[u8], end_ms: i64) -> Vec<u8> {
     let text = String::from_utf8_lossy(input);
@@ -163,6 +182,7 @@ fn moved(input: &[u8], end_ms: i64) -> Vec<u8> {
                     *s = Timestamp::from_millis(t.as_millis() + by).to_string();
                 }
             });
+            renew_event_ids(&mut v, end_ms);
             out.extend_from_slice(v.to_string().as_bytes());
             out.push(b'\n');
         }
@@ -257,6 +277,12 @@ mod tests {
         let last = String::from_utf8(batches.last().unwrap().body.clone()).unwrap();
         let v: Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
         assert_eq!(v["eventTime"], Timestamp::from_millis(now).to_string());
+        // Replayed later, the same record has another id: not a redelivery.
+        let again = scenario(now + 60_000);
+        let later = String::from_utf8(again.last().unwrap().body.clone()).unwrap();
+        let w: Value = serde_json::from_str(later.lines().last().unwrap()).unwrap();
+        assert!(v["eventID"].is_string());
+        assert_ne!(v["eventID"], w["eventID"]);
         let flows = batches
             .iter()
             .find(|b| b.name == "demo:vigil_flow_port_scan")
