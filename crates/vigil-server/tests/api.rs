@@ -2,6 +2,7 @@
 //! both signature forms, every way a signature can be wrong, roles, the incident
 //! lifecycle, listings and the audit log.
 
+mod serving;
 mod support;
 
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use vigil_model::Timestamp;
 use vigil_server::{AccessKey, ApiConfig, AppState, Ingest, IngestBatch, IngestReceipt, Role};
 use vigil_store::{Grouping, SharedStore, Store};
 
+use serving::Serving;
 use support::{raw_call, signed, Key, Reply, Signing};
 
 const ANALYST: Key = Key {
@@ -64,8 +66,7 @@ impl Ingest for Recorder {
 
 struct Server {
     addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _serving: Serving,
     writer: SharedStore,
     recorder: Arc<Recorder>,
     _dir: tempfile::TempDir,
@@ -101,29 +102,10 @@ impl Server {
             )
             .unwrap(),
         );
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                vigil_server::serve(listener, None, app, async {
-                    rx.await.ok();
-                })
-                .await
-                .unwrap();
-            });
-        });
+        let serving = Serving::start(app);
         Server {
-            addr,
-            stop: Some(tx),
-            thread: Some(thread),
+            addr: serving.addr,
+            _serving: serving,
             writer,
             recorder,
             _dir: dir,
@@ -135,17 +117,6 @@ impl Server {
             .lock()
             .record_findings(findings, vigil_server::now())
             .unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            tx.send(()).ok();
-        }
-        if let Some(t) = self.thread.take() {
-            t.join().ok();
-        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! instead of taking descriptors.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,11 +11,9 @@ use vigil_model::Span;
 use vigil_server::{ApiConfig, AppState};
 use vigil_store::{Grouping, SharedStore, Store};
 
-struct Server {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+mod serving;
+
+struct Server(serving::Serving);
 
 impl Server {
     fn start(max_connections: usize) -> Server {
@@ -27,49 +25,15 @@ impl Server {
             ..ApiConfig::default()
         };
         let app = Arc::new(AppState::new(&config, SharedStore::new(store), None).unwrap());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                vigil_server::serve(listener, None, app, async {
-                    rx.await.ok();
-                })
-                .await
-                .unwrap();
-            });
-        });
-        Server {
-            addr,
-            stop: Some(tx),
-            thread: Some(thread),
-        }
+        Server(serving::Serving::start(app))
     }
 
     fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect(self.addr).unwrap();
+        let s = TcpStream::connect(self.0.addr).unwrap();
         // A bound on every read, so that a server that never closes fails the
         // test instead of hanging it; far above the 500 ms deadlines.
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         s
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            tx.send(()).ok();
-        }
-        if let Some(t) = self.thread.take() {
-            t.join().ok();
-        }
     }
 }
 
