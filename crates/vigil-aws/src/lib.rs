@@ -16,13 +16,14 @@ mod guardduty;
 mod iam;
 pub mod inventory;
 mod kms;
-mod organizations;
+pub mod organizations;
 mod s3;
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+pub use aws_config::SdkConfig;
+use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 pub use s3::FixedEndpoint;
@@ -97,17 +98,8 @@ impl Aws {
     /// Loads Vigil's own credentials the SDK's usual way (environment, profile,
     /// container or instance role).
     pub async fn new(settings: AwsSettings) -> Aws {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http_client())
-            .region(Region::new(home_region(&settings)));
-        if let Some(url) = &settings.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        if let Some(c) = &settings.credentials {
-            loader = loader.credentials_provider(c.clone());
-        }
         Aws {
-            base: loader.load().await,
+            base: sdk_config(&settings).await,
             settings,
             sessions: Mutex::new(HashMap::new()),
         }
@@ -247,6 +239,34 @@ impl Aws {
         }
     }
 
+    /// Every account of the organization (its OU path and tags), read in
+    /// `management` (the management account, or a delegated administrator)
+    /// through the response role there, or with Vigil's own credentials.
+    pub async fn organization_members(
+        &self,
+        management: Option<&str>,
+    ) -> Result<Vec<organizations::Member>, ActionError> {
+        let c = client!(aws_sdk_organizations, self, management, None);
+        organizations::members(&c).await
+    }
+
+    /// The regions enabled in `account` (opt-in regions only where opted in).
+    pub async fn enabled_regions(&self, account: Option<&str>) -> Result<Vec<String>, ActionError> {
+        let c = client!(aws_sdk_ec2, self, account, None);
+        let out = c
+            .describe_regions()
+            .send()
+            .await
+            .map_err(|e| sdk_error("ec2:DescribeRegions", e))?;
+        let mut regions: Vec<String> = out
+            .regions()
+            .iter()
+            .filter_map(|r| r.region_name().map(str::to_owned))
+            .collect();
+        regions.sort();
+        Ok(regions)
+    }
+
     /// An S3 client; against an endpoint of one's own (an emulator), buckets go
     /// in the path, since its host name has no bucket subdomains.
     async fn s3(
@@ -339,6 +359,38 @@ fn partition(region: &str) -> &'static str {
 }
 
 /// Sorts an SDK error into the kinds the engine acts on.
+/// An SDK error as one line: the service's code and message where it gave
+/// them, else the whole chain of causes.
+pub fn error_text<E>(
+    e: &aws_sdk_iam::error::SdkError<E, aws_sdk_iam::config::http::HttpResponse>,
+) -> String
+where
+    E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata};
+    match (e.code(), e.message()) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c.to_owned(),
+        _ => DisplayErrorContext(e).to_string(),
+    }
+}
+
+/// The SDK configuration every client of Vigil's starts from: the HTTP client,
+/// the region, the endpoint and credentials of `settings`, else found the
+/// SDK's usual way (environment, profile, container or instance role).
+pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client())
+        .region(Region::new(home_region(settings)));
+    if let Some(url) = &settings.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if let Some(c) = &settings.credentials {
+        loader = loader.credentials_provider(c.clone());
+    }
+    loader.load().await
+}
+
 pub(crate) fn sdk_error<E>(
     op: &str,
     e: aws_sdk_iam::error::SdkError<E, aws_sdk_iam::config::http::HttpResponse>,

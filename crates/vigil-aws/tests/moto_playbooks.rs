@@ -1045,6 +1045,8 @@ async fn in_production_a_destructive_step_of_a_full_playbook_waits_for_approval(
         name: "payments-prod".into(),
         environment: Environment::Production,
         owner: None,
+        regions: Vec::new(),
+        ou: None,
     }])
     .unwrap();
     let bed = bed_with(start_moto(), None, Vec::new(), accounts).await;

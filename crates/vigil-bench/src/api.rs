@@ -328,7 +328,7 @@ async fn load(
 /// A console sign-in without MFA by IAM user `bench-u<i>`, in one of the 20
 /// accounts the store already has: a new principal, so a new finding, for each
 /// `i`, without adding accounts a real organization would not have.
-fn console_login(i: u64, now: i64) -> Value {
+pub(crate) fn console_login(i: u64, now: i64) -> Value {
     let account = format!("{:012}", 100_000_000_000 + i % 20);
     let user = format!("bench-u{i}");
     json!({
@@ -350,7 +350,7 @@ fn user_arn(i: u64) -> String {
 }
 
 /// An ordinary read call, which no rule flags.
-fn benign(i: u64, now: i64) -> Value {
+pub(crate) fn benign(i: u64, now: i64) -> Value {
     json!({
         "eventVersion": "1.08", "eventTime": iso(now), "eventSource": "ec2.amazonaws.com",
         "eventName": "DescribeInstances", "awsRegion": "us-east-1", "sourceIPAddress": "10.0.0.1",

@@ -14,6 +14,7 @@ mod corpus;
 mod measure;
 #[cfg(feature = "peer")]
 mod peer;
+mod queue;
 mod respond;
 
 use std::path::PathBuf;
@@ -22,7 +23,7 @@ use anyhow::{bail, Result};
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  vigil-bench gen --out DIR [--cloudtrail-mb N] [--flow-mb N] [--file-mb N] [--seed N] [--ordinary]\n  vigil-bench run --dir DIR --vigil PATH [--rounds N] [--rules DIR]\n  vigil-bench peer --dir DIR --rules DIR   (built with --features peer)\n  vigil-bench api --dir DIR --vigil PATH [--findings N] [--clients N] [--seconds N]\n  vigil-bench respond --dir DIR --vigil PATH --moto PATH [--rounds N]"
+        "usage:\n  vigil-bench gen --out DIR [--cloudtrail-mb N] [--flow-mb N] [--file-mb N] [--seed N] [--ordinary]\n  vigil-bench run --dir DIR --vigil PATH [--rounds N] [--rules DIR]\n  vigil-bench peer --dir DIR --rules DIR   (built with --features peer)\n  vigil-bench api --dir DIR --vigil PATH [--findings N] [--clients N] [--seconds N]\n  vigil-bench respond --dir DIR --vigil PATH --moto PATH [--rounds N]\n  vigil-bench queue --dir DIR --vigil PATH --moto PATH [--objects N] [--records N] [--samples N]"
     );
     std::process::exit(2)
 }
@@ -113,6 +114,21 @@ fn main() -> Result<()> {
                 vigil: PathBuf::from(vigil),
                 moto: PathBuf::from(moto),
                 rounds: num("--rounds", 20)?,
+            })
+        }
+        "queue" => {
+            let (Some(dir), Some(vigil), Some(moto)) =
+                (get("--dir"), get("--vigil"), get("--moto"))
+            else {
+                usage()
+            };
+            queue::run(&queue::Spec {
+                dir: PathBuf::from(dir),
+                vigil: PathBuf::from(vigil),
+                moto: PathBuf::from(moto),
+                objects: num("--objects", 400)?,
+                records: num("--records", 500)?,
+                samples: num("--samples", 100)?,
             })
         }
         other => bail!("unknown command {other:?}"),

@@ -33,8 +33,8 @@ pub struct Spec {
 const ACCOUNT: &str = "123456789012";
 /// Regional resources live outside the home region, as in a real estate.
 const REGION: &str = "eu-west-1";
-const KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
-const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+pub(crate) const KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
+pub(crate) const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 
 /// The playbooks whose automation is `full`.
 const PLAYBOOKS: [&str; 10] = [
@@ -42,9 +42,9 @@ const PLAYBOOKS: [&str; 10] = [
     "PB-013",
 ];
 
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Moto {
@@ -54,7 +54,7 @@ impl Drop for Moto {
     }
 }
 
-fn start_moto(path: &Path) -> Result<Moto> {
+pub(crate) fn start_moto(path: &Path) -> Result<Moto> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();

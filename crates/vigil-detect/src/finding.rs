@@ -10,7 +10,7 @@ use vigil_model::{Severity, Timestamp};
 
 pub use vigil_model::finding::{
     playbook, Category, Evidence, Finding, FindingDetail, Mitre, PlaybookRef, Remediation,
-    RuleKind, RuleRef, FINDING_SOURCE, MAX_EVENT_IDS, PLAYBOOKS,
+    RuleKind, RuleRef, FINDING_SOURCE, MAX_EVENT_IDS, MAX_RESOURCES, PLAYBOOKS,
 };
 
 /// What a finding's rule contributes to it, worked out once per rule.
@@ -132,8 +132,6 @@ impl RuleInfo {
         })
     }
 }
-
-const MAX_RESOURCES: usize = 20;
 
 /// One detection, before dedup.
 #[derive(Clone, Debug)]
@@ -291,6 +289,18 @@ impl Findings {
         self.open.insert(key_of(&f), f);
     }
 
+    /// Takes the id and number the store gave the finding this stage knows as
+    /// `local_id` (another writer's finding, when both detected the same thing;
+    /// or the store's next number of the day): later alerts update it under them.
+    pub fn adopt(&mut self, local_id: &str, stored: &Finding) {
+        if let Some(f) = self.open.get_mut(&key_of(stored)) {
+            if f.id == local_id {
+                f.id.clone_from(&stored.id);
+                f.detail.finding_id.clone_from(&stored.detail.finding_id);
+            }
+        }
+    }
+
     /// Numbers new findings of a day after `finding_id` (`sec-YYYY-MM-DD-N`), one
     /// already given out; other ids are ignored.
     pub fn note_finding_id(&mut self, finding_id: &str) {
@@ -346,6 +356,11 @@ impl Findings {
 
     pub fn open_count(&self) -> usize {
         self.open.len()
+    }
+
+    /// The findings still open.
+    pub fn open(&self) -> impl Iterator<Item = &Finding> {
+        self.open.values()
     }
 
     /// Records `alert` (detected at wall-clock `now`) and returns the finding it

@@ -32,6 +32,12 @@ pub use error::{Location, OpenError, RecordError, RecordErrorKind};
 pub use vpcflow::{FlowField, FlowFormat};
 pub use walk::{walk, walk_confined, WalkError};
 
+/// Which telemetry an EventBridge event of this `detail-type` carries, if any
+/// Vigil reads (CloudTrail's `… via CloudTrail` types, GuardDuty, Security Hub).
+pub fn eventbridge_source(detail_type: &str) -> Option<Format> {
+    eventbridge::source_of(detail_type)
+}
+
 /// The telemetry formats, as named on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Format {

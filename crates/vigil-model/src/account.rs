@@ -3,6 +3,7 @@
 //! account's name wherever its id appears.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -52,12 +53,21 @@ pub struct Account {
     pub environment: Environment,
     #[serde(default)]
     pub owner: Option<String>,
+    /// The regions enabled in it, where known (read from AWS on onboarding).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
+    /// Its organizational units, root first (`Workloads/Prod`), when it came
+    /// from AWS Organizations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ou: Option<String>,
 }
 
-/// Every registered account, by id.
+/// Every registered account, by id. A handle: its clones share one registry,
+/// so that a refresh (accounts joining the organization) reaches every holder
+/// at once, without a restart.
 #[derive(Clone, Debug, Default)]
 pub struct AccountRegistry {
-    by_id: BTreeMap<String, Account>,
+    by_id: Arc<RwLock<BTreeMap<String, Account>>>,
 }
 
 /// Why a list of accounts is refused.
@@ -81,6 +91,12 @@ impl std::error::Error for AccountError {}
 impl AccountRegistry {
     /// Builds the registry, refusing ids that are not 12 digits or that repeat.
     pub fn new(accounts: Vec<Account>) -> Result<AccountRegistry, AccountError> {
+        Ok(AccountRegistry {
+            by_id: Arc::new(RwLock::new(Self::index(accounts)?)),
+        })
+    }
+
+    fn index(accounts: Vec<Account>) -> Result<BTreeMap<String, Account>, AccountError> {
         let mut by_id = BTreeMap::new();
         for a in accounts {
             if a.id.len() != 12 || !a.id.bytes().all(|b| b.is_ascii_digit()) {
@@ -90,22 +106,43 @@ impl AccountRegistry {
                 return Err(AccountError::Twice(old.id));
             }
         }
-        Ok(AccountRegistry { by_id })
+        Ok(by_id)
     }
 
-    pub fn get(&self, id: &str) -> Option<&Account> {
-        self.by_id.get(id)
+    /// Puts `accounts` in place of every account, for every holder of the
+    /// registry (refused whole, as [`AccountRegistry::new`] refuses).
+    pub fn replace(&self, accounts: Vec<Account>) -> Result<(), AccountError> {
+        let by_id = Self::index(accounts)?;
+        *self.by_id.write().unwrap_or_else(PoisonError::into_inner) = by_id;
+        Ok(())
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Account> {
-        self.by_id.values()
+    pub fn get(&self, id: &str) -> Option<Account> {
+        self.read().get(id).cloned()
+    }
+
+    /// Every account, by id.
+    pub fn list(&self) -> Vec<Account> {
+        self.read().values().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Account>> {
+        self.by_id.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// `s` weighted by the environment of `account`; unregistered accounts are
     /// taken as they come.
     pub fn weigh(&self, account: Option<&str>, s: Severity) -> Severity {
-        match account.and_then(|a| self.get(a)) {
-            Some(a) => a.environment.weigh(s),
+        match account.and_then(|a| self.read().get(a).map(|a| a.environment)) {
+            Some(e) => e.weigh(s),
             None => s,
         }
     }
@@ -121,6 +158,8 @@ mod tests {
             name: "n".into(),
             environment,
             owner: None,
+            regions: Vec::new(),
+            ou: None,
         }
     }
 

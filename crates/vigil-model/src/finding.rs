@@ -236,4 +236,47 @@ pub struct Finding {
 
 /// The EventBridge `source` findings are published under.
 pub const FINDING_SOURCE: &str = "com.security.platform";
+/// How many event ids a finding lists (its count says how many there were).
 pub const MAX_EVENT_IDS: usize = 10;
+/// How many resources a finding lists.
+pub const MAX_RESOURCES: usize = 20;
+
+impl Finding {
+    /// The key repeats fold under: the rule, the principal and the resource.
+    pub fn dedup_key(&self) -> String {
+        let d = &self.detail;
+        format!(
+            "{}\u{1f}{}\u{1f}{}",
+            d.rule.id,
+            d.principal.as_deref().unwrap_or(""),
+            d.resource_arn.as_deref().unwrap_or("")
+        )
+    }
+
+    /// Folds `other` (the same detection, seen by another writer) into this
+    /// finding: `added` more events, the wider time span, the worse severity,
+    /// and event ids and resources not listed yet (up to the caps).
+    pub fn absorb(&mut self, other: &Finding, added: u64) {
+        let (d, o) = (&mut self.detail, &other.detail);
+        d.first_seen = d.first_seen.min(o.first_seen);
+        d.last_seen = d.last_seen.max(o.last_seen);
+        d.count = d.count.saturating_add(added);
+        d.severity = d.severity.max(o.severity);
+        for id in &o.event_ids {
+            if d.event_ids.len() >= MAX_EVENT_IDS {
+                break;
+            }
+            if !d.event_ids.contains(id) {
+                d.event_ids.push(id.clone());
+            }
+        }
+        for r in &other.resources {
+            if self.resources.len() >= MAX_RESOURCES {
+                break;
+            }
+            if !self.resources.contains(r) {
+                self.resources.push(r.clone());
+            }
+        }
+    }
+}

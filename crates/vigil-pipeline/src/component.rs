@@ -82,8 +82,16 @@ pub struct Delivery {
     pub source: Arc<str>,
     pub items: Vec<Telemetry>,
     pub checkpoint: Option<Checkpoint>,
+    /// Whether what was read is all there is to read, judged before the
+    /// commit: when not (a download that broke, an object that did not decode),
+    /// the findings and record identities are committed but the checkpoint is
+    /// not, so the source may deliver it again. None: always.
+    pub complete: Option<Complete>,
     pub ack: Option<Ack>,
 }
+
+/// See [`Delivery::complete`].
+pub type Complete = Box<dyn FnOnce(&Receipt) -> bool + Send>;
 
 /// What a source holds to deliver: the pipeline's inlet, and whether to stop.
 #[derive(Clone)]
@@ -128,6 +136,11 @@ pub trait Source: Send {
     fn ingest(&self) -> Option<Arc<dyn vigil_server::Ingest>> {
         None
     }
+
+    /// What the source reports about itself in `GET /api/v1/sources`.
+    fn status(&self) -> Option<Arc<dyn vigil_server::SourceStatus>> {
+        None
+    }
 }
 
 /// A change to an incident a delivery made.
@@ -139,8 +152,19 @@ pub enum IncidentChange {
 
 /// Everything one delivery changed, handed to every output in turn.
 pub struct Commit<'a> {
-    /// Findings opened or updated.
-    pub findings: &'a [Finding],
+    /// Findings opened or updated: as detected, until the store (which runs
+    /// first) puts them as stored (folded into another writer's finding of the
+    /// same detection, numbered by the store).
+    pub findings: std::borrow::Cow<'a, [Finding]>,
+    /// How much of each finding's count was committed before (the store adds
+    /// the rest).
+    pub committed: &'a [u64],
+    /// The dedup window: a finding folds into a stored one of its key within it.
+    pub dedup_window_ms: i64,
+    /// The last record-identity row of the store the pipeline has read; filled
+    /// by the store with the row it added.
+    pub records_after: Option<i64>,
+    pub records_seq: Option<i64>,
     pub checkpoint: Option<&'a Checkpoint>,
     /// Record identities first taken by this delivery.
     pub records: &'a [SeenRecord],
@@ -188,6 +212,8 @@ pub struct BuildContext<'a> {
     pub name: String,
     pub data_dir: &'a std::path::Path,
     pub store: &'a SharedStore,
+    /// How the service reaches AWS (`[aws]`).
+    pub aws: &'a crate::service::AwsConfig,
 }
 
 /// Reads a component's table into its configuration struct, naming the

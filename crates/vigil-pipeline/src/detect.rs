@@ -3,6 +3,7 @@
 //! update one finding), and, in a service, records already taken are skipped by
 //! their identity. `vigil scan` and `vigil serve` both detect through it.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -21,6 +22,13 @@ pub struct Detect {
     seen: Option<Seen>,
     /// Where learned baselines are kept between runs, if anywhere.
     baselines: Option<PathBuf>,
+    /// How much of each open finding's count this stage has committed (the
+    /// store adds only the rest, so writers side by side never count twice).
+    committed: HashMap<String, u64>,
+    /// The last record-identity row of the store this stage has read, and the
+    /// rows it added itself since (not read back).
+    records_after: Option<i64>,
+    own_rows: Vec<i64>,
 }
 
 /// What observing one event did.
@@ -32,13 +40,87 @@ pub enum Observed {
 }
 
 impl Detect {
+    /// Detection into `findings`; those open in it already (taken back from
+    /// the store) count as committed.
     pub fn new(detector: Detector, findings: Findings) -> Detect {
+        let committed = findings
+            .open()
+            .map(|f| (f.id.clone(), f.detail.count))
+            .collect();
         Detect {
             detector,
             findings,
             alerts: Vec::new(),
             seen: None,
             baselines: None,
+            committed,
+            records_after: None,
+            own_rows: Vec::new(),
+        }
+    }
+
+    /// Takes back a finding stored before (see [`Findings::reopen`]), as
+    /// committed in full.
+    pub fn reopen(&mut self, f: Finding) {
+        self.committed.insert(f.id.clone(), f.detail.count);
+        self.findings.reopen(f);
+    }
+
+    /// Reads other writers' record identities from row `seq` of the store on.
+    pub fn with_records_after(mut self, seq: i64) -> Detect {
+        self.records_after = Some(seq);
+        self
+    }
+
+    /// The last record-identity row read (see [`Detect::with_records_after`]).
+    pub fn records_after(&self) -> Option<i64> {
+        self.records_after
+    }
+
+    /// Takes the record identities other writers of `store` committed since
+    /// the last call, so that records they took are skipped here.
+    pub fn catch_up(&mut self, store: &vigil_store::Store) -> Result<(), vigil_store::StoreError> {
+        let (Some(after), Some(seen)) = (self.records_after, &mut self.seen) else {
+            return Ok(());
+        };
+        let (rows, last) = store.seen_records_after(after, &self.own_rows)?;
+        seen.restore(rows);
+        self.records_after = Some(last);
+        self.own_rows.retain(|&r| r > last);
+        Ok(())
+    }
+
+    /// How much of each of `changed`'s counts is committed already.
+    pub fn committed_of(&self, changed: &[Finding]) -> Vec<u64> {
+        changed
+            .iter()
+            .map(|f| self.committed.get(&f.id).copied().unwrap_or(0))
+            .collect()
+    }
+
+    /// `local` (as detected here) was committed as `stored`: later alerts
+    /// update the stored finding (its id and number may be another writer's),
+    /// and only what comes after counts next time.
+    pub fn on_committed(
+        &mut self,
+        local: &[Finding],
+        stored: &[Finding],
+        records_seq: Option<i64>,
+    ) {
+        for (l, s) in local.iter().zip(stored) {
+            if l.id != s.id || l.detail.finding_id != s.detail.finding_id {
+                self.findings.adopt(&l.id, s);
+                self.committed.remove(&l.id);
+            }
+            self.committed.insert(s.id.clone(), l.detail.count);
+        }
+        if let Some(r) = records_seq {
+            self.own_rows.push(r);
+        }
+        if self.committed.len() > 2 * self.findings.open_count() + 1024 {
+            let open: std::collections::HashSet<&str> =
+                self.findings.open().map(|f| f.id.as_str()).collect();
+            self.committed.retain(|id, _| open.contains(id.as_str()));
         }
     }
 
@@ -112,8 +194,9 @@ impl Detect {
             seen.rolled_back();
         }
         self.findings.forget_open();
+        self.committed.clear();
         for f in stored {
-            self.findings.reopen(f);
+            self.reopen(f);
         }
     }
 

@@ -97,8 +97,7 @@ fn build_all<T: ?Sized>(
     kind: &str,
     registry: &[(&str, Builder<T>)],
     tables: &[toml::Table],
-    data_dir: &std::path::Path,
-    store: &vigil_store::SharedStore,
+    env: &Env<'_>,
 ) -> Result<Vec<(String, Box<T>)>, PipelineError> {
     let mut out: Vec<(String, Box<T>)> = Vec::new();
     for (i, t) in tables.iter().enumerate() {
@@ -111,30 +110,36 @@ fn build_all<T: ?Sized>(
         let build = find(kind, registry, &ty)?;
         let ctx = BuildContext {
             name: name.clone(),
-            data_dir,
-            store,
+            data_dir: env.data_dir,
+            store: env.store,
+            aws: env.aws,
         };
         out.push((name, build(&ctx, rest)?));
     }
     Ok(out)
 }
 
+/// What every component is built with besides its table.
+pub struct Env<'a> {
+    pub data_dir: &'a std::path::Path,
+    pub store: &'a vigil_store::SharedStore,
+    pub aws: &'a service::AwsConfig,
+}
+
 /// Builds every `[[sources]]` table.
 pub fn build_sources(
     tables: &[toml::Table],
-    data_dir: &std::path::Path,
-    store: &vigil_store::SharedStore,
+    env: &Env<'_>,
 ) -> Result<Vec<Box<dyn Source>>, PipelineError> {
-    let built = build_all("source", sources::REGISTRY, tables, data_dir, store)?;
+    let built = build_all("source", sources::REGISTRY, tables, env)?;
     Ok(built.into_iter().map(|(_, s)| s).collect())
 }
 
 /// Builds every `[[outputs]]` table.
 pub fn build_outputs(
     tables: &[toml::Table],
-    data_dir: &std::path::Path,
-    store: &vigil_store::SharedStore,
+    env: &Env<'_>,
 ) -> Result<Vec<Box<dyn Output>>, PipelineError> {
-    let built = build_all("output", outputs::REGISTRY, tables, data_dir, store)?;
+    let built = build_all("output", outputs::REGISTRY, tables, env)?;
     Ok(built.into_iter().map(|(_, o)| o).collect())
 }

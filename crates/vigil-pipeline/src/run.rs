@@ -53,6 +53,7 @@ pub struct Running {
     sources: Vec<JoinHandle<()>>,
     pipeline: Option<JoinHandle<()>>,
     ingest: Option<Arc<dyn vigil_server::Ingest>>,
+    statuses: Vec<Arc<dyn vigil_server::SourceStatus>>,
 }
 
 impl Pipeline {
@@ -89,11 +90,13 @@ impl Pipeline {
             sources: Vec::new(),
             pipeline: Some(pipeline),
             ingest: None,
+            statuses: Vec::new(),
         };
         for s in sources {
             if let Some(i) = s.ingest() {
                 running.ingest = Some(i);
             }
+            running.statuses.extend(s.status());
             let name = s.name().to_owned();
             tracing::debug!(source = %name, "source starting");
             if let Some(t) = s.start(inlet.clone())? {
@@ -173,10 +176,18 @@ impl Pipeline {
     /// Runs one delivery and acknowledges it; when it was not committed, the
     /// forgetting it carried, to carry over.
     fn handle(&mut self, d: Delivery, forget_before: Option<i64>) -> Option<Option<i64>> {
+        // What other writers of the store took since the last delivery is
+        // skipped here (a commit that races one of them fails, and comes again).
+        if let Some(store) = &self.store {
+            if let Err(e) = self.detect.catch_up(&store.lock()) {
+                tracing::warn!(error = %e, "other writers' record identities not read");
+            }
+        }
         let mut receipt = Receipt::default();
         for item in d.items {
             self.read(item, &mut receipt, &d.source);
         }
+        let complete = d.complete.is_none_or(|c| c(&receipt));
         let mut changed = Vec::new();
         self.detect.take_changed(&mut changed);
         let records = self
@@ -184,9 +195,14 @@ impl Pipeline {
             .seen()
             .map(|s| s.pending().to_vec())
             .unwrap_or_default();
+        let committed = self.detect.committed_of(&changed);
         let mut commit = Commit {
-            findings: &changed,
-            checkpoint: d.checkpoint.as_ref(),
+            findings: std::borrow::Cow::Borrowed(&changed),
+            committed: &committed,
+            dedup_window_ms: self.detect.findings().window_ms(),
+            records_after: self.detect.records_after(),
+            records_seq: None,
+            checkpoint: d.checkpoint.as_ref().filter(|_| complete),
             records: &records,
             forget_before,
             now: now(),
@@ -207,10 +223,15 @@ impl Pipeline {
             }
         }
         let undone = result.is_err();
+        let records_seq = commit.records_seq;
+        let stored = commit.findings;
         if undone {
             self.roll_back();
-        } else if let Some(seen) = self.detect.seen() {
-            seen.committed();
+        } else {
+            self.detect.on_committed(&changed, &stored, records_seq);
+            if let Some(seen) = self.detect.seen() {
+                seen.committed();
+            }
         }
         match &result {
             Ok(()) => tracing::debug!(
@@ -260,6 +281,11 @@ impl Running {
     /// is configured.
     pub fn ingest(&self) -> Option<Arc<dyn vigil_server::Ingest>> {
         self.ingest.clone()
+    }
+
+    /// What the sources report about themselves.
+    pub fn statuses(&self) -> Vec<Arc<dyn vigil_server::SourceStatus>> {
+        self.statuses.clone()
     }
 
     /// Somewhere to deliver from outside a source (tests, tools).

@@ -6,22 +6,14 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use vigil_detect::testcases::RuleTexts;
-use vigil_detect::{DetectorConfig, Findings};
+mod common;
+use common::root_login;
+
 use vigil_pipeline::outputs::store::StoreOutput;
-use vigil_pipeline::seen::Seen;
 use vigil_pipeline::{
-    Checkpoint, Commit, Delivery, Detect, Output, Pipeline, PipelineError, Receipt, Running,
-    Telemetry,
+    Checkpoint, Commit, Delivery, Output, Pipeline, PipelineError, Receipt, Running, Telemetry,
 };
 use vigil_store::{Grouping, SharedStore, Store};
-
-/// A CloudTrail record the built-in rules raise "Root account used" on.
-fn root_login(id: &str, minute: u32) -> String {
-    format!(
-        r#"{{"eventVersion":"1.08","eventTime":"2026-12-01T10:{minute:02}:00Z","eventSource":"signin.amazonaws.com","eventName":"ConsoleLogin","awsRegion":"us-east-1","sourceIPAddress":"198.51.100.23","userAgent":"Mozilla/5.0","eventType":"AwsConsoleSignIn","recipientAccountId":"111122223333","eventID":"{id}","responseElements":{{"ConsoleLogin":"Success"}},"additionalEventData":{{"MFAUsed":"No"}},"userIdentity":{{"type":"Root","principalId":"111122223333","arn":"arn:aws:iam::111122223333:root","accountId":"111122223333"}}}}"#
-    )
-}
 
 /// The store, failing its first `fail` commits as a full disk would.
 struct Flaky {
@@ -48,21 +40,7 @@ impl Output for Flaky {
 /// A pipeline over `store` as `vigil serve` makes one after a start: open
 /// findings and remembered records taken back.
 fn start(store: &SharedStore, fail: &Arc<AtomicUsize>) -> Running {
-    let texts = RuleTexts {
-        files: Vec::new(),
-        builtin: true,
-    };
-    let (detector, _) = texts.detector(&DetectorConfig::default());
-    let mut findings = Findings::new(3_600_000).tracking_changes();
-    let mut seen = Seen::new(24 * 3_600_000, 1000);
-    {
-        let s = store.lock();
-        for f in s.recent_findings(3_600_000).unwrap() {
-            findings.reopen(f);
-        }
-        seen.restore(s.seen_records(0).unwrap());
-    }
-    let detect = Detect::new(detector, findings).with_seen(seen);
+    let detect = common::detect_over(store);
     let output = Flaky {
         store: StoreOutput::new(store.clone()),
         fail: Arc::clone(fail),
@@ -86,6 +64,7 @@ fn deliver(p: &Running, lines: &[String], position: &str) -> Result<Receipt, Str
                 key: "test:file".into(),
                 position: position.into(),
             }),
+            complete: None,
             ack: Some(Box::new(move |r| {
                 tx.send(r.map_err(|e| e.to_string())).ok();
             })),

@@ -25,6 +25,17 @@ impl Output for Incidents {
 }
 use vigil_store::{Grouping, SharedStore, Store};
 
+static AWS: std::sync::LazyLock<vigil_pipeline::service::AwsConfig> =
+    std::sync::LazyLock::new(Default::default);
+
+fn env<'a>(dir: &'a std::path::Path, store: &'a SharedStore) -> vigil_pipeline::Env<'a> {
+    vigil_pipeline::Env {
+        data_dir: dir,
+        store,
+        aws: &AWS,
+    }
+}
+
 fn tables(text: &str, key: &str) -> Vec<toml::Table> {
     let doc: toml::Table = toml::from_str(text).unwrap();
     doc[key]
@@ -46,8 +57,7 @@ fn the_jsonl_output_writes_every_finding_as_it_changes() {
             "[[outputs]]\ntype = \"jsonl\"\nname = \"siem\"\npath = \"findings.jsonl\"\n",
             "outputs",
         ),
-        dir.path(),
-        &store,
+        &env(dir.path(), &store),
     )
     .unwrap();
     assert_eq!(configured[0].name(), "siem");
@@ -78,6 +88,7 @@ fn the_jsonl_output_writes_every_finding_as_it_changes() {
                     body: body.into_bytes(),
                 }],
                 checkpoint: None,
+                complete: None,
                 ack: Some(Box::new(move |r| {
                     tx.send(r.is_ok()).ok();
                 })),
@@ -119,11 +130,11 @@ fn a_wrong_component_table_is_refused_by_name() {
     let err = |kind: &str, text: &str| -> String {
         let t = tables(text, kind);
         let e = if kind == "sources" {
-            build_sources(&t, dir.path(), &store)
+            build_sources(&t, &env(dir.path(), &store))
                 .err()
                 .map(|e| e.to_string())
         } else {
-            build_outputs(&t, dir.path(), &store)
+            build_outputs(&t, &env(dir.path(), &store))
                 .err()
                 .map(|e| e.to_string())
         };

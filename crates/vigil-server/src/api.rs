@@ -35,7 +35,25 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/compliance", get(compliance_list))
         .route("/api/v1/compliance/{framework}", get(compliance))
+        .route("/api/v1/sources", get(sources))
         .route("/api/v1/openapi.json", get(openapi))
+}
+
+/// Each configured source that reports on itself: its counters and last error.
+async fn sources(State(app): App, Extension(p): Extension<Principal>) -> ApiResult {
+    can_read(&p)?;
+    let items: Vec<Value> = app
+        .sources
+        .iter()
+        .map(|s| {
+            let mut v = s.status();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("name".into(), Value::from(s.name()));
+            }
+            v
+        })
+        .collect();
+    to_json(json!({ "sources": items }))
 }
 
 /// The API's OpenAPI 3 document, checked in beside this crate.
@@ -125,6 +143,7 @@ async fn accounts(State(app): App, Extension(p): Extension<Principal>) -> ApiRes
     let list: Vec<Value> = app
         .read(|s| {
             Ok(s.accounts()
+                .list()
                 .iter()
                 .map(|a| serde_json::to_value(a).unwrap_or(Value::Null))
                 .collect())

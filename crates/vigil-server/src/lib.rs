@@ -260,6 +260,16 @@ pub struct AppState {
     engine: Option<vigil_respond::Engine>,
     /// The playbooks listed (the engine's, else the built-in ones).
     library: Arc<vigil_respond::Library>,
+    /// What the pipeline's sources report (`GET /api/v1/sources`).
+    sources: Vec<Arc<dyn SourceStatus>>,
+}
+
+/// What a source of the pipeline reports about itself: its counters and its
+/// last error, shown by `GET /api/v1/sources`.
+pub trait SourceStatus: Send + Sync + 'static {
+    fn name(&self) -> &str;
+    /// A JSON object: the source's `type` and its counters.
+    fn status(&self) -> serde_json::Value;
 }
 
 impl AppState {
@@ -303,11 +313,18 @@ impl AppState {
                 header_timeout: config.header_timeout.duration(),
             },
             engine: None,
+            sources: Vec::new(),
             library: Arc::new(
                 vigil_respond::Library::load(None)
                     .map_err(|e| ConfigError::Playbooks(format!("{e:?}")))?,
             ),
         })
+    }
+
+    /// The sources `GET /api/v1/sources` reports on.
+    pub fn with_sources(mut self, sources: Vec<Arc<dyn SourceStatus>>) -> AppState {
+        self.sources = sources;
+        self
     }
 
     /// Turns response on: remediation routes run playbooks with `engine`.

@@ -32,62 +32,136 @@ fn subject_of(f: &Finding) -> Option<&str> {
     Grouping::subject(f)
 }
 
-/// Stores one finding; a new one joins (or opens) its incident.
+/// How a writer's findings meet what is stored.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Mode<'a> {
+    /// Each finding is the whole truth about itself: it replaces the stored
+    /// one of its id (compliance, imports, tests).
+    #[default]
+    Replace,
+    /// The pipeline's: several writers (processes on one store) detect side by
+    /// side, so a finding is folded into the stored one of its id, else into the
+    /// stored one of its dedup key whose window it falls in, counting only what
+    /// this writer had not committed yet (`committed[i]` of finding `i`); a
+    /// finding new to the store takes the store's next number of its day.
+    Merge {
+        window_ms: i64,
+        committed: &'a [u64],
+    },
+}
+
+/// Stores one finding; a new one joins (or opens) its incident. Returns the
+/// finding as stored.
 pub(crate) fn record(
     tx: &Transaction<'_>,
     grouping: &Grouping,
     f: &Finding,
+    mode: Mode<'_>,
+    index: usize,
     now: Timestamp,
     done: &mut Recorded,
-) -> Result<()> {
+) -> Result<Option<Finding>> {
+    let (stored, existing) = match mode {
+        Mode::Replace => {
+            let existing: Option<String> = tx
+                .query_row(
+                    "SELECT incident_id FROM findings WHERE id = ?1",
+                    [&f.id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            (None, existing)
+        }
+        Mode::Merge {
+            window_ms,
+            committed,
+        } => {
+            let d = &f.detail;
+            let by_id = tx
+                .query_row(
+                    "SELECT incident_id, body FROM findings WHERE id = ?1",
+                    [&f.id],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+                )
+                .optional()?;
+            let found = match by_id {
+                Some(row) => Some(row),
+                None => tx
+                    .prepare_cached(
+                        "SELECT incident_id, body FROM findings
+                         WHERE dedup_key = ?1 AND last_seen >= ?2 AND first_seen <= ?3
+                         ORDER BY last_seen DESC LIMIT 1",
+                    )?
+                    .query_row(
+                        params![
+                            f.dedup_key(),
+                            d.first_seen.as_millis() - window_ms,
+                            d.last_seen.as_millis() + window_ms
+                        ],
+                        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+                    )
+                    .optional()?,
+            };
+            match found {
+                Some((incident_id, body)) => {
+                    let mut have: Finding = serde_json::from_str(&body).map_err(|e| {
+                        StoreError::Damaged(format!("a stored finding's body: {e}"))
+                    })?;
+                    let already = committed.get(index).copied().unwrap_or(0);
+                    have.absorb(f, d.count.saturating_sub(already));
+                    (Some(have), Some(incident_id))
+                }
+                None => {
+                    let mut new = f.clone();
+                    new.detail.finding_id = next_finding_id(tx, d.first_seen)?;
+                    (Some(new), None)
+                }
+            }
+        }
+    };
+    let f = stored.as_ref().unwrap_or(f);
     let body = serde_json::to_string(f).map_err(|e| StoreError::Damaged(e.to_string()))?;
     let d = &f.detail;
     let severity = grouping.severity(f);
-    let existing: Option<String> = tx
-        .query_row(
-            "SELECT incident_id FROM findings WHERE id = ?1",
-            [&f.id],
-            |r| r.get(0),
-        )
-        .optional()?;
     let incident_id = match existing {
         Some(incident_id) => {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE findings SET severity = ?2, first_seen = ?3, last_seen = ?4, updated_at = ?5, body = ?6
                  WHERE id = ?1",
-                params![
-                    f.id,
-                    severity_rank(d.severity),
-                    d.first_seen.as_millis(),
-                    d.last_seen.as_millis(),
-                    now.as_millis(),
-                    body
-                ],
-            )?;
+            )?
+            .execute(params![
+                f.id,
+                severity_rank(d.severity),
+                d.first_seen.as_millis(),
+                d.last_seen.as_millis(),
+                now.as_millis(),
+                body
+            ])?;
             done.updated_findings += 1;
             incident_id
         }
         None => {
             let incident_id = incident_for(tx, grouping, f, now, done)?;
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO findings (id, finding_id, account, severity, category, rule_id, subject,
-                    first_seen, last_seen, detected_at, updated_at, incident_id, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12)",
-                params![
-                    f.id,
-                    d.finding_id,
-                    f.account,
-                    severity_rank(d.severity),
-                    d.category.as_str(),
-                    d.rule.id,
-                    subject_of(f),
-                    d.first_seen.as_millis(),
-                    d.last_seen.as_millis(),
-                    now.as_millis(),
-                    incident_id,
-                    body
-                ],
-            )?;
+                    first_seen, last_seen, detected_at, updated_at, incident_id, body, dedup_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13)",
+            )?
+            .execute(params![
+                f.id,
+                d.finding_id,
+                f.account,
+                severity_rank(d.severity),
+                d.category.as_str(),
+                d.rule.id,
+                subject_of(f),
+                d.first_seen.as_millis(),
+                d.last_seen.as_millis(),
+                now.as_millis(),
+                incident_id,
+                body,
+                f.dedup_key()
+            ])?;
             tx.execute(
                 "INSERT INTO timeline (incident_id, at, kind, actor, text, finding_id)
                  VALUES (?1, ?2, ?3, NULL, ?4, ?5)",
@@ -126,7 +200,51 @@ pub(crate) fn record(
             d.last_seen.as_millis()
         ],
     )?;
-    Ok(())
+    Ok(stored)
+}
+
+/// The store's next human-readable finding number of the day `first` falls on
+/// (`sec-YYYY-MM-DD-NNN`), unique across every writer of the store.
+fn next_finding_id(tx: &Transaction<'_>, first: Timestamp) -> Result<String> {
+    let (y, m, d, ..) = first.to_parts();
+    let day = format!("{y:04}-{m:02}-{d:02}");
+    let known: Option<i64> = tx
+        .query_row(
+            "SELECT last FROM finding_days WHERE day = ?1",
+            [&day],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let next = match known {
+        Some(n) => n + 1,
+        None => {
+            // The first of the day this way: after any numbered before (by a
+            // store that predates the counter, or an import).
+            let prefix = format!("sec-{day}-");
+            let mut stmt = tx.prepare_cached(
+                "SELECT finding_id FROM findings WHERE finding_id >= ?1 AND finding_id < ?2",
+            )?;
+            let ids = stmt.query_map(params![prefix, format!("sec-{day}.")], |r| {
+                r.get::<_, String>(0)
+            })?;
+            let mut max = 0i64;
+            for id in ids {
+                if let Some(n) = id?
+                    .strip_prefix(&prefix)
+                    .and_then(|n| n.parse::<i64>().ok())
+                {
+                    max = max.max(n);
+                }
+            }
+            max + 1
+        }
+    };
+    tx.execute(
+        "INSERT INTO finding_days (day, last) VALUES (?1, ?2)
+         ON CONFLICT (day) DO UPDATE SET last = excluded.last",
+        params![day, next],
+    )?;
+    Ok(format!("sec-{day}-{next:03}"))
 }
 
 /// The open incident a new finding joins, or a new one.

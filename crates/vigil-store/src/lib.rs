@@ -31,6 +31,7 @@ use vigil_model::response::RunStatus;
 use vigil_model::Finding;
 use vigil_model::{AccountRegistry, Severity, Timestamp};
 
+pub use incident::Mode as FindingMode;
 pub use incident::{Incident, IncidentQuery, IncidentStatus, IncidentView, TimelineEntry};
 pub use metrics::{Metrics, ThreatRow};
 pub use runs::{AuditLine, RunRecord, StepRecord};
@@ -68,6 +69,10 @@ pub enum StoreError {
     Cursor(String),
     #[error("a stored row is damaged: {0}")]
     Damaged(String),
+    /// Another writer committed some of the same records first; nothing of the
+    /// delivery was committed (deliver it again: those records are now known).
+    #[error("{0} of the delivery's records were committed by another writer first")]
+    Conflict(usize),
     #[error(transparent)]
     Sql(#[from] rusqlite::Error),
 }
@@ -75,13 +80,20 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// What storing a batch of findings did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Recorded {
     pub new_findings: u64,
     pub updated_findings: u64,
     pub new_incidents: u64,
     /// The ids of the incidents opened.
     pub opened: Vec<String>,
+    /// With [`FindingMode::Merge`]: each finding as stored (folded into another
+    /// writer's, or numbered by the store), in the order given.
+    #[serde(skip)]
+    pub stored: Vec<Finding>,
+    /// The number of the record-identity row this delivery added, if any.
+    #[serde(skip)]
+    pub records_seq: Option<i64>,
 }
 
 /// A page of a listing, newest first; `next_cursor` fetches the page after it.
@@ -161,8 +173,42 @@ pub struct Delivery<'a> {
     /// The source's checkpoint key and position.
     pub checkpoint: Option<(&'a str, &'a str)>,
     pub records: &'a [SeenRecord],
-    /// Forget record identities taken before this time (wall clock, ms).
+    /// Forget record identities taken before this time (wall clock, ms), and
+    /// the checkpoints of single S3 objects (`s3://…`) older than that.
     pub forget_before: Option<i64>,
+    /// How the findings meet what is stored.
+    pub mode: FindingMode<'a>,
+    /// The last record-identity row this writer has read: the commit fails with
+    /// [`StoreError::Conflict`] if a row after it holds one of `records`.
+    pub records_after: Option<i64>,
+}
+
+/// A row of record identities, cut into its 16-byte ids.
+fn whole_ids(ids: &[u8]) -> Result<impl Iterator<Item = [u8; 16]> + '_> {
+    if ids.len() % 16 != 0 {
+        return Err(StoreError::Damaged(
+            "a row of seen record ids is not a whole number of 16-byte ids".into(),
+        ));
+    }
+    Ok(ids.chunks_exact(16).map(|c| {
+        let mut one = [0u8; 16];
+        one.copy_from_slice(c);
+        one
+    }))
+}
+
+/// How many of `records` rows after `after` hold.
+fn clashes(tx: &rusqlite::Transaction<'_>, after: i64, records: &[SeenRecord]) -> Result<usize> {
+    let mut stmt = tx.prepare_cached("SELECT ids FROM seen_records WHERE seq > ?1")?;
+    let mut rows = stmt.query([after])?;
+    let mut theirs = std::collections::HashSet::new();
+    while let Some(r) = rows.next()? {
+        theirs.extend(whole_ids(&r.get::<_, Vec<u8>>(0)?)?);
+    }
+    if theirs.is_empty() {
+        return Ok(0);
+    }
+    Ok(records.iter().filter(|(id, _)| theirs.contains(id)).count())
 }
 
 /// The database file inside a data directory.
@@ -536,10 +582,23 @@ impl Store {
 
     /// Commits one delivery in one transaction: a crash leaves all of it or none.
     pub fn commit(&mut self, d: &Delivery<'_>, now: Timestamp) -> Result<Recorded> {
-        let tx = self.conn.transaction()?;
+        // Immediate: it writes, and another process may be writing too.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if let (Some(after), false) = (d.records_after, d.records.is_empty()) {
+            let clash = clashes(&tx, after, d.records)?;
+            if clash > 0 {
+                return Err(StoreError::Conflict(clash));
+            }
+        }
         let mut done = Recorded::default();
-        for f in d.findings {
-            incident::record(&tx, &self.grouping, f, now, &mut done)?;
+        for (i, f) in d.findings.iter().enumerate() {
+            if let Some(stored) =
+                incident::record(&tx, &self.grouping, f, d.mode, i, now, &mut done)?
+            {
+                done.stored.push(stored);
+            }
         }
         if let Some((source, position)) = d.checkpoint {
             tx.execute(
@@ -556,12 +615,54 @@ impl Store {
             }
             tx.prepare_cached("INSERT INTO seen_records (seen_at, ids) VALUES (?1, ?2)")?
                 .execute(params![at, ids])?;
+            done.records_seq = Some(tx.last_insert_rowid());
         }
         if let Some(before) = d.forget_before {
             tx.execute("DELETE FROM seen_records WHERE seen_at < ?1", [before])?;
+            tx.execute(
+                "DELETE FROM checkpoints WHERE source >= 's3://' AND source < 's3:/0' AND updated_at < ?1",
+                [before],
+            )?;
         }
         tx.commit()?;
         Ok(done)
+    }
+
+    /// The record identities taken after row `after` (see
+    /// [`Delivery::records_after`]) but for the rows `skip` (the reader's
+    /// own), and the last row there is.
+    pub fn seen_records_after(&self, after: i64, skip: &[i64]) -> Result<(Vec<SeenRecord>, i64)> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, seen_at, ids FROM seen_records WHERE seq > ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([after], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        let (mut out, mut last) = (Vec::new(), after);
+        for row in rows {
+            let (seq, at, ids) = row?;
+            last = last.max(seq);
+            if skip.contains(&seq) {
+                continue;
+            }
+            for id in whole_ids(&ids)? {
+                out.push((id, at));
+            }
+        }
+        Ok((out, last))
+    }
+
+    /// The last record-identity row (0 when there is none).
+    pub fn last_records_seq(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT coalesce(max(seq), 0) FROM seen_records", [], |r| {
+                r.get(0)
+            })?)
     }
 
     /// The record identities taken since `since` (wall clock, ms), oldest first.
@@ -575,15 +676,8 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (at, ids) = row?;
-            if ids.len() % 16 != 0 {
-                return Err(StoreError::Damaged(
-                    "a row of seen record ids is not a whole number of 16-byte ids".into(),
-                ));
-            }
-            for id in ids.chunks_exact(16) {
-                let mut one = [0u8; 16];
-                one.copy_from_slice(id);
-                out.push((one, at));
+            for id in whole_ids(&ids)? {
+                out.push((id, at));
             }
         }
         Ok(out)

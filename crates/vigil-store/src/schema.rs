@@ -267,6 +267,32 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX IF NOT EXISTS seen_records_at ON seen_records (seen_at);
     "#,
+    // 8: several writers on one store (pipelines in several processes). A
+    // finding's dedup key (rule, principal, resource), so that one writer's
+    // finding folds into another's; the store's own numbering of each day's
+    // findings; and record-identity rows numbered without reuse (AUTOINCREMENT),
+    // so that a writer can read what the others took since the last row it saw.
+    r#"
+    ALTER TABLE findings ADD COLUMN dedup_key TEXT;
+    UPDATE findings SET dedup_key =
+        json_extract(body, '$.detail.rule.id') || char(31)
+        || coalesce(json_extract(body, '$.detail.principal'), '') || char(31)
+        || coalesce(json_extract(body, '$.detail.resource_arn'), '');
+    CREATE INDEX findings_dedup ON findings (dedup_key, last_seen);
+    CREATE TABLE finding_days (
+        day   TEXT PRIMARY KEY,
+        last  INTEGER NOT NULL
+    );
+    CREATE TABLE seen_records_8 (
+        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+        seen_at  INTEGER NOT NULL,
+        ids      BLOB NOT NULL
+    );
+    INSERT INTO seen_records_8 (seq, seen_at, ids) SELECT seq, seen_at, ids FROM seen_records;
+    DROP TABLE seen_records;
+    ALTER TABLE seen_records_8 RENAME TO seen_records;
+    CREATE INDEX seen_records_at ON seen_records (seen_at);
+    "#,
 ];
 
 /// The migration after which the existing audit entries are chained.
@@ -283,7 +309,13 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        let tx = conn.transaction()?;
+        // Immediate: of two processes opening one store, the second waits and
+        // then finds the migration done.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if now > i as i64 {
+            continue;
+        }
         tx.execute_batch(sql)?;
         if i == SEAL_AUDIT {
             crate::audit::seal_existing(&tx)?;

@@ -6,7 +6,9 @@ use serde_json::{json, Value};
 use vigil_model::finding::Category;
 use vigil_model::Finding;
 use vigil_model::{Account, AccountRegistry, Environment, Severity, Timestamp};
-use vigil_store::{FindingQuery, Grouping, IncidentQuery, IncidentStatus, Store, StoreError};
+use vigil_store::{
+    Delivery, FindingQuery, Grouping, IncidentQuery, IncidentStatus, Store, StoreError,
+};
 
 const MIN: i64 = 60_000;
 /// 2024-06-01T00:00:00Z
@@ -392,6 +394,8 @@ fn a_production_account_weighs_incidents_up() {
         name: "payments-prod".into(),
         environment: Environment::Production,
         owner: Some("payments-team".into()),
+        regions: Vec::new(),
+        ou: None,
     }])
     .unwrap();
     let mut s = Store::in_memory(Grouping {
@@ -688,10 +692,13 @@ fn entries_from_before_the_chain_are_sealed_on_upgrade() {
     let dir = tempfile::tempdir().unwrap();
     drop(Store::open(dir.path(), Grouping::default()).unwrap());
     {
-        // Back to schema 3: no hash column, entries numbered with gaps.
+        // Back to schema 3: no hash column, entries numbered with gaps (and
+        // without what migration 8 adds, which is not written to run twice).
         let conn = rusqlite_conn(dir.path());
         conn.execute_batch(
-            "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;
+            "DROP INDEX findings_dedup; ALTER TABLE findings DROP COLUMN dedup_key;
+             DROP TABLE finding_days;
+             DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;
              ALTER TABLE audit DROP COLUMN hash;
              INSERT INTO audit (seq, at, principal, action, target, outcome) VALUES
                  (3, 1, 'ana', 'a', 't', '200'), (7, 2, 'bob', 'b', 't', '403');
@@ -713,4 +720,83 @@ fn entries_from_before_the_chain_are_sealed_on_upgrade() {
     assert_eq!(s.verify_audit().unwrap().broken, None);
     let conn = rusqlite_conn(dir.path());
     assert!(conn.execute("DELETE FROM audit", []).is_err());
+}
+
+#[test]
+fn a_commit_racing_another_writer_for_the_same_records_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Store::open(dir.path(), Grouping::default()).unwrap();
+    let mut b = Store::open(dir.path(), Grouping::default()).unwrap();
+    let after = a.last_records_seq().unwrap();
+    let rec = |n: u8| ([n; 16], 1_000i64);
+    let f = finding("a", "Cryptojacking", "i-1", T0, "HIGH");
+    // Both read up to `after`, both took record 1; A commits first.
+    let done = a
+        .commit(
+            &Delivery {
+                records: &[rec(1), rec(2)],
+                records_after: Some(after),
+                ..Delivery::default()
+            },
+            ts(T0),
+        )
+        .unwrap();
+    assert!(done.records_seq.is_some());
+    let err = b
+        .commit(
+            &Delivery {
+                findings: std::slice::from_ref(&f),
+                records: &[rec(3), rec(1)],
+                records_after: Some(after),
+                checkpoint: Some(("s3://b/k", "etag=1")),
+                ..Delivery::default()
+            },
+            ts(T0),
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(1)), "{err}");
+    // Nothing of B's delivery was kept.
+    assert_eq!(b.checkpoint("s3://b/k").unwrap(), None);
+    assert!(b.finding(&f.id).unwrap().is_none());
+    // B reads what A took (not its own rows), and commits without it.
+    let (theirs, last) = b.seen_records_after(after, &[]).unwrap();
+    assert_eq!(theirs, vec![rec(1), rec(2)]);
+    b.commit(
+        &Delivery {
+            records: &[rec(3)],
+            records_after: Some(last),
+            ..Delivery::default()
+        },
+        ts(T0),
+    )
+    .unwrap();
+}
+
+#[test]
+fn object_checkpoints_are_forgotten_with_the_redelivery_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(dir.path(), Grouping::default()).unwrap();
+    for key in ["s3://b/old", "inbox:old"] {
+        s.commit(
+            &Delivery {
+                checkpoint: Some((key, "etag=1")),
+                ..Delivery::default()
+            },
+            ts(T0),
+        )
+        .unwrap();
+    }
+    s.commit(
+        &Delivery {
+            forget_before: Some(T0 + 1),
+            ..Delivery::default()
+        },
+        ts(T0 + 2),
+    )
+    .unwrap();
+    assert_eq!(s.checkpoint("s3://b/old").unwrap(), None);
+    assert_eq!(
+        s.checkpoint("inbox:old").unwrap().as_deref(),
+        Some("etag=1")
+    );
 }

@@ -55,7 +55,7 @@ impl Output for JsonLines {
             return Ok(());
         }
         let io = |e| PipelineError::Io(format!("output `{}`: {}", self.name, self.path.display()), e);
-        for f in c.findings {
+        for f in c.findings.iter() {
             serde_json::to_writer(&mut self.out, f).map_err(|e| io(e.into()))?;
             self.out.write_all(b"\n").map_err(io)?;
         }

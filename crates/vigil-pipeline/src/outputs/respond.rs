@@ -27,7 +27,7 @@ impl Output for Trigger {
     }
 
     fn commit(&mut self, c: &mut Commit<'_>) -> Result<(), PipelineError> {
-        for f in c.findings {
+        for f in c.findings.iter() {
             if self.library.for_finding(f).is_some() {
                 // The engine's task ends only at shutdown.
                 let _ = self.tx.send(f.clone());

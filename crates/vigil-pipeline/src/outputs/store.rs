@@ -29,12 +29,19 @@ impl Output for StoreOutput {
 
     fn commit(&mut self, c: &mut Commit<'_>) -> Result<(), PipelineError> {
         let delivery = vigil_store::Delivery {
-            findings: c.findings,
+            findings: &c.findings,
             checkpoint: c.checkpoint.map(|k| (k.key.as_str(), k.position.as_str())),
             records: c.records,
             forget_before: c.forget_before,
+            mode: vigil_store::FindingMode::Merge {
+                window_ms: c.dedup_window_ms,
+                committed: c.committed,
+            },
+            records_after: c.records_after,
         };
         let done = self.store.lock().commit(&delivery, c.now)?;
+        c.findings = std::borrow::Cow::Owned(done.stored);
+        c.records_seq = done.records_seq;
         c.receipt.new_findings += done.new_findings;
         c.receipt.updated_findings += done.updated_findings;
         c.receipt.new_incidents += done.new_incidents;

@@ -43,7 +43,11 @@
 //! principal = "ana"
 //! role = "analyst"          # analyst | responder | admin | ingest
 //!
-//! [[accounts]]
+//! [organizations]          # the registry filled from AWS Organizations
+//! enabled = true
+//! refresh = "1h"
+//!
+//! [[accounts]]              # named here: kept as written
 //! id = "111122223333"
 //! name = "payments-prod"
 //! environment = "production" # security-tooling | production | development | sandbox
@@ -85,6 +89,7 @@ pub struct ServeConfig {
     pub accounts: Vec<Account>,
     pub response: ResponseConfig,
     pub compliance: ComplianceConfig,
+    pub organizations: super::OrganizationsConfig,
 }
 
 /// How Vigil reaches AWS, for response and compliance alike.
@@ -211,6 +216,7 @@ impl Default for ServeConfig {
             accounts: Vec::new(),
             response: ResponseConfig::default(),
             compliance: ComplianceConfig::default(),
+            organizations: Default::default(),
         }
     }
 }

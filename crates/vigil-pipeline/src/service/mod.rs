@@ -12,6 +12,7 @@
 
 pub mod compliance;
 mod config;
+pub mod organizations;
 #[cfg(feature = "aws")]
 pub mod playbook;
 
@@ -23,6 +24,7 @@ use vigil_detect::{Finding, Findings};
 use vigil_store::{Grouping, SharedStore, Store};
 
 pub use config::{load_library, AwsConfig, ComplianceConfig, ResponseConfig, ServeConfig};
+pub use organizations::OrganizationsConfig;
 
 use crate::outputs::{respond::Trigger, store::StoreOutput};
 use crate::seen::Seen;
@@ -61,24 +63,26 @@ fn detect_stage(config: &ServeConfig, data_dir: &Path, store: &SharedStore) -> R
         config.redelivery_window.as_millis(),
         config.max_remembered_records,
     );
-    {
-        let s = store.lock();
-        for id in s.last_finding_ids()? {
-            findings.note_finding_id(&id);
-        }
-        let open = s.recent_findings(dedup_ms)?;
-        if !open.is_empty() {
-            tracing::info!("took back {} open findings from the store", open.len());
-        }
-        for f in open {
-            findings.reopen(f);
-        }
-        let since = crate::now().as_millis() - config.redelivery_window.as_millis();
-        seen.restore(s.seen_records(since)?);
+    let s = store.lock();
+    for id in s.last_finding_ids()? {
+        findings.note_finding_id(&id);
     }
-    Ok(Detect::new(detector, findings)
+    // The last row first: rows after it are read again, harmlessly.
+    let records_after = s.last_records_seq()?;
+    let since = crate::now().as_millis() - config.redelivery_window.as_millis();
+    seen.restore(s.seen_records(since)?);
+    let mut detect = Detect::new(detector, findings)
         .with_seen(seen)
-        .with_baselines(baselines))
+        .with_baselines(baselines)
+        .with_records_after(records_after);
+    let open = s.recent_findings(dedup_ms)?;
+    if !open.is_empty() {
+        tracing::info!("took back {} open findings from the store", open.len());
+    }
+    for f in open {
+        detect.reopen(f);
+    }
+    Ok(detect)
 }
 
 /// Runs the service from `config` until `shutdown` resolves.
@@ -89,16 +93,22 @@ pub fn run(
     let data_dir = config.data_dir.clone();
     let keys_file = config.ensure_keys(&data_dir)?;
 
+    let accounts = config.registry()?;
     let grouping = Grouping {
         window_ms: config.incident_window.as_millis(),
-        accounts: config.registry()?,
+        accounts: accounts.clone(),
     };
     let store = SharedStore::new(Store::open(&data_dir, grouping)?);
     let detect = detect_stage(&config, &data_dir, &store)?;
 
     // Outputs: the store, the configured ones, then response and compliance.
     let mut outputs: Vec<Box<dyn Output>> = vec![Box::new(StoreOutput::new(store.clone()))];
-    outputs.extend(crate::build_outputs(&config.outputs, &data_dir, &store)?);
+    let env = crate::Env {
+        data_dir: &data_dir,
+        store: &store,
+        aws: &config.aws,
+    };
+    outputs.extend(crate::build_outputs(&config.outputs, &env)?);
     let library = if config.response.enabled {
         Some(Arc::new(config.response.library()?))
     } else {
@@ -115,11 +125,12 @@ pub fn run(
     } else {
         None
     };
-    let sources = crate::build_sources(&config.sources(), &data_dir, &store)?;
+    let sources = crate::build_sources(&config.sources(), &env)?;
     let running = Pipeline::new(detect, outputs).start(sources, store.clone())?;
 
     let mut app = vigil_server::AppState::new(&config.api, store.clone(), running.ingest())
-        .map_err(|e| err(format!("api: {e}")))?;
+        .map_err(|e| err(format!("api: {e}")))?
+        .with_sources(running.statuses());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -147,6 +158,14 @@ pub fn run(
         if let Some(library) = library {
             let engine = start_engine(&config, &store, library, trigger_rx).await?;
             app = app.with_engine(engine);
+        }
+        if config.organizations.enabled {
+            tokio::spawn(organizations::run(
+                config.organizations.clone(),
+                config.aws.clone(),
+                config.accounts.clone(),
+                accounts.clone(),
+            ));
         }
         if let Some(rx) = compliance_rx {
             tokio::spawn(compliance::run(

@@ -244,6 +244,7 @@ fn replay(name: &str, inlet: &Inlet) {
                 body: c.body,
             }],
             checkpoint: None,
+            complete: None,
             ack: Some(Box::new(move |r| {
                 reply.send(r).ok();
             })),

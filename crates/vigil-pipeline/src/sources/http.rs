@@ -84,6 +84,7 @@ impl Ingest for Handle {
                     })
                     .collect(),
                 checkpoint: None,
+                complete: None,
                 ack: Some(Box::new(move |r| {
                     reply.send(r).ok();
                 })),

@@ -234,6 +234,7 @@ impl Inbox {
                         reader: Box::new(opened),
                     }],
                     checkpoint: Some(Checkpoint { key, position: fp }),
+                    complete: None,
                     ack: Some(Box::new(move |r| match r {
                         Ok(r) => {
                             for e in &r.errors {

@@ -15,4 +15,4 @@ macro_rules! registry {
     };
 }
 
-registry!(inbox, http, demo);
+registry!(inbox, http, demo, sqs);
