@@ -23,7 +23,7 @@ use anyhow::{bail, Result};
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  vigil-bench gen --out DIR [--cloudtrail-mb N] [--flow-mb N] [--file-mb N] [--seed N] [--ordinary]\n  vigil-bench run --dir DIR --vigil PATH [--rounds N] [--rules DIR]\n  vigil-bench peer --dir DIR --rules DIR   (built with --features peer)\n  vigil-bench api --dir DIR --vigil PATH [--findings N] [--clients N] [--seconds N]\n  vigil-bench respond --dir DIR --vigil PATH --moto PATH [--rounds N]\n  vigil-bench queue --dir DIR --vigil PATH --moto PATH [--objects N] [--records N] [--samples N]"
+        "usage:\n  vigil-bench gen --out DIR [--cloudtrail-mb N] [--flow-mb N] [--file-mb N] [--seed N] [--ordinary]\n  vigil-bench run --dir DIR --vigil PATH [--rounds N] [--rules DIR]\n  vigil-bench peer --dir DIR --rules DIR   (built with --features peer)\n  vigil-bench api --dir DIR --vigil PATH [--findings N] [--clients N] [--seconds N]\n  vigil-bench respond --dir DIR --vigil PATH --moto PATH [--rounds N]\n  vigil-bench queue --dir DIR --vigil PATH --moto PATH [--cargo-lambda PATH] [--objects N] [--records N] [--samples N]"
     );
     std::process::exit(2)
 }
@@ -126,6 +126,7 @@ fn main() -> Result<()> {
                 dir: PathBuf::from(dir),
                 vigil: PathBuf::from(vigil),
                 moto: PathBuf::from(moto),
+                cargo_lambda: get("--cargo-lambda").map(PathBuf::from),
                 objects: num("--objects", 400)?,
                 records: num("--records", 500)?,
                 samples: num("--samples", 100)?,

@@ -27,6 +27,8 @@ pub struct Spec {
     pub dir: PathBuf,
     pub vigil: PathBuf,
     pub moto: PathBuf,
+    /// cargo-lambda (its Runtime API emulator), for the Lambda rows.
+    pub cargo_lambda: Option<PathBuf>,
     pub objects: u64,
     pub records: u64,
     pub samples: u64,
@@ -284,6 +286,131 @@ fn latency(spec: &Spec, rt: &tokio::runtime::Runtime) -> Result<Vec<Duration>> {
     Ok(out)
 }
 
+/// Lambda mode's cold start: `vigil lambda` started fresh against the
+/// Runtime API emulator, timed to ready (init) and through its first
+/// invocation (one object of one record read from S3 and committed).
+fn cold_starts(
+    spec: &Spec,
+    cargo_lambda: &std::path::Path,
+    rounds: u64,
+) -> Result<(Vec<Duration>, Vec<Duration>)> {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let moto = start_moto(&spec.moto)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let c = rt.block_on(cloud(&moto));
+    rt.block_on(async {
+        c.s3.create_bucket()
+            .bucket("bench-lambda")
+            .send()
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        let body = gzip(&json!({ "Records": [console_login(7, now_ms())] }))?;
+        c.s3.put_object()
+            .bucket("bench-lambda")
+            .key("AWSLogs/o/300000000000/CloudTrail/us-east-1/one.json.gz")
+            .body(body.into())
+            .send()
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        anyhow::Ok(())
+    })?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut emulator = Command::new(cargo_lambda)
+        .args([
+            "lambda",
+            "watch",
+            "--only-lambda-apis",
+            "-A",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+        ])
+        .args(["--manifest-path", "crates/vigil/Cargo.toml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting cargo-lambda")?;
+    let until = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > until {
+            bail!("the Runtime API emulator did not listen");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let event = json!({"Records": [{
+        "messageId": "m1", "receiptHandle": "r", "attributes": {"ApproximateReceiveCount": "1"},
+        "messageAttributes": {}, "eventSource": "aws:sqs", "awsRegion": REGION,
+        "body": json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "bench-lambda"},
+                   "object": {"key": "AWSLogs/o/300000000000/CloudTrail/us-east-1/one.json.gz"}}}]}).to_string()
+    }]});
+    let file = spec.dir.join("lambda-event.json");
+    std::fs::write(&file, event.to_string())?;
+    let (mut init, mut first) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let data = spec.dir.join(format!("lambda-store-{round}"));
+        if data.exists() {
+            std::fs::remove_dir_all(&data)?;
+        }
+        let t = Instant::now();
+        let mut f = Command::new(&spec.vigil)
+            .arg("lambda")
+            .env(
+                "AWS_LAMBDA_RUNTIME_API",
+                format!("http://127.0.0.1:{port}/.rt"),
+            )
+            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+            .env("VIGIL_DATA_DIR", &data)
+            .envs(env(&moto))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stderr = f.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(l)) if l.contains("ready for SQS events") => break,
+                Some(_) => {}
+                None => bail!("vigil lambda ended before it was ready"),
+            }
+        }
+        init.push(t.elapsed());
+        std::thread::spawn(move || lines.for_each(drop));
+        let out = Command::new(cargo_lambda)
+            .args([
+                "lambda",
+                "invoke",
+                "-A",
+                "127.0.0.1",
+                "-P",
+                &port.to_string(),
+                "--data-file",
+            ])
+            .arg(&file)
+            .arg("_")
+            .output()?;
+        first.push(t.elapsed());
+        let answer = String::from_utf8_lossy(&out.stdout);
+        if !answer.contains("\"batchItemFailures\":[]") {
+            bail!("round {round}: {answer}");
+        }
+        f.kill().ok();
+        f.wait().ok();
+    }
+    emulator.kill().ok();
+    emulator.wait().ok();
+    init.sort();
+    first.sort();
+    Ok((init, first))
+}
+
 pub fn run(spec: &Spec) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -315,5 +442,15 @@ pub fn run(spec: &Spec) -> Result<()> {
         percentile(&lat, 0.99),
         percentile(&lat, 1.0)
     );
+    if let Some(cl) = &spec.cargo_lambda {
+        let (init, first) = cold_starts(spec, cl, 10)?;
+        println!(
+            "\n| vigil lambda, cold (10 starts; Runtime API emulator: cargo-lambda 1.9.2) | p50 ms | max ms |\n|---|---|---|\n| start → ready for events | {:.0} | {:.0} |\n| start → first event done (one S3 object) | {:.0} | {:.0} |",
+            percentile(&init, 0.5),
+            percentile(&init, 1.0),
+            percentile(&first, 0.5),
+            percentile(&first, 1.0)
+        );
+    }
     Ok(())
 }

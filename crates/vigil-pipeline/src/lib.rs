@@ -16,6 +16,8 @@
 pub mod batch;
 mod component;
 mod detect;
+#[cfg(feature = "aws")]
+pub mod lambda;
 pub mod outputs;
 pub mod report;
 mod run;

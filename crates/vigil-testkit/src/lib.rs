@@ -60,7 +60,7 @@ pub fn python_tool(name: &str) -> PathBuf {
         .unwrap_or_else(|| {
             panic!(
                 "{name} is not installed. Run scripts/test, which installs the Python peers \
-                 (awscurl, schemathesis, moto[server]) at the versions pinned in \
+                 (awscurl, schemathesis, moto[server], cargo-lambda) at the versions pinned in \
                  scripts/lib/python-tools.sh into ~/.cache/vigil/venv; or install them \
                  yourself and set VIGIL_PY_BIN to the directory holding {name}."
             )

@@ -57,6 +57,9 @@ enum Command {
     /// Run as a service: watch an inbox and take telemetry over HTTP, detect, group
     /// findings into incidents, store them, and serve the SigV4-signed API.
     Serve(serve::ServeArgs),
+    /// Run as an AWS Lambda function for SQS events (the same detection as
+    /// `serve`'s sqs source), reporting failed records as batch item failures.
+    Lambda(serve::LambdaArgs),
     /// Sigma rules: list them, or check that every feature they use is supported.
     #[command(subcommand)]
     Rules(rules::RulesCommand),
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Scan(args) => scan::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Lambda(args) => serve::lambda(&args),
         Command::Rules(cmd) => rules::run(&cmd),
         Command::Playbooks(cmd) => playbooks::run(&cmd),
         Command::Audit(cmd) => audit::run(&cmd),

@@ -74,3 +74,30 @@ async fn shutdown_signal() {
         _ = term => {},
     }
 }
+
+/// `vigil lambda`: the arguments.
+#[derive(Args)]
+pub struct LambdaArgs {
+    /// The configuration file (TOML): rules, outputs, `[aws]`; its sources and
+    /// API are not used [default: $VIGIL_CONFIG, else the embedded defaults].
+    #[arg(long, env = "VIGIL_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+/// Runs as an AWS Lambda function for SQS events (a custom runtime's
+/// bootstrap: `exec vigil lambda`).
+#[cfg(feature = "aws")]
+pub fn lambda(args: &LambdaArgs) -> Result<u8> {
+    let mut config = match &args.config {
+        Some(p) => ServeConfig::load(p)?,
+        None => ServeConfig::default(),
+    };
+    config.apply_env()?;
+    vigil_pipeline::lambda::run(config)?;
+    Ok(0)
+}
+
+#[cfg(not(feature = "aws"))]
+pub fn lambda(_args: &LambdaArgs) -> Result<u8> {
+    Err(service::without_aws("run as a Lambda function").into())
+}

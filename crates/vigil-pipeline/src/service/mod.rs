@@ -48,7 +48,11 @@ pub fn without_aws(what: &str) -> PipelineError {
 /// The detect stage as the service runs it: the configured rules, baselines
 /// from the data directory, the findings still open taken back from the store,
 /// and the record identities it remembers.
-fn detect_stage(config: &ServeConfig, data_dir: &Path, store: &SharedStore) -> Result<Detect> {
+pub(crate) fn detect_stage(
+    config: &ServeConfig,
+    data_dir: &Path,
+    store: &SharedStore,
+) -> Result<Detect> {
     let (mut detector, issues) =
         vigil_detect::files::build_detector(&config.rules, &config.detector_config());
     for i in &issues {
@@ -85,6 +89,40 @@ fn detect_stage(config: &ServeConfig, data_dir: &Path, store: &SharedStore) -> R
     Ok(detect)
 }
 
+/// What every way of running the pipeline starts from: the account registry,
+/// the store in the data directory, the detect stage over it, and the outputs
+/// (the store first, then the configured ones).
+pub(crate) struct Core {
+    pub accounts: vigil_model::AccountRegistry,
+    pub store: SharedStore,
+    pub detect: Detect,
+    pub outputs: Vec<Box<dyn Output>>,
+}
+
+pub(crate) fn core(config: &ServeConfig) -> Result<Core> {
+    let data_dir = &config.data_dir;
+    let accounts = config.registry()?;
+    let grouping = Grouping {
+        window_ms: config.incident_window.as_millis(),
+        accounts: accounts.clone(),
+    };
+    let store = SharedStore::new(Store::open(data_dir, grouping)?);
+    let detect = detect_stage(config, data_dir, &store)?;
+    let mut outputs: Vec<Box<dyn Output>> = vec![Box::new(StoreOutput::new(store.clone()))];
+    let env = crate::Env {
+        data_dir,
+        store: &store,
+        aws: &config.aws,
+    };
+    outputs.extend(crate::build_outputs(&config.outputs, &env)?);
+    Ok(Core {
+        accounts,
+        store,
+        detect,
+        outputs,
+    })
+}
+
 /// Runs the service from `config` until `shutdown` resolves.
 pub fn run(
     mut config: ServeConfig,
@@ -93,22 +131,18 @@ pub fn run(
     let data_dir = config.data_dir.clone();
     let keys_file = config.ensure_keys(&data_dir)?;
 
-    let accounts = config.registry()?;
-    let grouping = Grouping {
-        window_ms: config.incident_window.as_millis(),
-        accounts: accounts.clone(),
-    };
-    let store = SharedStore::new(Store::open(&data_dir, grouping)?);
-    let detect = detect_stage(&config, &data_dir, &store)?;
-
-    // Outputs: the store, the configured ones, then response and compliance.
-    let mut outputs: Vec<Box<dyn Output>> = vec![Box::new(StoreOutput::new(store.clone()))];
+    let Core {
+        accounts,
+        store,
+        detect,
+        mut outputs,
+    } = core(&config)?;
     let env = crate::Env {
         data_dir: &data_dir,
         store: &store,
         aws: &config.aws,
     };
-    outputs.extend(crate::build_outputs(&config.outputs, &env)?);
+    // Outputs: the store, the configured ones, then response and compliance.
     let library = if config.response.enabled {
         Some(Arc::new(config.response.library()?))
     } else {

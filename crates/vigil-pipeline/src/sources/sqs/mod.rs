@@ -30,7 +30,7 @@
 
 pub mod message;
 #[cfg(feature = "aws")]
-mod worker;
+pub(crate) mod worker;
 
 use serde::Deserialize;
 use vigil_model::Span;

@@ -132,16 +132,41 @@ impl Source for SqsSource {
     }
 }
 
-/// What every message's task shares.
+/// What every message's task shares: the reader, and the queue.
 struct Shared {
+    reader: Reader,
     sqs: Sqs,
-    s3: S3,
     queue: String,
-    inlet: Inlet,
-    source: Arc<str>,
-    stats: Arc<Stats>,
     visibility: i32,
     retry_delay: i32,
+}
+
+/// Reads what messages announce into the pipeline: the SQS source's and
+/// Lambda mode's common part.
+pub struct Reader {
+    pub(crate) s3: S3,
+    pub(crate) inlet: Inlet,
+    pub(crate) source: Arc<str>,
+    pub(crate) stats: Arc<Stats>,
+    /// Names events carried in messages (`sqs:<queue>/<message id>`).
+    pub(crate) label: String,
+}
+
+/// Why a message is not done with.
+pub struct Failure {
+    /// The message itself could not be read (else: what it announced failed).
+    pub unreadable: bool,
+    pub why: String,
+}
+
+/// An S3 client for `settings`; against an endpoint of one's own (an
+/// emulator), buckets go in the path.
+pub(crate) fn s3_client(base: &vigil_aws::SdkConfig, own_endpoint: bool) -> S3 {
+    S3::from_conf(
+        aws_sdk_s3::config::Builder::from(base)
+            .force_path_style(own_endpoint)
+            .build(),
+    )
 }
 
 impl SqsSource {
@@ -153,19 +178,17 @@ impl SqsSource {
             ..Default::default()
         };
         let base = vigil_aws::sdk_config(&settings).await;
-        let s3 = S3::from_conf(
-            aws_sdk_s3::config::Builder::from(&base)
-                .force_path_style(settings.endpoint_url.is_some())
-                .build(),
-        );
         let secs = |s: vigil_model::Span| (s.as_millis() / 1000).clamp(0, i32::MAX as i64) as i32;
         let shared = Arc::new(Shared {
+            reader: Reader {
+                s3: s3_client(&base, settings.endpoint_url.is_some()),
+                inlet,
+                source: Arc::from(self.name.as_str()),
+                stats: Arc::clone(&self.stats),
+                label: format!("sqs:{}", self.config.queue_url),
+            },
             sqs: Sqs::new(&base),
-            s3,
             queue: self.config.queue_url.clone(),
-            inlet,
-            source: Arc::from(self.name.as_str()),
-            stats: Arc::clone(&self.stats),
             visibility: secs(self.config.visibility_timeout).max(1),
             retry_delay: secs(self.config.retry_delay),
         });
@@ -173,7 +196,7 @@ impl SqsSource {
         let wait = secs(self.config.wait);
         let slots = Arc::new(Semaphore::new(self.config.concurrency));
         let mut failures = 0u32;
-        while !shared.inlet.stopping() {
+        while !shared.reader.inlet.stopping() {
             // Only as many as there are free slots, at most SQS's 10.
             let Ok(first) = Arc::clone(&slots).acquire_owned().await else {
                 break;
@@ -190,7 +213,7 @@ impl SqsSource {
                 .send();
             let out = tokio::select! {
                 out = receive => out,
-                () = stopped(&shared.inlet) => break,
+                () = stopped(&shared.reader.inlet) => break,
             };
             let messages = match out {
                 Ok(out) => {
@@ -199,14 +222,14 @@ impl SqsSource {
                 }
                 Err(e) => {
                     failures += 1;
-                    add(&shared.stats.receive_errors, 1);
+                    add(&shared.reader.stats.receive_errors, 1);
                     let e = format!("sqs:ReceiveMessage: {}", vigil_aws::error_text(&e));
-                    tracing::warn!(source = %shared.source, error = %e, "cannot receive; trying again");
-                    shared.stats.error(e);
+                    tracing::warn!(source = %shared.reader.source, error = %e, "cannot receive; trying again");
+                    shared.reader.stats.error(e);
                     let pause = Duration::from_millis(200 << failures.min(7));
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {},
-                        () = stopped(&shared.inlet) => break,
+                        () = stopped(&shared.reader.inlet) => break,
                     }
                     continue;
                 }
@@ -220,7 +243,7 @@ impl SqsSource {
                         Err(_) => break,
                     },
                 };
-                add(&shared.stats.received, 1);
+                add(&shared.reader.stats.received, 1);
                 let shared = Arc::clone(&shared);
                 tokio::spawn(async move {
                     shared.handle(m).await;
@@ -263,19 +286,86 @@ impl Shared {
             .and_then(|c| c.parse().ok())
             .unwrap_or(1);
         let body = m.body.unwrap_or_default();
-        let work = match classify(&body) {
-            Ok(w) => w,
-            Err(e) => {
-                add(&self.stats.unreadable, 1);
-                let e = format!("message {id}: {e}");
-                tracing::error!(source = %self.source, message = %id, received, error = %e,
-                    "message unreadable; left for the dead-letter queue");
-                self.stats.error(e);
-                self.retry_later(&receipt, received).await;
-                return;
-            }
-        };
         let keep_alive = self.keep_visible(receipt.clone());
+        let outcome = self.reader.process(&body, &id).await;
+        keep_alive.abort();
+        match outcome {
+            Ok(()) => self.delete(&receipt, &id).await,
+            Err(f) => {
+                self.reader.failed(&f, &id, received);
+                self.retry_later(&receipt, received).await;
+            }
+        }
+    }
+
+}
+
+impl Shared {
+    async fn delete(&self, receipt: &str, id: &str) {
+        match self
+            .sqs
+            .delete_message()
+            .queue_url(&self.queue)
+            .receipt_handle(receipt)
+            .send()
+            .await
+        {
+            Ok(_) => add(&self.reader.stats.deleted, 1),
+            // Committed, so a redelivery is absorbed; just noisier.
+            Err(e) => tracing::warn!(source = %self.reader.source, message = %id,
+                error = %vigil_aws::error_text(&e), "committed, but not deleted; it will come again and be skipped"),
+        }
+    }
+
+    /// Makes a failed message visible again after the retry delay, doubled
+    /// with each receive (at most the visibility timeout).
+    async fn retry_later(&self, receipt: &str, received: u32) {
+        let delay = (self.retry_delay as i64)
+            .saturating_mul(1i64 << received.saturating_sub(1).min(20))
+            .min(self.visibility as i64) as i32;
+        if let Err(e) = self
+            .sqs
+            .change_message_visibility()
+            .queue_url(&self.queue)
+            .receipt_handle(receipt)
+            .visibility_timeout(delay)
+            .send()
+            .await
+        {
+            tracing::debug!(error = %vigil_aws::error_text(&e), "visibility not changed; the message comes back after its timeout");
+        }
+    }
+
+    /// Extends the message's visibility every half timeout while it is worked on.
+    fn keep_visible(&self, receipt: String) -> tokio::task::JoinHandle<()> {
+        let (sqs, queue, vis) = (self.sqs.clone(), self.queue.clone(), self.visibility);
+        tokio::spawn(async move {
+            let every = Duration::from_secs((vis as u64 / 2).max(1));
+            loop {
+                tokio::time::sleep(every).await;
+                let r = sqs
+                    .change_message_visibility()
+                    .queue_url(&queue)
+                    .receipt_handle(&receipt)
+                    .visibility_timeout(vis)
+                    .send()
+                    .await;
+                if let Err(e) = r {
+                    tracing::warn!(error = %vigil_aws::error_text(&e), "visibility not extended");
+                }
+            }
+        })
+    }
+}
+
+impl Reader {
+    /// Reads what a message announces: `Ok` once all of it is committed (or
+    /// there was nothing to read).
+    pub async fn process(&self, body: &str, id: &str) -> Result<(), Failure> {
+        let work = classify(body).map_err(|e| Failure {
+            unreadable: true,
+            why: format!("message {id}: {e}"),
+        })?;
         let mut failed = None;
         match work {
             Work::Skip(why) => {
@@ -283,7 +373,7 @@ impl Shared {
                 add(&self.stats.skipped, 1);
             }
             Work::Event(text) => {
-                let name = format!("sqs:{}/{id}", self.queue);
+                let name = format!("{}/{id}", self.label);
                 let item = Telemetry::Bytes {
                     name: name.clone(),
                     body: text.into_bytes(),
@@ -300,17 +390,27 @@ impl Shared {
                 }
             }
         }
-        keep_alive.abort();
         match failed {
-            None => self.delete(&receipt, &id).await,
-            Some(e) => {
-                add(&self.stats.failed, 1);
-                tracing::error!(source = %self.source, message = %id, received, error = %e,
-                    "message failed; it comes back, and after the queue's receive count goes to its dead-letter queue");
-                self.stats.error(e);
-                self.retry_later(&receipt, received).await;
-            }
+            None => Ok(()),
+            Some(why) => Err(Failure {
+                unreadable: false,
+                why,
+            }),
         }
+    }
+
+    /// Logs and counts a message that is not done with.
+    pub fn failed(&self, f: &Failure, id: &str, received: u32) {
+        if f.unreadable {
+            add(&self.stats.unreadable, 1);
+            tracing::error!(source = %self.source, message = %id, received, error = %f.why,
+                "message unreadable; left for the dead-letter queue");
+        } else {
+            add(&self.stats.failed, 1);
+            tracing::error!(source = %self.source, message = %id, received, error = %f.why,
+                "message failed; it comes back, and after the queue's receive count goes to its dead-letter queue");
+        }
+        self.stats.error(f.why.clone());
     }
 
     /// Reads one object (unless done before) through the pipeline.
@@ -447,61 +547,6 @@ impl Shared {
         Outcome::Done
     }
 
-    async fn delete(&self, receipt: &str, id: &str) {
-        match self
-            .sqs
-            .delete_message()
-            .queue_url(&self.queue)
-            .receipt_handle(receipt)
-            .send()
-            .await
-        {
-            Ok(_) => add(&self.stats.deleted, 1),
-            // Committed, so a redelivery is absorbed; just noisier.
-            Err(e) => tracing::warn!(source = %self.source, message = %id,
-                error = %vigil_aws::error_text(&e), "committed, but not deleted; it will come again and be skipped"),
-        }
-    }
-
-    /// Makes a failed message visible again after the retry delay, doubled
-    /// with each receive (at most the visibility timeout).
-    async fn retry_later(&self, receipt: &str, received: u32) {
-        let delay = (self.retry_delay as i64)
-            .saturating_mul(1i64 << received.saturating_sub(1).min(20))
-            .min(self.visibility as i64) as i32;
-        if let Err(e) = self
-            .sqs
-            .change_message_visibility()
-            .queue_url(&self.queue)
-            .receipt_handle(receipt)
-            .visibility_timeout(delay)
-            .send()
-            .await
-        {
-            tracing::debug!(error = %vigil_aws::error_text(&e), "visibility not changed; the message comes back after its timeout");
-        }
-    }
-
-    /// Extends the message's visibility every half timeout while it is worked on.
-    fn keep_visible(&self, receipt: String) -> tokio::task::JoinHandle<()> {
-        let (sqs, queue, vis) = (self.sqs.clone(), self.queue.clone(), self.visibility);
-        tokio::spawn(async move {
-            let every = Duration::from_secs((vis as u64 / 2).max(1));
-            loop {
-                tokio::time::sleep(every).await;
-                let r = sqs
-                    .change_message_visibility()
-                    .queue_url(&queue)
-                    .receipt_handle(&receipt)
-                    .visibility_timeout(vis)
-                    .send()
-                    .await;
-                if let Err(e) = r {
-                    tracing::warn!(error = %vigil_aws::error_text(&e), "visibility not extended");
-                }
-            }
-        })
-    }
 }
 
 /// Why an object read is not done with, if it is not: the download broke
