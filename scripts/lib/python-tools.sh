@@ -22,5 +22,5 @@ pinned_venv() {
 }
 
 VENV="${VIGIL_VENV:-$HOME/.cache/vigil/venv}"
-pinned_venv "$VENV" "awscurl==0.44 schemathesis==4.32.5 moto[server]==5.2.5 cargo-lambda==1.9.2"
+pinned_venv "$VENV" "awscurl==0.44 schemathesis==4.32.5 moto[server]==5.2.5 cargo-lambda==1.9.2 cfn-lint==1.58.0"
 export VIGIL_PY_BIN="$VENV/bin"

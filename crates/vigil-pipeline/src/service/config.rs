@@ -1,6 +1,7 @@
 //! The service's one configuration file (TOML), with environment overrides
-//! (`VIGIL_LISTEN`, `VIGIL_DATA_DIR`, `VIGIL_INBOX`). Unknown keys are refused by
-//! name; every default works on a laptop.
+//! (`VIGIL_LISTEN`, `VIGIL_DATA_DIR`, `VIGIL_INBOX`) and `${NAME}` references
+//! to the environment inside it. Unknown keys are refused by name; every
+//! default works on a laptop.
 //!
 //! ```toml
 //! listen = "127.0.0.1:8750"
@@ -221,10 +222,42 @@ impl Default for ServeConfig {
     }
 }
 
+/// Puts the environment's values in place of `${NAME}` (NAME of capitals,
+/// digits and `_`), so that a deployment can hand the file what it only knows
+/// at run time (queue URLs, say); a name that is not set is an error naming
+/// its line. Anything else with a `$` is left as written.
+pub fn expand_env(text: &str, get: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        let mut rest = line;
+        while let Some(at) = rest.find("${") {
+            let name_len = rest[at + 2..]
+                .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+                .unwrap_or(rest.len() - at - 2);
+            let closes = rest[at + 2 + name_len..].starts_with('}');
+            if name_len == 0 || !closes {
+                out.push_str(&rest[..at + 2]);
+                rest = &rest[at + 2..];
+                continue;
+            }
+            let name = &rest[at + 2..at + 2 + name_len];
+            let value =
+                get(name).ok_or_else(|| format!("line {}: ${{{name}}} is not set", n + 1))?;
+            out.push_str(&rest[..at]);
+            out.push_str(&value);
+            rest = &rest[at + 3 + name_len..];
+        }
+        out.push_str(rest);
+    }
+    Ok(out)
+}
+
 impl ServeConfig {
     pub fn load(path: &Path) -> Result<ServeConfig> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| PipelineError::Io(format!("config {}", path.display()), e))?;
+        let text = expand_env(&text, |name| std::env::var(name).ok())
+            .map_err(|e| err(format!("config {}: {e}", path.display())))?;
         let c: ServeConfig =
             toml::from_str(&text).map_err(|e| err(format!("config {}: {e}", path.display())))?;
         c.api
@@ -420,5 +453,35 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o077, 0, "{mode:o}");
         }
+    }
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::expand_env;
+
+    #[test]
+    fn names_in_braces_are_replaced_and_unset_ones_named() {
+        let get = |n: &str| (n == "QUEUE_1").then(|| "https://q".to_owned());
+        assert_eq!(
+            expand_env("a = \"${QUEUE_1}/x\"\nb = \"$5 ${lower} ${\"\n", get).unwrap(),
+            "a = \"https://q/x\"\nb = \"$5 ${lower} ${\"\n"
+        );
+        let e = expand_env("a = 1\nb = \"${MISSING}\"\n", get).unwrap_err();
+        assert!(e.contains("line 2") && e.contains("${MISSING}"), "{e}");
+    }
+
+    /// The configuration the CDK app's container runs with is one Vigil takes.
+    #[test]
+    fn the_deployed_configuration_loads() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/vigil.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let text = expand_env(&text, |n| {
+            Some(format!("https://sqs.us-east-1.amazonaws.com/1/{n}"))
+        })
+        .unwrap();
+        let c: super::ServeConfig = toml::from_str(&text).unwrap();
+        assert_eq!(c.sources.len(), 2);
+        assert!(c.organizations.enabled);
     }
 }
