@@ -81,7 +81,7 @@ pub struct ServeConfig {
     /// The most record identities remembered (about 50 bytes each).
     pub max_remembered_records: usize,
     pub rules: Vec<PathBuf>,
-    /// Each a table with a `type` (inbox, http, demo) and its own keys.
+    /// Each a table with a `type` (inbox, http, demo, sqs) and its own keys.
     pub sources: Vec<toml::Table>,
     /// Each a table with a `type` (jsonl) and its own keys.
     pub outputs: Vec<toml::Table>,
