@@ -635,21 +635,18 @@ impl Store {
         let mut stmt = self.conn.prepare_cached(
             "SELECT seq, seen_at, ids FROM seen_records WHERE seq > ?1 ORDER BY seq",
         )?;
-        let rows = stmt.query_map([after], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, Vec<u8>>(2)?,
-            ))
-        })?;
+        let mut rows = stmt.query([after])?;
         let (mut out, mut last) = (Vec::new(), after);
-        for row in rows {
-            let (seq, at, ids) = row?;
+        while let Some(r) = rows.next()? {
+            let seq: i64 = r.get(0)?;
             last = last.max(seq);
+            // The reader's own rows: not even copied out.
             if skip.contains(&seq) {
                 continue;
             }
-            for id in whole_ids(&ids)? {
+            let at: i64 = r.get(1)?;
+            let ids = r.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
+            for id in whole_ids(ids)? {
                 out.push((id, at));
             }
         }
