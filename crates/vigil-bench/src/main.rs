@@ -14,6 +14,7 @@ mod corpus;
 mod measure;
 #[cfg(feature = "peer")]
 mod peer;
+mod outbox;
 mod queue;
 mod respond;
 
@@ -23,7 +24,7 @@ use anyhow::{bail, Result};
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  vigil-bench gen --out DIR [--cloudtrail-mb N] [--flow-mb N] [--file-mb N] [--seed N] [--ordinary]\n  vigil-bench run --dir DIR --vigil PATH [--rounds N] [--rules DIR]\n  vigil-bench peer --dir DIR --rules DIR   (built with --features peer)\n  vigil-bench api --dir DIR --vigil PATH [--findings N] [--clients N] [--seconds N]\n  vigil-bench respond --dir DIR --vigil PATH --moto PATH [--rounds N]\n  vigil-bench queue --dir DIR --vigil PATH --moto PATH [--cargo-lambda PATH] [--objects N] [--records N] [--samples N]"
+        "usage:\n  vigil-bench gen --out DIR [--cloudtrail-mb N] [--flow-mb N] [--file-mb N] [--seed N] [--ordinary]\n  vigil-bench run --dir DIR --vigil PATH [--rounds N] [--rules DIR]\n  vigil-bench peer --dir DIR --rules DIR   (built with --features peer)\n  vigil-bench api --dir DIR --vigil PATH [--findings N] [--clients N] [--seconds N]\n  vigil-bench respond --dir DIR --vigil PATH --moto PATH [--rounds N]\n  vigil-bench queue --dir DIR --vigil PATH --moto PATH [--cargo-lambda PATH] [--objects N] [--records N] [--samples N]\n  vigil-bench outbox --dir DIR --vigil PATH [--findings N] [--samples N]"
     );
     std::process::exit(2)
 }
@@ -130,6 +131,17 @@ fn main() -> Result<()> {
                 objects: num("--objects", 400)?,
                 records: num("--records", 500)?,
                 samples: num("--samples", 100)?,
+            })
+        }
+        "outbox" => {
+            let (Some(dir), Some(vigil)) = (get("--dir"), get("--vigil")) else {
+                usage()
+            };
+            outbox::run(&outbox::Spec {
+                dir: PathBuf::from(dir),
+                vigil: PathBuf::from(vigil),
+                findings: num("--findings", 2000)?,
+                samples: num("--samples", 60)?,
             })
         }
         other => bail!("unknown command {other:?}"),

@@ -39,6 +39,9 @@ pub struct RuleInfo {
     pub rationale: Option<String>,
     /// What else makes the rule fire (Sigma `falsepositives`).
     pub falsepositives: Vec<String>,
+    /// The outputs its findings go to (`vigil.destinations`, comma-separated
+    /// output names), overriding routing.
+    pub destinations: Vec<String>,
 }
 
 /// Where to find the custom attribute `key` in a rule's `vigil:` map.
@@ -129,6 +132,15 @@ impl RuleInfo {
             principal_field: attr(r.custom, "principal").map(str::to_owned),
             rationale: attr(r.custom, "rationale").map(str::to_owned),
             falsepositives: r.falsepositives.to_vec(),
+            destinations: attr(r.custom, "destinations")
+                .map(|d| {
+                    d.split(',')
+                        .map(str::trim)
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 }
@@ -490,6 +502,7 @@ impl Findings {
                     id: a.rule.key.clone(),
                     title: a.rule.title.clone(),
                     kind: a.rule.kind,
+                    destinations: a.rule.destinations.clone(),
                 },
                 mitre_attack: a.rule.mitre.clone(),
                 principal: a.principal,

@@ -193,6 +193,10 @@ pub struct RuleRef {
     pub id: String,
     pub title: String,
     pub kind: RuleKind,
+    /// The outputs the rule sends its findings to, when it names them
+    /// (`vigil.destinations`): these, and only these, hear of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destinations: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -59,6 +59,7 @@ pub fn run(mut config: ServeConfig) -> Result<(), PipelineError> {
         store,
         detect,
         outputs,
+        outbox,
         ..
     } = crate::service::core(&config)?;
     let running = Pipeline::new(detect, outputs).start(Vec::new(), store.clone())?;
@@ -67,7 +68,13 @@ pub fn run(mut config: ServeConfig) -> Result<(), PipelineError> {
         .enable_all()
         .build()
         .map_err(|e| PipelineError::Io("starting the runtime".into(), e))?;
+    let (_keep_delivering, delivering) = tokio::sync::watch::channel(false);
     let served = rt.block_on(async {
+        // Deliveries go while the environment runs (between invocations Lambda
+        // freezes it; what is left goes on at the next one).
+        if let Some(o) = outbox {
+            o.start(Arc::new(delivering));
+        }
         let settings = vigil_aws::AwsSettings {
             endpoint_url: config.aws.endpoint_url.clone(),
             home_region: config

@@ -18,6 +18,7 @@ mod component;
 mod detect;
 #[cfg(feature = "aws")]
 pub mod lambda;
+pub mod notify;
 pub mod outputs;
 pub mod report;
 mod run;
@@ -46,7 +47,7 @@ pub enum PipelineError {
 }
 
 /// A component's table, split into its type, its name and the rest.
-fn split(
+pub(crate) fn split(
     kind: &str,
     i: usize,
     mut table: toml::Table,

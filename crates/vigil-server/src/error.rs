@@ -66,7 +66,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
             StoreError::NoIncident(_) => ApiError::not_found(e.to_string()),
-            StoreError::Transition { .. } => {
+            StoreError::Transition { .. } | StoreError::NotDead { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "ConflictException", e.to_string())
             }
             StoreError::Cursor(_) => ApiError::bad_request(e.to_string()),

@@ -23,8 +23,11 @@ mod api;
 mod error;
 mod ingest;
 mod listen;
+mod outbox;
 mod respond;
 pub mod sigv4;
+pub mod slack;
+pub use slack::SlackConfig;
 pub mod tls;
 
 use std::sync::{Arc, Condvar, Mutex};
@@ -262,6 +265,10 @@ pub struct AppState {
     library: Arc<vigil_respond::Library>,
     /// What the pipeline's sources report (`GET /api/v1/sources`).
     sources: Vec<Arc<dyn SourceStatus>>,
+    /// Slack's approval buttons (`POST /slack/interactions`), when configured.
+    slack: Option<slack::SlackConfig>,
+    /// Every configured principal's role.
+    principals: std::collections::HashMap<String, Role>,
 }
 
 /// What a source of the pipeline reports about itself: its counters and its
@@ -314,6 +321,12 @@ impl AppState {
             },
             engine: None,
             sources: Vec::new(),
+            slack: None,
+            principals: config
+                .keys
+                .iter()
+                .map(|k| (k.principal.clone(), k.role))
+                .collect(),
             library: Arc::new(
                 vigil_respond::Library::load(None)
                     .map_err(|e| ConfigError::Playbooks(format!("{e:?}")))?,
@@ -324,6 +337,14 @@ impl AppState {
     /// The sources `GET /api/v1/sources` reports on.
     pub fn with_sources(mut self, sources: Vec<Arc<dyn SourceStatus>>) -> AppState {
         self.sources = sources;
+        self
+    }
+
+    /// Turns on `POST /slack/interactions` (when a signing secret is set).
+    pub fn with_slack(mut self, slack: slack::SlackConfig) -> AppState {
+        if slack.signing_secret.is_some() {
+            self.slack = Some(slack);
+        }
         self
     }
 
@@ -384,6 +405,7 @@ pub fn now() -> Timestamp {
 pub fn router(app: Arc<AppState>) -> Router {
     let signed = api::routes()
         .merge(respond::routes())
+        .merge(outbox::routes())
         .merge(ingest::signed_routes())
         .fallback(api::not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -392,6 +414,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         ));
     signed
         .merge(ingest::firehose_routes())
+        .route("/slack/interactions", axum::routing::post(slack::interactions))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&app),
             read_body,

@@ -11,6 +11,7 @@ use vigil_model::incident::TimelineKind;
 pub use vigil_model::incident::{Incident, IncidentStatus, IncidentView, TimelineEntry};
 use vigil_model::{Finding, Severity, Timestamp};
 
+use crate::outbox::{self, Change, EventKind, Router};
 use crate::{
     severity_from_rank, severity_rank, Grouping, Listing, Page, Recorded, Result, StoreError,
 };
@@ -60,6 +61,7 @@ pub(crate) fn record(
     index: usize,
     now: Timestamp,
     done: &mut Recorded,
+    router: Option<&dyn Router>,
 ) -> Result<Option<Finding>> {
     let (stored, existing) = match mode {
         Mode::Replace => {
@@ -123,6 +125,7 @@ pub(crate) fn record(
     let body = serde_json::to_string(f).map_err(|e| StoreError::Damaged(e.to_string()))?;
     let d = &f.detail;
     let severity = grouping.severity(f);
+    let is_new = existing.is_none();
     let incident_id = match existing {
         Some(incident_id) => {
             tx.prepare_cached(
@@ -190,6 +193,14 @@ pub(crate) fn record(
             incident_id
         }
     };
+    let before: Option<i64> = match router {
+        Some(_) => Some(tx.query_row(
+            "SELECT severity FROM incidents WHERE id = ?1",
+            [&incident_id],
+            |r| r.get(0),
+        )?),
+        None => None,
+    };
     tx.execute(
         "UPDATE incidents SET severity = max(severity, ?2), first_seen = min(first_seen, ?3),
             last_seen = max(last_seen, ?4) WHERE id = ?1",
@@ -200,6 +211,28 @@ pub(crate) fn record(
             d.last_seen.as_millis()
         ],
     )?;
+    if let (Some(router), Some(before)) = (router, before) {
+        let inc = get(tx, &incident_id)?.ok_or_else(|| StoreError::NoIncident(incident_id.clone()))?;
+        let event = if is_new && done.opened.last() == Some(&incident_id) {
+            EventKind::IncidentOpened
+        } else if severity_rank(inc.severity) > before {
+            EventKind::IncidentEscalated
+        } else if is_new {
+            EventKind::FindingOpened
+        } else {
+            EventKind::FindingUpdated
+        };
+        let change = Change {
+            event,
+            at: now,
+            actor: None,
+            note: None,
+            incident: Some(&inc),
+            finding: Some(f),
+            run: None,
+        };
+        done.queued |= outbox::emit(tx, router, &change)?;
+    }
     Ok(stored)
 }
 
@@ -515,6 +548,8 @@ pub(crate) fn transition(
     actor: &str,
     note: Option<&str>,
     now: Timestamp,
+    router: Option<&dyn Router>,
+    queued: &mut bool,
 ) -> Result<Incident> {
     let inc = existing(tx, id)?;
     if !inc.status.can_become(to) {
@@ -570,7 +605,29 @@ pub(crate) fn transition(
         text.push_str(n);
     }
     log(tx, &inc, now, TimelineKind::Status, actor, &text)?;
-    existing(tx, id)
+    let after = existing(tx, id)?;
+    if let Some(router) = router {
+        let event = match to {
+            IncidentStatus::Acknowledged => Some(EventKind::IncidentAcknowledged),
+            IncidentStatus::Remediating => Some(EventKind::IncidentRemediating),
+            IncidentStatus::Resolved => Some(EventKind::IncidentResolved),
+            IncidentStatus::FalsePositive => Some(EventKind::IncidentFalsePositive),
+            _ => None,
+        };
+        if let Some(event) = event {
+            let change = Change {
+                event,
+                at: now,
+                actor: Some(actor),
+                note: note.filter(|n| !n.trim().is_empty()),
+                incident: Some(&after),
+                finding: None,
+                run: None,
+            };
+            *queued |= outbox::emit(tx, router, &change)?;
+        }
+    }
+    Ok(after)
 }
 
 pub(crate) fn add_note(

@@ -15,6 +15,7 @@ mod audit;
 pub mod compliance;
 mod incident;
 mod metrics;
+pub mod outbox;
 mod runs;
 mod schema;
 
@@ -65,6 +66,8 @@ pub enum StoreError {
         from: IncidentStatus,
         to: IncidentStatus,
     },
+    #[error("outbox delivery {id} is {state}; only a dead delivery is replayed")]
+    NotDead { id: i64, state: &'static str },
     #[error("bad cursor {0:?}")]
     Cursor(String),
     #[error("a stored row is damaged: {0}")]
@@ -94,6 +97,9 @@ pub struct Recorded {
     /// The number of the record-identity row this delivery added, if any.
     #[serde(skip)]
     pub records_seq: Option<i64>,
+    /// Whether the commit queued deliveries in the outbox.
+    #[serde(skip)]
+    pub queued: bool,
 }
 
 /// A page of a listing, newest first; `next_cursor` fetches the page after it.
@@ -137,6 +143,8 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     grouping: Grouping,
+    /// Who hears of changes (see [`outbox`]); none: nothing is queued.
+    router: Option<Arc<dyn outbox::Router>>,
 }
 
 /// The one handle to the store's writer connection that the pipeline, the API,
@@ -236,6 +244,7 @@ impl Store {
             conn,
             path,
             grouping,
+            router: None,
         })
     }
 
@@ -248,6 +257,7 @@ impl Store {
             conn,
             path,
             grouping,
+            router: None,
         })
     }
 
@@ -268,6 +278,7 @@ impl Store {
             conn,
             path: self.path.clone(),
             grouping: self.grouping.clone(),
+            router: None,
         })
     }
 
@@ -282,6 +293,19 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// From now on, every change is shown to `router` and queued in the outbox
+    /// for the destinations it names, in the change's own transaction.
+    pub fn set_router(&mut self, router: Arc<dyn outbox::Router>) {
+        self.router = Some(router);
+    }
+
+    /// Tells the router its deliveries are committed.
+    fn woke(&self, queued: bool) {
+        if let (true, Some(r)) = (queued, &self.router) {
+            r.wake();
+        }
     }
 
     pub fn accounts(&self) -> &AccountRegistry {
@@ -413,9 +437,12 @@ impl Store {
         note: Option<&str>,
         now: Timestamp,
     ) -> Result<Incident> {
+        let router = self.router.clone();
         let tx = self.conn.transaction()?;
-        let inc = incident::transition(&tx, id, to, actor, note, now)?;
+        let mut queued = false;
+        let inc = incident::transition(&tx, id, to, actor, note, now, router.as_deref(), &mut queued)?;
         tx.commit()?;
+        self.woke(queued);
         Ok(inc)
     }
 
@@ -485,9 +512,15 @@ impl Store {
         now: Timestamp,
         line: &AuditLine<'_>,
     ) -> Result<()> {
+        let router = self.router.clone();
         let tx = self.conn.transaction()?;
         runs::set_status(&tx, run_id, status, note, finished, now, line)?;
+        let queued = match router.as_deref() {
+            Some(router) => runs::announce(&tx, router, run_id, status, line, now)?,
+            None => false,
+        };
         tx.commit()?;
+        self.woke(queued);
         Ok(())
     }
 
@@ -583,6 +616,7 @@ impl Store {
     /// Commits one delivery in one transaction: a crash leaves all of it or none.
     pub fn commit(&mut self, d: &Delivery<'_>, now: Timestamp) -> Result<Recorded> {
         // Immediate: it writes, and another process may be writing too.
+        let router = self.router.clone();
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -595,7 +629,7 @@ impl Store {
         let mut done = Recorded::default();
         for (i, f) in d.findings.iter().enumerate() {
             if let Some(stored) =
-                incident::record(&tx, &self.grouping, f, d.mode, i, now, &mut done)?
+                incident::record(&tx, &self.grouping, f, d.mode, i, now, &mut done, router.as_deref())?
             {
                 done.stored.push(stored);
             }
@@ -625,7 +659,150 @@ impl Store {
             )?;
         }
         tx.commit()?;
+        self.woke(done.queued);
         Ok(done)
+    }
+
+    /// Claims up to `limit` due deliveries of `destination` for `lease_ms` (see
+    /// [`outbox`]), oldest first.
+    pub fn claim_outbox(
+        &mut self,
+        destination: &str,
+        now: Timestamp,
+        limit: usize,
+        lease_ms: i64,
+    ) -> Result<Vec<outbox::OutboxRow>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let rows = outbox::claim(&tx, destination, now, limit, lease_ms)?;
+        tx.commit()?;
+        Ok(rows)
+    }
+
+    /// Extends the claim on deliveries still being worked on.
+    pub fn extend_outbox(&mut self, ids: &[i64], until: Timestamp) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for id in ids {
+            tx.prepare_cached(
+                "UPDATE outbox SET claimed_until = ?2 WHERE id = ?1 AND state = 'pending' AND claimed_until > 0",
+            )?
+            .execute(params![id, until.as_millis()])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records what became of claimed deliveries, together.
+    pub fn settle_outbox(&mut self, outcomes: &[(i64, outbox::Outcome)], now: Timestamp) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for (id, o) in outcomes {
+            outbox::settle(&tx, *id, o, now)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deliveries, newest first (see [`outbox::State`]).
+    pub fn outbox(
+        &self,
+        state: Option<outbox::State>,
+        destination: Option<&str>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<outbox::OutboxRow>> {
+        outbox::list(&self.conn, state, destination, page_limit(limit), cursor)
+    }
+
+    /// One delivery.
+    pub fn outbox_delivery(&self, id: i64) -> Result<Option<outbox::OutboxRow>> {
+        outbox::get(&self.conn, id)
+    }
+
+    /// Puts a dead delivery back in line (tries reset), as `actor`, audited.
+    pub fn replay_outbox(
+        &mut self,
+        id: i64,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Option<outbox::OutboxRow>> {
+        let tx = self.conn.transaction()?;
+        let row = outbox::replay(&tx, id, now)?;
+        if let Some(r) = &row {
+            audit::append(&tx, now, actor, "outbox replay", &id.to_string(), &r.destination)?;
+        }
+        tx.commit()?;
+        self.woke(row.is_some());
+        Ok(row)
+    }
+
+    /// How many deliveries each destination has in each state.
+    pub fn outbox_counts(&self) -> Result<Vec<outbox::OutboxCounts>> {
+        outbox::counts(&self.conn)
+    }
+
+    /// What `destination` made of `subject` (a message id, an issue key).
+    pub fn outbox_ref(&self, destination: &str, subject: &str) -> Result<Option<String>> {
+        outbox::reference(&self.conn, destination, subject)
+    }
+
+    pub fn set_outbox_ref(
+        &mut self,
+        destination: &str,
+        subject: &str,
+        reference: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        outbox::set_reference(&self.conn, destination, subject, reference, now)
+    }
+
+    /// Records `principal`'s approval of step `step_seq` of run `run_id` (once
+    /// per person), audited and announced; every distinct approver so far.
+    pub fn record_approval(
+        &mut self,
+        run_id: &str,
+        step_seq: i64,
+        principal: &str,
+        via: &str,
+        now: Timestamp,
+    ) -> Result<Vec<String>> {
+        let router = self.router.clone();
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO approvals (run_id, step_seq, principal, via, at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT DO NOTHING",
+            params![run_id, step_seq, principal, via, now.as_millis()],
+        )?;
+        let who: Vec<String> = tx
+            .prepare("SELECT principal FROM approvals WHERE run_id = ?1 AND step_seq = ?2 ORDER BY at, principal")?
+            .query_map(params![run_id, step_seq], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let note = format!("approved by {} of 2 ({})", who.len(), who.join(", "));
+        let line = AuditLine {
+            at: now,
+            principal,
+            action: "approve step",
+            target: run_id,
+            outcome: &note,
+        };
+        audit::append(&tx, now, principal, line.action, run_id, &note)?;
+        let queued = match router.as_deref() {
+            Some(router) => runs::announce_as(&tx, router, run_id, outbox::EventKind::RunApproval, &line, now)?,
+            None => false,
+        };
+        tx.commit()?;
+        self.woke(queued);
+        Ok(who)
+    }
+
+    /// Whether `key` (a chat action's identity) is seen for the first time; it
+    /// is remembered either way.
+    pub fn first_interaction(&mut self, key: &str, now: Timestamp) -> Result<bool> {
+        let n = self.conn.execute(
+            "INSERT INTO interactions (key, at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            params![key, now.as_millis()],
+        )?;
+        Ok(n == 1)
     }
 
     /// The record identities taken after row `after` (see

@@ -10,6 +10,7 @@ use serde_json::Value;
 use vigil_model::response::{Phase, RunStatus, StepStatus};
 use vigil_model::Timestamp;
 
+use crate::outbox::{self, Change, EventKind, Router};
 use crate::{audit, Result, StoreError};
 
 /// A run and its steps.
@@ -356,4 +357,55 @@ pub(crate) fn exists(conn: &Connection, incident: &str, playbook: &str) -> Resul
         .query_row([incident, playbook], |_| Ok(()))
         .optional()?
         .is_some())
+}
+
+/// Queues a run's new status in the outbox (the statuses outputs hear of);
+/// whether anything was queued.
+pub(crate) fn announce(
+    tx: &Connection,
+    router: &dyn Router,
+    run_id: &str,
+    status: RunStatus,
+    line: &AuditLine<'_>,
+    now: Timestamp,
+) -> Result<bool> {
+    let event = match status {
+        RunStatus::AwaitingApproval => EventKind::RunAwaitingApproval,
+        RunStatus::InProgress => EventKind::RunInProgress,
+        RunStatus::Succeeded => EventKind::RunSucceeded,
+        RunStatus::Failed => EventKind::RunFailed,
+        RunStatus::Rejected => EventKind::RunRejected,
+        RunStatus::NeedsAttention => EventKind::RunNeedsAttention,
+        _ => return Ok(false),
+    };
+    announce_as(tx, router, run_id, event, line, now)
+}
+
+/// Queues `event` about run `run_id` (with the run as it now is and its
+/// incident), `line` giving who and why.
+pub(crate) fn announce_as(
+    tx: &Connection,
+    router: &dyn Router,
+    run_id: &str,
+    event: EventKind,
+    line: &AuditLine<'_>,
+    now: Timestamp,
+) -> Result<bool> {
+    let Some(run) = get(tx, run_id)? else {
+        return Ok(false);
+    };
+    let incident = match &run.incident_id {
+        Some(id) => crate::incident::get(tx, id)?,
+        None => None,
+    };
+    let change = Change {
+        event,
+        at: now,
+        actor: Some(line.principal),
+        note: Some(line.outcome),
+        incident: incident.as_ref(),
+        finding: None,
+        run: Some(&run),
+    };
+    outbox::emit(tx, router, &change)
 }

@@ -293,6 +293,57 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE seen_records_8 RENAME TO seen_records;
     CREATE INDEX seen_records_at ON seen_records (seen_at);
     "#,
+    // 9: the outbox. Each change the outputs hear of is one `outbox_events`
+    // row, and one `outbox` row per destination it goes to, written in the
+    // change's transaction; `outbox_refs` keeps what a destination made of a
+    // subject (a Slack message, a Jira issue) so later deliveries edit it;
+    // `approvals` holds the approvals of a step that needs two people, and
+    // `interactions` the chat actions already acted on.
+    r#"
+    CREATE TABLE IF NOT EXISTS outbox_events (
+        seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+        event    TEXT NOT NULL,
+        at       INTEGER NOT NULL,
+        payload  TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS outbox (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_seq      INTEGER NOT NULL REFERENCES outbox_events (seq),
+        destination    TEXT NOT NULL,
+        event          TEXT NOT NULL,
+        fold           TEXT,
+        state          TEXT NOT NULL,
+        attempts       INTEGER NOT NULL,
+        next_at        INTEGER NOT NULL,
+        claimed_until  INTEGER NOT NULL,
+        created_at     INTEGER NOT NULL,
+        done_at        INTEGER,
+        folded_into    INTEGER,
+        last_error     TEXT
+    );
+    CREATE INDEX IF NOT EXISTS outbox_due ON outbox (destination, state, id);
+    CREATE INDEX IF NOT EXISTS outbox_fold ON outbox (destination, fold, state) WHERE fold IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, id);
+    CREATE TABLE IF NOT EXISTS outbox_refs (
+        destination  TEXT NOT NULL,
+        subject      TEXT NOT NULL,
+        ref          TEXT NOT NULL,
+        updated_at   INTEGER NOT NULL,
+        PRIMARY KEY (destination, subject)
+    );
+    CREATE TABLE IF NOT EXISTS approvals (
+        run_id     TEXT NOT NULL,
+        step_seq   INTEGER NOT NULL,
+        principal  TEXT NOT NULL,
+        via        TEXT NOT NULL,
+        at         INTEGER NOT NULL,
+        PRIMARY KEY (run_id, step_seq, principal)
+    );
+    CREATE TABLE IF NOT EXISTS interactions (
+        key  TEXT PRIMARY KEY,
+        at   INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The migration after which the existing audit entries are chained.

@@ -800,3 +800,119 @@ fn object_checkpoints_are_forgotten_with_the_redelivery_window() {
         Some("etag=1")
     );
 }
+
+/// Routes every change to `chat` (folded per incident) and `hook` (not
+/// folded), and counts its wake-ups.
+struct Both(std::sync::atomic::AtomicUsize);
+
+impl vigil_store::outbox::Router for Both {
+    fn route(&self, c: &vigil_store::outbox::Change<'_>) -> Vec<vigil_store::outbox::Route> {
+        vec![
+            vigil_store::outbox::Route {
+                destination: "chat".into(),
+                fold: c.incident.map(|i| i.id.clone()),
+            },
+            vigil_store::outbox::Route {
+                destination: "hook".into(),
+                fold: None,
+            },
+        ]
+    }
+
+    fn wake(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn changes_queue_their_deliveries_which_fold_retry_die_and_replay() {
+    use std::sync::atomic::Ordering;
+    use vigil_store::outbox::{Outcome, State};
+    let mut s = store();
+    let router = std::sync::Arc::new(Both(Default::default()));
+    s.set_router(router.clone());
+    let mut f = finding("a", "UnauthorizedAccess", "alice", T0, "LOW");
+    s.record_findings(&[f.clone()], ts(T0)).unwrap();
+    f.detail.count = 2;
+    f.detail.severity = Severity::High;
+    s.record_findings(&[f.clone()], ts(T0 + MIN)).unwrap();
+    let inc = s.incidents(&IncidentQuery::default()).unwrap().items[0].id.clone();
+    s.transition(&inc, IncidentStatus::Acknowledged, "ana", Some("on it"), ts(T0 + 2 * MIN))
+        .unwrap();
+    assert_eq!(router.0.load(Ordering::Relaxed), 3, "woken after each commit");
+    let all = s.outbox(None, Some("hook"), 100, None).unwrap().items;
+    let events: Vec<&str> = all.iter().rev().map(|d| d.event.as_str()).collect();
+    assert_eq!(
+        events,
+        ["incident.opened", "incident.escalated", "incident.acknowledged"]
+    );
+    let ack: Value = serde_json::from_str(all[0].payload.get()).unwrap();
+    assert_eq!(ack["actor"], "ana");
+    assert_eq!(ack["note"], "on it");
+    assert_eq!(ack["incident"]["status"], "ACKNOWLEDGED");
+
+    // The chat's three rows share the incident: one claim carries the newest.
+    let now = ts(T0 + 3 * MIN);
+    let claimed = s.claim_outbox("chat", now, 10, 30_000).unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].event, "incident.acknowledged");
+    let c = &s.outbox_counts().unwrap()[0];
+    assert_eq!((c.destination.as_str(), c.pending, c.folded), ("chat", 1, 2));
+    // Claimed: not claimed again until its lease runs out.
+    assert!(s.claim_outbox("chat", now, 10, 30_000).unwrap().is_empty());
+    assert_eq!(s.claim_outbox("chat", ts(T0 + 4 * MIN), 10, 30_000).unwrap().len(), 1);
+
+    // The hook's rows go one by one, in order: retried, then dead.
+    let hook = s.claim_outbox("hook", now, 10, 30_000).unwrap();
+    assert_eq!(hook.len(), 3);
+    assert_eq!(hook[0].attempts, 1);
+    let later = ts(T0 + 10 * MIN);
+    s.settle_outbox(
+        &[
+            (hook[0].id, Outcome::Done),
+            (hook[1].id, Outcome::Retry { at: later, error: "HTTP 503".into() }),
+            (hook[2].id, Outcome::Dead { error: "HTTP 400: bad".into() }),
+        ],
+        now,
+    )
+    .unwrap();
+    assert!(s.claim_outbox("hook", ts(T0 + 9 * MIN), 10, 30_000).unwrap().is_empty());
+    let again = s.claim_outbox("hook", later, 10, 30_000).unwrap();
+    assert_eq!((again.len(), again[0].attempts), (1, 2));
+    s.settle_outbox(&[(again[0].id, Outcome::Release { at: later })], later).unwrap();
+    assert_eq!(s.outbox_delivery(again[0].id).unwrap().unwrap().attempts, 1);
+
+    // Dead: listed with its error; replayed once, tries reset; a delivery that
+    // is not dead is not replayed.
+    let dead = s.outbox(Some(State::Dead), None, 100, None).unwrap().items;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].last_error.as_deref(), Some("HTTP 400: bad"));
+    let back = s.replay_outbox(dead[0].id, "adm", later).unwrap().unwrap();
+    assert_eq!((back.state, back.attempts), (State::Pending, 0));
+    assert!(matches!(
+        s.replay_outbox(hook[0].id, "adm", later),
+        Err(StoreError::NotDead { .. })
+    ));
+    assert!(s.replay_outbox(9999, "adm", later).unwrap().is_none());
+    assert!(s
+        .audit_log(0, 100)
+        .unwrap()
+        .iter()
+        .any(|e| e.action == "outbox replay" && e.principal == "adm"));
+}
+
+#[test]
+fn a_change_that_rolls_back_queues_nothing() {
+    let mut s = store();
+    s.set_router(std::sync::Arc::new(Both(Default::default())));
+    s.record_findings(&[finding("a", "UnauthorizedAccess", "alice", T0, "LOW")], ts(T0))
+        .unwrap();
+    let inc = s.incidents(&IncidentQuery::default()).unwrap().items[0].id.clone();
+    let before = s.outbox(None, None, 100, None).unwrap().items.len();
+    // OPEN → OPEN is refused: the transaction rolls back, and its delivery
+    // with it.
+    assert!(s
+        .transition(&inc, IncidentStatus::Open, "ana", None, ts(T0 + MIN))
+        .is_err());
+    assert_eq!(s.outbox(None, None, 100, None).unwrap().items.len(), before);
+}

@@ -143,14 +143,20 @@ pub fn build_script() {
         // removed: watch the nearest existing ancestor of each candidate, so that
         // `shared/` appearing beside the checkout rebuilds, without watching a
         // path that does not exist (which Cargo would take as always changed).
+        // At most two levels up (`data`, then `shared`, then the directory
+        // holding the checkout), and never a filesystem root: Cargo walks a
+        // watched directory whole, and a path that is gone (a checkout that
+        // moved) must not turn into watching `/`.
         let mut watch: &Path = &p;
-        while !watch.exists() {
+        let mut up = 0;
+        while !watch.exists() && up < 2 {
             match watch.parent() {
-                Some(up) => watch = up,
+                Some(parent) => watch = parent,
                 None => break,
             }
+            up += 1;
         }
-        if watch.exists() {
+        if watch.exists() && watch.parent().is_some() {
             println!("cargo::rerun-if-changed={}", watch.display());
         }
     }

@@ -2,9 +2,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
-use vigil_store::{Grouping, Store};
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
@@ -24,17 +23,7 @@ pub struct VerifyArgs {
 
 pub fn run(cmd: &AuditCommand) -> Result<u8> {
     let AuditCommand::Verify(args) = cmd;
-    let data_dir = args
-        .data_dir
-        .clone()
-        .or_else(|| std::env::var_os("VIGIL_DATA_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("./vigil-data"));
-    let db = vigil_store::database_path(&data_dir);
-    if !db.exists() {
-        anyhow::bail!("{}: no store there", db.display());
-    }
-    let store = Store::open(&data_dir, Grouping::default())
-        .with_context(|| format!("opening {}", db.display()))?;
+    let store = crate::open_store(args.data_dir.clone())?;
     let check = store.verify_audit()?;
     let head = check
         .head

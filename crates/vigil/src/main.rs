@@ -3,6 +3,7 @@
 mod audit;
 mod comply;
 mod logging;
+mod outbox;
 mod playbooks;
 mod rules;
 mod scan;
@@ -26,6 +27,21 @@ pub fn without_aws(what: &str) -> anyhow::Error {
         "this vigil was built without AWS support, so it cannot {what}; \
          build it with the default features (cargo build --release)"
     )
+}
+
+/// A service's store, for the commands that read or tend one: `data_dir`, else
+/// `VIGIL_DATA_DIR`, else `./vigil-data`; an error when there is no store there.
+pub fn open_store(data_dir: Option<std::path::PathBuf>) -> anyhow::Result<vigil_store::Store> {
+    use anyhow::Context;
+    let data_dir = data_dir
+        .or_else(|| std::env::var_os("VIGIL_DATA_DIR").map(std::path::PathBuf::from))
+        .unwrap_or_else(|| std::path::PathBuf::from("./vigil-data"));
+    let db = vigil_store::database_path(&data_dir);
+    if !db.exists() {
+        anyhow::bail!("{}: no store there", db.display());
+    }
+    vigil_store::Store::open(&data_dir, vigil_store::Grouping::default())
+        .with_context(|| format!("opening {}", db.display()))
 }
 
 /// Exit code when the run finished but some records or files could not be decoded.
@@ -74,6 +90,9 @@ enum Command {
     /// Foundations (and the other frameworks), list the checks and controls.
     #[command(subcommand)]
     Comply(comply::ComplyCommand),
+    /// The outbox: what the outputs were told; replay dead deliveries.
+    #[command(subcommand)]
+    Outbox(outbox::OutboxCommand),
 }
 
 fn main() -> ExitCode {
@@ -91,6 +110,7 @@ fn main() -> ExitCode {
         Command::Playbooks(cmd) => playbooks::run(&cmd),
         Command::Audit(cmd) => audit::run(&cmd),
         Command::Comply(cmd) => comply::run(&cmd),
+        Command::Outbox(cmd) => outbox::run(&cmd),
     };
     match result {
         Ok(code) => ExitCode::from(code),

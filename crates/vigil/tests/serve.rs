@@ -63,27 +63,6 @@ fn the_demo_shows_incidents_and_kpis_within_seconds() {
     assert!(status.success(), "{status:?}");
 }
 
-fn now_rfc3339() -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    // Whole seconds, as CloudTrail writes them.
-    vigil_model::Timestamp::from_secs(ms / 1000).to_string()
-}
-
-fn root_login(event_id: &str) -> Value {
-    json!({
-        "eventVersion": "1.08", "eventTime": now_rfc3339(), "eventSource": "signin.amazonaws.com",
-        "eventName": "ConsoleLogin", "awsRegion": "us-east-1", "sourceIPAddress": "198.51.100.23",
-        "userAgent": "Mozilla/5.0", "eventType": "AwsConsoleSignIn", "recipientAccountId": "111122223333",
-        "eventID": event_id, "responseElements": {"ConsoleLogin": "Success"},
-        "additionalEventData": {"MFAUsed": "No"},
-        "userIdentity": {"type": "Root", "principalId": "111122223333",
-                         "arn": "arn:aws:iam::111122223333:root", "accountId": "111122223333"}
-    })
-}
-
 #[test]
 fn telemetry_posted_is_queryable_when_the_post_is_answered() {
     let dir = tempfile::tempdir().unwrap();

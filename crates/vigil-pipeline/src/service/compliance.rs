@@ -323,6 +323,7 @@ fn regressions(
                 resource_field: None,
                 resource_type: None,
                 principal_field: None,
+                destinations: Vec::new(),
                 rationale: Some(
                     "The control passed at the previous assessment and fails now: a change made it fail."
                         .into(),

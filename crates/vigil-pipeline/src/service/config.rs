@@ -23,6 +23,21 @@
 //! [[outputs]]               # besides the store, which is always there
 //! type = "jsonl"
 //! path = "findings.jsonl"
+//! [[outputs]]               # through the outbox (docs/outputs.md): eventbridge,
+//! type = "slack"            # securityhub, slack, pagerduty, jira, splunk, webhook
+//! token = "${SLACK_BOT_TOKEN}"
+//! channel = "C0123456789"
+//! min_severity = "HIGH"     # and categories, accounts, environments, tags, events,
+//!                           # max_attempts, backoff, max_backoff, rate, timeout, link_base
+//!
+//! [routing.rules]           # a rule's findings to these outputs only
+//! "aws-cloudtrail-stop-logging" = ["slack"]
+//!
+//! [slack]                   # approving playbook steps from Slack's buttons
+//! signing_secret = "${SLACK_SIGNING_SECRET}"
+//! approvers = { U0123ABCD = "ana" }   # Slack user → principal of an API key that may act
+//! two_approvers = ["PB-003"]          # playbooks or step actions needing two people
+//! approval_ttl = "4h"
 //!
 //! [aws]                     # how Vigil reaches AWS (response and compliance)
 //! home_account = "111122223333"
@@ -83,8 +98,13 @@ pub struct ServeConfig {
     pub rules: Vec<PathBuf>,
     /// Each a table with a `type` (inbox, http, demo, sqs) and its own keys.
     pub sources: Vec<toml::Table>,
-    /// Each a table with a `type` (jsonl) and its own keys.
+    /// Each a table with a `type` (jsonl; eventbridge, securityhub, slack,
+    /// pagerduty, jira, splunk, webhook through the outbox) and its own keys.
     pub outputs: Vec<toml::Table>,
+    /// Destinations chosen per rule, over the outputs' filters.
+    pub routing: crate::notify::RoutingConfig,
+    /// Slack's approval buttons.
+    pub slack: vigil_server::SlackConfig,
     pub api: ApiConfig,
     pub aws: AwsConfig,
     pub accounts: Vec<Account>,
@@ -212,6 +232,8 @@ impl Default for ServeConfig {
             rules: Vec::new(),
             sources: Vec::new(),
             outputs: Vec::new(),
+            routing: Default::default(),
+            slack: Default::default(),
             api: ApiConfig::default(),
             aws: AwsConfig::default(),
             accounts: Vec::new(),
@@ -252,10 +274,69 @@ pub fn expand_env(text: &str, get: impl Fn(&str) -> Option<String>) -> Result<St
     Ok(out)
 }
 
+/// The keys of `[[outputs]]` and `[slack]` that hold secrets.
+const SECRET_KEYS: &[&str] = &[
+    "token",
+    "webhook_url",
+    "routing_key",
+    "api_token",
+    "secret",
+    "signing_secret",
+];
+
+/// Refuses a configuration file that writes a secret out (rather than as a
+/// `${NAME}` from the environment) while others may read it.
+fn check_secrets(path: &Path, text: &str) -> Result<()> {
+    let Ok(raw) = toml::from_str::<toml::Table>(text) else {
+        return Ok(()); // the real parse names the mistake
+    };
+    let mut written = Vec::new();
+    let literal = |v: &toml::Value| v.as_str().map(|s| !s.contains("${")).unwrap_or(false);
+    if let Some(outputs) = raw.get("outputs").and_then(toml::Value::as_array) {
+        for (i, o) in outputs.iter().enumerate() {
+            for k in SECRET_KEYS {
+                if o.get(*k).map(literal).unwrap_or(false) {
+                    written.push(format!("outputs[{i}].{k}"));
+                }
+            }
+        }
+    }
+    if raw
+        .get("slack")
+        .and_then(|s| s.get("signing_secret"))
+        .map(literal)
+        .unwrap_or(false)
+    {
+        written.push("slack.signing_secret".into());
+    }
+    if written.is_empty() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| PipelineError::Io(format!("config {}", path.display()), e))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(err(format!(
+                "config {}: {} written in the file, which others may read (mode {:o}): \
+                 chmod 600 it, or give the secret as ${{NAME}} from the environment",
+                path.display(),
+                written.join(", "),
+                mode & 0o777
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl ServeConfig {
     pub fn load(path: &Path) -> Result<ServeConfig> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| PipelineError::Io(format!("config {}", path.display()), e))?;
+        check_secrets(path, &text)?;
         let text = expand_env(&text, |name| std::env::var(name).ok())
             .map_err(|e| err(format!("config {}: {e}", path.display())))?;
         let c: ServeConfig =

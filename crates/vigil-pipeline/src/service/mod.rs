@@ -97,6 +97,8 @@ pub(crate) struct Core {
     pub store: SharedStore,
     pub detect: Detect,
     pub outputs: Vec<Box<dyn Output>>,
+    /// The outbox's destinations (its router already in the store).
+    pub outbox: Option<crate::notify::Outbox>,
 }
 
 pub(crate) fn core(config: &ServeConfig) -> Result<Core> {
@@ -107,6 +109,15 @@ pub(crate) fn core(config: &ServeConfig) -> Result<Core> {
         accounts: accounts.clone(),
     };
     let store = SharedStore::new(Store::open(data_dir, grouping)?);
+    // The outbox's router goes in before anything can commit.
+    let (pipeline_outputs, destinations) = split_outputs(&config.outputs)?;
+    let outbox = crate::notify::Outbox::build(
+        destinations,
+        &config.routing,
+        accounts.clone(),
+        &store,
+        &config.aws,
+    )?;
     let detect = detect_stage(config, data_dir, &store)?;
     let mut outputs: Vec<Box<dyn Output>> = vec![Box::new(StoreOutput::new(store.clone()))];
     let env = crate::Env {
@@ -114,13 +125,36 @@ pub(crate) fn core(config: &ServeConfig) -> Result<Core> {
         store: &store,
         aws: &config.aws,
     };
-    outputs.extend(crate::build_outputs(&config.outputs, &env)?);
+    outputs.extend(crate::build_outputs(&pipeline_outputs, &env)?);
     Ok(Core {
         accounts,
         store,
         detect,
         outputs,
+        outbox,
     })
+}
+
+/// `[[outputs]]` split into the pipeline's (built by `build_outputs`) and the
+/// outbox's destinations (type, name, table); names are unique across both.
+#[allow(clippy::type_complexity)]
+fn split_outputs(
+    tables: &[toml::Table],
+) -> Result<(Vec<toml::Table>, Vec<(String, String, toml::Table)>)> {
+    let (mut pipeline, mut outbox) = (Vec::new(), Vec::new());
+    let mut names = std::collections::HashSet::new();
+    for (i, t) in tables.iter().enumerate() {
+        let (ty, name, rest) = crate::split("output", i, t.clone())?;
+        if !names.insert(name.clone()) {
+            return Err(err(format!("two outputs are named `{name}`")));
+        }
+        if crate::notify::is_destination(&ty) {
+            outbox.push((ty, name, rest));
+        } else {
+            pipeline.push(t.clone());
+        }
+    }
+    Ok((pipeline, outbox))
 }
 
 /// Runs the service from `config` until `shutdown` resolves.
@@ -136,6 +170,7 @@ pub fn run(
         store,
         detect,
         mut outputs,
+        outbox,
     } = core(&config)?;
     let env = crate::Env {
         data_dir: &data_dir,
@@ -164,7 +199,9 @@ pub fn run(
 
     let mut app = vigil_server::AppState::new(&config.api, store.clone(), running.ingest())
         .map_err(|e| err(format!("api: {e}")))?
-        .with_sources(running.statuses());
+        .with_sources(running.statuses())
+        .with_slack(config.slack.clone());
+    let (stop_outbox, outbox_stopped) = tokio::sync::watch::channel(false);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -193,6 +230,10 @@ pub fn run(
             let engine = start_engine(&config, &store, library, trigger_rx).await?;
             app = app.with_engine(engine);
         }
+        let delivering = match outbox {
+            Some(o) => o.start(Arc::new(outbox_stopped)),
+            None => Vec::new(),
+        };
         if config.organizations.enabled {
             tokio::spawn(organizations::run(
                 config.organizations.clone(),
@@ -209,9 +250,16 @@ pub fn run(
                 rx,
             ));
         }
-        vigil_server::serve(listener, tls, Arc::new(app), shutdown)
+        let served = vigil_server::serve(listener, tls, Arc::new(app), shutdown)
             .await
-            .map_err(|e| PipelineError::Io("serving".into(), e))
+            .map_err(|e| PipelineError::Io("serving".into(), e));
+        // A delivery cut off here is claimed again after its lease on the next
+        // start; its idempotency key makes the repeat harmless.
+        let _ = stop_outbox.send(true);
+        for d in delivering {
+            let _ = tokio::time::timeout(Duration::from_secs(5), d).await;
+        }
+        served
     });
     running.stop();
     rt.shutdown_timeout(Duration::from_secs(2));

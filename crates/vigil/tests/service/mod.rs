@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use support::{raw_call, signed, Key, Reply, Signing};
 
 pub const ANALYST: Key = Key {
@@ -274,4 +274,27 @@ impl Drop for Moto {
         self.child.kill().ok();
         self.child.wait().ok();
     }
+}
+
+/// Now, in whole seconds, as CloudTrail writes times.
+pub fn now_rfc3339() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Whole seconds, as CloudTrail writes them.
+    vigil_model::Timestamp::from_secs(ms / 1000).to_string()
+}
+
+/// A root console sign-in without MFA (PB-006 answers it).
+pub fn root_login(event_id: &str) -> Value {
+    json!({
+        "eventVersion": "1.08", "eventTime": now_rfc3339(), "eventSource": "signin.amazonaws.com",
+        "eventName": "ConsoleLogin", "awsRegion": "us-east-1", "sourceIPAddress": "198.51.100.23",
+        "userAgent": "Mozilla/5.0", "eventType": "AwsConsoleSignIn", "recipientAccountId": "111122223333",
+        "eventID": event_id, "responseElements": {"ConsoleLogin": "Success"},
+        "additionalEventData": {"MFAUsed": "No"},
+        "userIdentity": {"type": "Root", "principalId": "111122223333",
+                         "arn": "arn:aws:iam::111122223333:root", "accountId": "111122223333"}
+    })
 }
