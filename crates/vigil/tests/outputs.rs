@@ -81,6 +81,7 @@ routing_key = "${{PD_KEY}}"
 events_url = "{pd}"
 rate = {rate}
 backoff = "100ms"
+link_base = "https://vigil.example.com"
 [[outputs]]
 type = "jira"
 base_url = "{jira}"
@@ -144,7 +145,15 @@ fn verify_webhook(req: &receiver::Req) -> bool {
 fn http_destinations_receive_what_their_vendors_document() {
     let r = Receiver::start();
     let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start_env(dir.path(), &[], &http_outputs(&r, 100), &envs());
+    // Slack's simple option too: an incoming webhook (its URL is a secret).
+    let more = format!(
+        "{}[[outputs]]\ntype = \"slack\"\nname = \"slack-hook\"\nwebhook_url = \"${{SLACK_WEBHOOK}}\"\nrate = 100\n",
+        http_outputs(&r, 100)
+    );
+    let hook_url = r.url("/services/T0/B0/slack-hook-secret");
+    let mut env = envs();
+    env.push(("SLACK_WEBHOOK", hook_url.as_str()));
+    let svc = Service::start_env(dir.path(), &[], &more, &env);
 
     // Two people stop the trail (two incidents); the first does it again.
     ingest(&svc, vec![stop_logging("stop-1", "mallory"), stop_logging("stop-2", "trudy")]);
@@ -196,6 +205,9 @@ fn http_destinations_receive_what_their_vendors_document() {
         assert_eq!(payload["source"], "111122223333");
         assert!(payload["timestamp"].as_str().unwrap().ends_with('Z'));
         assert_eq!(b["client"], "Vigil");
+        let link = format!("https://vigil.example.com/incidents/{}", b["dedup_key"].as_str().unwrap());
+        assert_eq!(b["client_url"], link.as_str());
+        assert_eq!(b["links"][0]["href"], link.as_str());
     }
     // Jira: one issue per incident, Basic auth, an ADF description; the
     // repeat is a comment on mallory's issue.
@@ -278,11 +290,19 @@ fn http_destinations_receive_what_their_vendors_document() {
     let events: Vec<String> = r.requests("/hook").iter().map(|q| q.json()["event"].as_str().unwrap().to_owned()).collect();
     assert!(events.contains(&"incident.acknowledged".to_owned()) && events.contains(&"incident.resolved".to_owned()), "{events:?}");
 
+    // The incoming webhook: a Block Kit message per change, nothing edited.
+    let simple: Vec<Value> = r.requests("/services/T0/B0/").iter().map(|q| q.json()).collect();
+    assert!(simple.len() >= 4, "{simple:?}");
+    for m in &simple {
+        assert!(m["text"].is_string() && m["blocks"].is_array(), "{m}");
+    }
+    assert!(simple.iter().any(|m| m["blocks"].to_string().contains("resolved by adm")), "{simple:?}");
+
     // Nothing went dead; the log never shows a secret.
     let dead = svc.get("/api/v1/outbox?state=dead");
     assert_eq!(dead["items"], json!([]), "{dead}");
     let log = svc.log.lock().unwrap().join("\n");
-    for (_, secret) in envs() {
+    for (_, secret) in &env {
         assert!(!log.contains(secret), "a secret was logged");
     }
 }

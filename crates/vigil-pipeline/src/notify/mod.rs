@@ -790,6 +790,80 @@ async fn deliver_rows(b: &Built, cx: &Context, rows: Vec<OutboxRow>) {
 mod tests {
     use super::*;
 
+    fn finding(rule: &str, severity: &str, category: &str, own: &[&str]) -> Finding {
+        serde_json::from_value(serde_json::json!({
+            "version": "1.0", "id": "f1", "detail-type": "Security Finding",
+            "source": "com.security.platform", "account": "111122223333",
+            "time": "2026-12-01T10:00:00Z", "region": "us-east-1", "resources": [],
+            "detail": {
+                "finding_id": "sec-2026-12-01-001", "severity": severity, "confidence": 80,
+                "title": "t", "description": "d", "category": category,
+                "detection_source": "CloudTrail", "resource_type": null, "resource_arn": null,
+                "first_seen": "2026-12-01T10:00:00Z", "last_seen": "2026-12-01T10:00:00Z",
+                "remediation": {"playbook": null, "automated": false, "status": "PENDING"},
+                "evidence": {"source_ip": null, "user_agent": null, "api_call": null, "aws_region": null},
+                "count": 1, "rule": {"id": rule, "title": "r", "kind": "sigma", "destinations": own},
+                "mitre_attack": {"tactics": ["persistence"], "techniques": ["T1098.001"]},
+                "principal": null, "event_ids": []
+            }
+        }))
+        .unwrap()
+    }
+
+    fn filter(min: Option<Severity>, tags: &[&str]) -> Filter {
+        Filter {
+            min_severity: min,
+            categories: Vec::new(),
+            accounts: Vec::new(),
+            environments: Vec::new(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            events: EventKind::ALL.to_vec(),
+        }
+    }
+
+    fn routes() -> Routes {
+        let none = || -> Box<dyn Fn(&Change<'_>) -> Option<String> + Send + Sync> { Box::new(|_| None) };
+        Routes {
+            outputs: vec![
+                ("pager".into(), filter(Some(Severity::Critical), &[]), none()),
+                ("chat".into(), filter(Some(Severity::Medium), &[]), none()),
+                ("persistence".into(), filter(None, &["attack.persistence"]), none()),
+                ("t1078".into(), filter(None, &["attack.t1078"]), none()),
+            ],
+            by_rule: [("overridden".to_owned(), vec!["pager".to_owned()])].into_iter().collect(),
+            accounts: AccountRegistry::default(),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    fn routed(r: &Routes, f: &Finding) -> Vec<String> {
+        let c = Change {
+            event: EventKind::FindingOpened,
+            at: Timestamp::from_millis(0),
+            actor: None,
+            note: None,
+            incident: None,
+            finding: Some(f),
+            run: None,
+        };
+        r.route(&c).into_iter().map(|x| x.destination).collect()
+    }
+
+    #[test]
+    fn a_rule_names_its_destinations_then_overrides_then_filters() {
+        let r = routes();
+        // Filters: severity and ATT&CK tags.
+        assert_eq!(routed(&r, &finding("plain", "HIGH", "PolicyViolation", &[])), ["chat", "persistence"]);
+        assert_eq!(
+            routed(&r, &finding("plain", "CRITICAL", "PolicyViolation", &[])),
+            ["pager", "chat", "persistence"]
+        );
+        // The service's override for the rule, whatever the filters say.
+        assert_eq!(routed(&r, &finding("overridden", "LOW", "PolicyViolation", &[])), ["pager"]);
+        // The rule's own list first, over the override.
+        assert_eq!(routed(&r, &finding("overridden", "LOW", "PolicyViolation", &["t1078"])), ["t1078"]);
+    }
+
     #[test]
     fn backoff_doubles_within_jitter_and_honours_retry_after() {
         let base = Duration::from_secs(1);
