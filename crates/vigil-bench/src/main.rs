@@ -12,9 +12,9 @@
 mod api;
 mod corpus;
 mod measure;
+mod outbox;
 #[cfg(feature = "peer")]
 mod peer;
-mod outbox;
 mod queue;
 mod respond;
 

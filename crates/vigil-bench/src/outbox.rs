@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
 
-use crate::api::{connect, console_login, exchange, now_ms, percentile, signed_request, start_with, Service};
+use crate::api::{
+    connect, console_login, exchange, now_ms, percentile, signed_request, start_with, Service,
+};
 
 pub struct Spec {
     pub dir: PathBuf,
@@ -51,25 +53,44 @@ async fn answer(
     *s.requests.entry(path.clone()).or_default() += 1;
     let p = path.as_str();
     if p.ends_with("/chat.postMessage") {
-        s.slack.push((Instant::now(), String::from_utf8_lossy(&body).into_owned()));
+        s.slack
+            .push((Instant::now(), String::from_utf8_lossy(&body).into_owned()));
         s.ts += 1;
-        return axum::Json(json!({"ok": true, "channel": "C0BENCH", "ts": format!("1700000000.{:06}", s.ts)})).into_response();
+        return axum::Json(
+            json!({"ok": true, "channel": "C0BENCH", "ts": format!("1700000000.{:06}", s.ts)}),
+        )
+        .into_response();
     }
     if p.ends_with("/chat.update") {
         return axum::Json(json!({"ok": true})).into_response();
     }
     if p.ends_with("/v2/enqueue") {
-        return (axum::http::StatusCode::ACCEPTED, axum::Json(json!({"status": "success"}))).into_response();
+        return (
+            axum::http::StatusCode::ACCEPTED,
+            axum::Json(json!({"status": "success"})),
+        )
+            .into_response();
     }
     if p == "/rest/api/3/issue" {
         s.ts += 1;
-        return (axum::http::StatusCode::CREATED, axum::Json(json!({"id": "1", "key": format!("SEC-{}", s.ts)}))).into_response();
+        return (
+            axum::http::StatusCode::CREATED,
+            axum::Json(json!({"id": "1", "key": format!("SEC-{}", s.ts)})),
+        )
+            .into_response();
     }
     if p.contains("/comment") {
-        return (axum::http::StatusCode::CREATED, axum::Json(json!({"id": "1"}))).into_response();
+        return (
+            axum::http::StatusCode::CREATED,
+            axum::Json(json!({"id": "1"})),
+        )
+            .into_response();
     }
     if p == "/services/collector/event" {
-        let lines = body.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() as u64;
+        let lines = body
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count() as u64;
         *s.requests.entry("hec-events".into()).or_default() += lines;
         s.ack += 1;
         return axum::Json(json!({"text": "Success", "code": 0, "ackId": s.ack})).into_response();
@@ -86,7 +107,9 @@ async fn receiver() -> Result<Receiver> {
     let seen: Shared = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let app = axum::Router::new().fallback(answer).with_state(Arc::clone(&seen));
+    let app = axum::Router::new()
+        .fallback(answer)
+        .with_state(Arc::clone(&seen));
     tokio::spawn(async move {
         axum::serve(listener, app).await.ok();
     });
@@ -124,7 +147,11 @@ async fn get(svc: &Service, pq: &str) -> Result<Value> {
 async fn ingest(svc: &Service, records: Vec<Value>) -> Result<()> {
     let body = serde_json::to_vec(&json!({ "Records": records }))?;
     let mut c = connect(&svc.addr).await?;
-    let (status, text) = exchange(&mut c, &signed_request(&svc.addr, "POST", "/api/v1/ingest", &body)?).await?;
+    let (status, text) = exchange(
+        &mut c,
+        &signed_request(&svc.addr, "POST", "/api/v1/ingest", &body)?,
+    )
+    .await?;
     if status != 200 {
         bail!("ingest: {status} {}", String::from_utf8_lossy(&text));
     }
@@ -136,14 +163,19 @@ async fn settled(svc: &Service) -> Result<(u64, u64)> {
     let v = get(svc, "/api/v1/outbox?limit=1").await?;
     let (mut done, mut pending) = (0, 0);
     for d in v["destinations"].as_array().into_iter().flatten() {
-        done += d["done"].as_u64().unwrap_or(0) + d["folded"].as_u64().unwrap_or(0) + d["dead"].as_u64().unwrap_or(0);
+        done += d["done"].as_u64().unwrap_or(0)
+            + d["folded"].as_u64().unwrap_or(0)
+            + d["dead"].as_u64().unwrap_or(0);
         pending += d["pending"].as_u64().unwrap_or(0);
     }
     Ok((done, pending))
 }
 
 pub fn run(spec: &Spec) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(run_async(spec))
 }
 
@@ -158,9 +190,17 @@ async fn run_async(spec: &Spec) -> Result<()> {
         let r = receiver().await?;
         let data = spec.dir.join(format!("bench-outbox-{kind}"));
         let _ = std::fs::remove_dir_all(&data);
-        let svc = start_with(&spec.vigil, &spec.dir, &data, &output(kind, r.addr, "rate = 100000"), ENVS)?;
+        let svc = start_with(
+            &spec.vigil,
+            &spec.dir,
+            &data,
+            &output(kind, r.addr, "rate = 100000"),
+            ENVS,
+        )?;
         let now = now_ms();
-        let records: Vec<Value> = (0..spec.findings).map(|i| console_login(1_000_000 + i, now)).collect();
+        let records: Vec<Value> = (0..spec.findings)
+            .map(|i| console_login(1_000_000 + i, now))
+            .collect();
         let started = Instant::now();
         for chunk in records.chunks(500) {
             ingest(&svc, chunk.to_vec()).await?;
@@ -179,7 +219,11 @@ async fn run_async(spec: &Spec) -> Result<()> {
         let secs = started.elapsed().as_secs_f64();
         let requests: u64 = {
             let s = r.seen.lock().unwrap_or_else(|e| e.into_inner());
-            s.requests.iter().filter(|(k, _)| k.as_str() != "hec-events").map(|(_, v)| v).sum()
+            s.requests
+                .iter()
+                .filter(|(k, _)| k.as_str() != "hec-events")
+                .map(|(_, v)| v)
+                .sum()
         };
         println!(
             "| {kind} | {done} | {requests} | {secs:.1} | {:.0} | {:.0} |",
@@ -194,7 +238,13 @@ async fn run_async(spec: &Spec) -> Result<()> {
     let r = receiver().await?;
     let data = spec.dir.join("bench-outbox-latency");
     let _ = std::fs::remove_dir_all(&data);
-    let svc = start_with(&spec.vigil, &spec.dir, &data, &output("slack", r.addr, ""), ENVS)?;
+    let svc = start_with(
+        &spec.vigil,
+        &spec.dir,
+        &data,
+        &output("slack", r.addr, ""),
+        ENVS,
+    )?;
     let mut took = Vec::new();
     for n in 0..spec.samples {
         let i = 2_000_000 + n;
@@ -205,7 +255,10 @@ async fn run_async(spec: &Spec) -> Result<()> {
         loop {
             let hit = {
                 let s = r.seen.lock().unwrap_or_else(|e| e.into_inner());
-                s.slack.iter().find(|(_, b)| b.contains(&needle)).map(|(t, _)| *t)
+                s.slack
+                    .iter()
+                    .find(|(_, b)| b.contains(&needle))
+                    .map(|(t, _)| *t)
             };
             if let Some(t) = hit {
                 took.push(t.saturating_duration_since(stored));

@@ -592,7 +592,10 @@ mod tests {
 
     #[test]
     fn a_rule_names_the_outputs_its_findings_go_to() {
-        let custom = [("destinations".to_owned(), " pagerduty-oncall, slack-soc ,".to_owned())];
+        let custom = [(
+            "destinations".to_owned(),
+            " pagerduty-oncall, slack-soc ,".to_owned(),
+        )];
         let i = RuleInfo::from_rule(&RuleSource {
             id: Some("r2"),
             name: None,
@@ -611,7 +614,10 @@ mod tests {
         a.rule = Arc::new(i);
         let mut findings = Findings::new(60_000);
         let (_, f) = findings.record(a, Timestamp::from_millis(0));
-        assert_eq!(f.detail.rule.destinations, ["pagerduty-oncall", "slack-soc"]);
+        assert_eq!(
+            f.detail.rule.destinations,
+            ["pagerduty-oncall", "slack-soc"]
+        );
         // Without destinations the finding's schema is as before.
         let (_, plain) = findings.record(alert(0, "bob"), Timestamp::from_millis(0));
         let plain = serde_json::to_value(plain).unwrap();

@@ -414,7 +414,10 @@ pub fn router(app: Arc<AppState>) -> Router {
         ));
     signed
         .merge(ingest::firehose_routes())
-        .route("/slack/interactions", axum::routing::post(slack::interactions))
+        .route(
+            "/slack/interactions",
+            axum::routing::post(slack::interactions),
+        )
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&app),
             read_body,

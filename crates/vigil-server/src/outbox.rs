@@ -66,7 +66,11 @@ fn id_of(id: &str) -> Result<i64, ApiError> {
 }
 
 /// `GET /api/v1/outbox/{id}`.
-async fn one(State(app): App, Extension(p): Extension<Principal>, Path(id): Path<String>) -> ApiResult {
+async fn one(
+    State(app): App,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult {
     can_read(&p)?;
     let id = id_of(&id)?;
     match app.read(move |s| s.outbox_delivery(id)).await? {
@@ -77,10 +81,17 @@ async fn one(State(app): App, Extension(p): Extension<Principal>, Path(id): Path
 
 /// `POST /api/v1/outbox/{id}/replay`: a dead delivery goes again, its tries
 /// reset (admin: it re-sends to a third party).
-async fn replay(State(app): App, Extension(p): Extension<Principal>, Path(raw): Path<String>) -> ApiResult {
+async fn replay(
+    State(app): App,
+    Extension(p): Extension<Principal>,
+    Path(raw): Path<String>,
+) -> ApiResult {
     let result = async {
         if p.role != crate::Role::Admin {
-            return Err(ApiError::denied(format!("{} ({:?}) may not replay deliveries", p.name, p.role)));
+            return Err(ApiError::denied(format!(
+                "{} ({:?}) may not replay deliveries",
+                p.name, p.role
+            )));
         }
         let id = id_of(&raw)?;
         let actor = p.name.clone();

@@ -58,7 +58,10 @@ impl Default for SlackConfig {
 impl std::fmt::Debug for SlackConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SlackConfig")
-            .field("signing_secret", &self.signing_secret.as_ref().map(|_| "***"))
+            .field(
+                "signing_secret",
+                &self.signing_secret.as_ref().map(|_| "***"),
+            )
             .field("approvers", &self.approvers)
             .field("two_approvers", &self.two_approvers)
             .field("approval_ttl", &self.approval_ttl)
@@ -83,12 +86,19 @@ pub fn signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
 }
 
 /// Why a request was not verified.
-pub fn verify(secret: &str, headers: &HeaderMap, body: &[u8], now_secs: i64) -> Result<(), &'static str> {
+pub fn verify(
+    secret: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    now_secs: i64,
+) -> Result<(), &'static str> {
     let ts = headers
         .get("x-slack-request-timestamp")
         .and_then(|v| v.to_str().ok())
         .ok_or("no X-Slack-Request-Timestamp")?;
-    let at: i64 = ts.parse().map_err(|_| "a malformed X-Slack-Request-Timestamp")?;
+    let at: i64 = ts
+        .parse()
+        .map_err(|_| "a malformed X-Slack-Request-Timestamp")?;
     if (now_secs - at).abs() > WINDOW_SECS {
         return Err("a stale timestamp (more than 5 minutes from ours)");
     }
@@ -110,7 +120,10 @@ async fn audit(app: &Arc<AppState>, principal: String, target: String, outcome: 
         .write(move |s| s.audit(now(), &principal, "slack interaction", &target, &outcome))
         .await;
     if let Err(e) = r {
-        tracing::error!("audit of a Slack interaction failed: {}", e.message.as_str());
+        tracing::error!(
+            "audit of a Slack interaction failed: {}",
+            e.message.as_str()
+        );
     }
 }
 
@@ -149,9 +162,7 @@ pub fn click(body: &[u8]) -> Result<Click, String> {
         .and_then(Value::as_str)
         .ok_or("payload.user.id is missing")?
         .to_owned();
-    let a = p
-        .pointer("/actions/0")
-        .ok_or("payload.actions is empty")?;
+    let a = p.pointer("/actions/0").ok_or("payload.actions is empty")?;
     let action = a
         .get("action_id")
         .and_then(Value::as_str)
@@ -173,8 +184,15 @@ pub fn click(body: &[u8]) -> Result<Click, String> {
 }
 
 /// `POST /slack/interactions`.
-pub(crate) async fn interactions(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let off = || ApiError::not_found("Slack interactions are off: set [slack] signing_secret").into_response();
+pub(crate) async fn interactions(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let off = || {
+        ApiError::not_found("Slack interactions are off: set [slack] signing_secret")
+            .into_response()
+    };
     let Some(config) = app.slack.clone() else {
         return off();
     };
@@ -183,7 +201,13 @@ pub(crate) async fn interactions(State(app): State<Arc<AppState>>, headers: Head
     };
     let now_secs = now().as_millis() / 1000;
     if let Err(why) = verify(secret, &headers, &body, now_secs) {
-        audit(&app, "slack:unverified".into(), "-".into(), format!("refused: {why}")).await;
+        audit(
+            &app,
+            "slack:unverified".into(),
+            "-".into(),
+            format!("refused: {why}"),
+        )
+        .await;
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "UnauthorizedException",
@@ -194,7 +218,13 @@ pub(crate) async fn interactions(State(app): State<Arc<AppState>>, headers: Head
     let c = match click(&body) {
         Ok(c) => c,
         Err(why) => {
-            audit(&app, "slack:verified".into(), "-".into(), format!("ignored: {why}")).await;
+            audit(
+                &app,
+                "slack:verified".into(),
+                "-".into(),
+                format!("ignored: {why}"),
+            )
+            .await;
             return StatusCode::OK.into_response();
         }
     };
@@ -223,14 +253,26 @@ pub(crate) async fn interactions(State(app): State<Arc<AppState>>, headers: Head
 async fn act(app: Arc<AppState>, config: SlackConfig, c: Click) {
     let slack_user = format!("slack:{}", c.user);
     let Some(principal) = config.approvers.get(&c.user).cloned() else {
-        audit(&app, slack_user, c.run, format!("refused: Slack user {} is not an approver", c.user)).await;
+        audit(
+            &app,
+            slack_user,
+            c.run,
+            format!("refused: Slack user {} is not an approver", c.user),
+        )
+        .await;
         return;
     };
     let who = format!("{slack_user} ({principal})");
     match app.principals.get(&principal) {
         Some(role) if role.can_act() => {}
         _ => {
-            audit(&app, who, c.run, format!("refused: {principal} has no key whose role may act")).await;
+            audit(
+                &app,
+                who,
+                c.run,
+                format!("refused: {principal} has no key whose role may act"),
+            )
+            .await;
             return;
         }
     }
@@ -242,7 +284,13 @@ async fn act(app: Arc<AppState>, config: SlackConfig, c: Click) {
     let run = match app.read(move |s| s.run(&id)).await {
         Ok(Some(r)) => r,
         Ok(None) => {
-            audit(&app, who, c.run.clone(), format!("refused: no run {}", c.run)).await;
+            audit(
+                &app,
+                who,
+                c.run.clone(),
+                format!("refused: no run {}", c.run),
+            )
+            .await;
             return;
         }
         Err(e) => {
@@ -253,11 +301,21 @@ async fn act(app: Arc<AppState>, config: SlackConfig, c: Click) {
     let waiting = run.steps.iter().find(|s| {
         matches!(
             s.status,
-            vigil_model::response::StepStatus::AwaitingApproval | vigil_model::response::StepStatus::Unknown
+            vigil_model::response::StepStatus::AwaitingApproval
+                | vigil_model::response::StepStatus::Unknown
         )
     });
     let Some(step) = waiting.cloned() else {
-        audit(&app, who, c.run, format!("refused: the run is {} and waits for nothing", run.status.as_str())).await;
+        audit(
+            &app,
+            who,
+            c.run,
+            format!(
+                "refused: the run is {} and waits for nothing",
+                run.status.as_str()
+            ),
+        )
+        .await;
         return;
     };
     let age = now().as_millis() - run.updated_at.as_millis();
@@ -266,7 +324,10 @@ async fn act(app: Arc<AppState>, config: SlackConfig, c: Click) {
             &app,
             who,
             c.run,
-            format!("refused: the approval expired ({} s after the step began to wait)", age / 1000),
+            format!(
+                "refused: the approval expired ({} s after the step began to wait)",
+                age / 1000
+            ),
         )
         .await;
         return;
@@ -283,16 +344,26 @@ async fn act(app: Arc<AppState>, config: SlackConfig, c: Click) {
                 .any(|x| *x == run.playbook || *x == step.action);
             if two {
                 let (id, p, seq) = (c.run.clone(), principal.clone(), step.seq);
-                match app.write(move |s| s.record_approval(&id, seq, &p, "slack", now())).await {
+                match app
+                    .write(move |s| s.record_approval(&id, seq, &p, "slack", now()))
+                    .await
+                {
                     Err(e) => Err(vigil_respond::EngineError::Task(e.message)),
                     Ok(who_so_far) if who_so_far.len() >= 2 => engine
                         .approve(&c.run, &who_so_far.join(" and "))
                         .await
-                        .map(|_| format!("approved by {} (two approvers)", who_so_far.join(" and "))),
-                    Ok(_) => Ok("approved: 1 of 2 approvers; waiting for a second person".to_owned()),
+                        .map(|_| {
+                            format!("approved by {} (two approvers)", who_so_far.join(" and "))
+                        }),
+                    Ok(_) => {
+                        Ok("approved: 1 of 2 approvers; waiting for a second person".to_owned())
+                    }
                 }
             } else {
-                engine.approve(&c.run, &principal).await.map(|_| "approved".to_owned())
+                engine
+                    .approve(&c.run, &principal)
+                    .await
+                    .map(|_| "approved".to_owned())
             }
         }
         other => {
@@ -324,13 +395,18 @@ mod tests {
         h.insert("x-slack-request-timestamp", "1531420618".parse().unwrap());
         h.insert(
             "x-slack-signature",
-            "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503".parse().unwrap(),
+            "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
+                .parse()
+                .unwrap(),
         );
         assert_eq!(verify(secret, &h, body, 1531420618 + 60), Ok(()));
         assert_eq!(
             verify(secret, &h, body, 1531420618 + 301),
             Err("a stale timestamp (more than 5 minutes from ours)")
         );
-        assert_eq!(verify("other", &h, body, 1531420618), Err("a bad signature"));
+        assert_eq!(
+            verify("other", &h, body, 1531420618),
+            Err("a bad signature")
+        );
     }
 }

@@ -53,16 +53,23 @@ pub enum Mode<'a> {
 
 /// Stores one finding; a new one joins (or opens) its incident. Returns the
 /// finding as stored.
+/// What a store's writes consult: how findings group, and who hears of changes.
+#[derive(Clone, Copy)]
+pub(crate) struct Ctx<'a> {
+    pub grouping: &'a Grouping,
+    pub router: Option<&'a dyn Router>,
+}
+
 pub(crate) fn record(
     tx: &Transaction<'_>,
-    grouping: &Grouping,
+    ctx: Ctx<'_>,
     f: &Finding,
     mode: Mode<'_>,
     index: usize,
     now: Timestamp,
     done: &mut Recorded,
-    router: Option<&dyn Router>,
 ) -> Result<Option<Finding>> {
+    let Ctx { grouping, router } = ctx;
     let (stored, existing) = match mode {
         Mode::Replace => {
             let existing: Option<String> = tx
@@ -212,7 +219,8 @@ pub(crate) fn record(
         ],
     )?;
     if let (Some(router), Some(before)) = (router, before) {
-        let inc = get(tx, &incident_id)?.ok_or_else(|| StoreError::NoIncident(incident_id.clone()))?;
+        let inc =
+            get(tx, &incident_id)?.ok_or_else(|| StoreError::NoIncident(incident_id.clone()))?;
         let event = if is_new && done.opened.last() == Some(&incident_id) {
             EventKind::IncidentOpened
         } else if severity_rank(inc.severity) > before {
@@ -549,8 +557,8 @@ pub(crate) fn transition(
     note: Option<&str>,
     now: Timestamp,
     router: Option<&dyn Router>,
-    queued: &mut bool,
-) -> Result<Incident> {
+) -> Result<(Incident, bool)> {
+    let mut queued = false;
     let inc = existing(tx, id)?;
     if !inc.status.can_become(to) {
         return Err(StoreError::Transition {
@@ -624,10 +632,10 @@ pub(crate) fn transition(
                 finding: None,
                 run: None,
             };
-            *queued |= outbox::emit(tx, router, &change)?;
+            queued = outbox::emit(tx, router, &change)?;
         }
     }
-    Ok(after)
+    Ok((after, queued))
 }
 
 pub(crate) fn add_note(

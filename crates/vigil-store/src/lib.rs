@@ -439,8 +439,7 @@ impl Store {
     ) -> Result<Incident> {
         let router = self.router.clone();
         let tx = self.conn.transaction()?;
-        let mut queued = false;
-        let inc = incident::transition(&tx, id, to, actor, note, now, router.as_deref(), &mut queued)?;
+        let (inc, queued) = incident::transition(&tx, id, to, actor, note, now, router.as_deref())?;
         tx.commit()?;
         self.woke(queued);
         Ok(inc)
@@ -628,9 +627,11 @@ impl Store {
         }
         let mut done = Recorded::default();
         for (i, f) in d.findings.iter().enumerate() {
-            if let Some(stored) =
-                incident::record(&tx, &self.grouping, f, d.mode, i, now, &mut done, router.as_deref())?
-            {
+            let ctx = incident::Ctx {
+                grouping: &self.grouping,
+                router: router.as_deref(),
+            };
+            if let Some(stored) = incident::record(&tx, ctx, f, d.mode, i, now, &mut done)? {
                 done.stored.push(stored);
             }
         }
@@ -694,7 +695,11 @@ impl Store {
     }
 
     /// Records what became of claimed deliveries, together.
-    pub fn settle_outbox(&mut self, outcomes: &[(i64, outbox::Outcome)], now: Timestamp) -> Result<()> {
+    pub fn settle_outbox(
+        &mut self,
+        outcomes: &[(i64, outbox::Outcome)],
+        now: Timestamp,
+    ) -> Result<()> {
         let tx = self.conn.transaction()?;
         for (id, o) in outcomes {
             outbox::settle(&tx, *id, o, now)?;
@@ -729,7 +734,14 @@ impl Store {
         let tx = self.conn.transaction()?;
         let row = outbox::replay(&tx, id, now)?;
         if let Some(r) = &row {
-            audit::append(&tx, now, actor, "outbox replay", &id.to_string(), &r.destination)?;
+            audit::append(
+                &tx,
+                now,
+                actor,
+                "outbox replay",
+                &id.to_string(),
+                &r.destination,
+            )?;
         }
         tx.commit()?;
         self.woke(row.is_some());
@@ -787,7 +799,14 @@ impl Store {
         };
         audit::append(&tx, now, principal, line.action, run_id, &note)?;
         let queued = match router.as_deref() {
-            Some(router) => runs::announce_as(&tx, router, run_id, outbox::EventKind::RunApproval, &line, now)?,
+            Some(router) => runs::announce_as(
+                &tx,
+                router,
+                run_id,
+                outbox::EventKind::RunApproval,
+                &line,
+                now,
+            )?,
             None => false,
         };
         tx.commit()?;

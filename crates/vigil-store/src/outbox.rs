@@ -358,15 +358,27 @@ pub(crate) fn claim(
 pub enum Outcome {
     Done,
     /// Try again at this time.
-    Retry { at: Timestamp, error: String },
+    Retry {
+        at: Timestamp,
+        error: String,
+    },
     /// No more tries.
-    Dead { error: String },
+    Dead {
+        error: String,
+    },
     /// Not tried after all (the destination asked to wait): the try is not
     /// counted.
-    Release { at: Timestamp },
+    Release {
+        at: Timestamp,
+    },
 }
 
-pub(crate) fn settle(tx: &Transaction<'_>, id: i64, outcome: &Outcome, now: Timestamp) -> Result<()> {
+pub(crate) fn settle(
+    tx: &Transaction<'_>,
+    id: i64,
+    outcome: &Outcome,
+    now: Timestamp,
+) -> Result<()> {
     let now_ms = now.as_millis();
     match outcome {
         Outcome::Done => tx
@@ -501,7 +513,11 @@ pub(crate) fn counts(conn: &Connection) -> Result<Vec<OutboxCounts>> {
 
 /// What a destination keeps about a subject (a Slack message's `ts`, a Jira
 /// issue's key), so that later deliveries edit what the first made.
-pub(crate) fn reference(conn: &Connection, destination: &str, subject: &str) -> Result<Option<String>> {
+pub(crate) fn reference(
+    conn: &Connection,
+    destination: &str,
+    subject: &str,
+) -> Result<Option<String>> {
     Ok(conn
         .prepare_cached("SELECT ref FROM outbox_refs WHERE destination = ?1 AND subject = ?2")?
         .query_row(params![destination, subject], |r| r.get(0))

@@ -836,15 +836,31 @@ fn changes_queue_their_deliveries_which_fold_retry_die_and_replay() {
     f.detail.count = 2;
     f.detail.severity = Severity::High;
     s.record_findings(&[f.clone()], ts(T0 + MIN)).unwrap();
-    let inc = s.incidents(&IncidentQuery::default()).unwrap().items[0].id.clone();
-    s.transition(&inc, IncidentStatus::Acknowledged, "ana", Some("on it"), ts(T0 + 2 * MIN))
-        .unwrap();
-    assert_eq!(router.0.load(Ordering::Relaxed), 3, "woken after each commit");
+    let inc = s.incidents(&IncidentQuery::default()).unwrap().items[0]
+        .id
+        .clone();
+    s.transition(
+        &inc,
+        IncidentStatus::Acknowledged,
+        "ana",
+        Some("on it"),
+        ts(T0 + 2 * MIN),
+    )
+    .unwrap();
+    assert_eq!(
+        router.0.load(Ordering::Relaxed),
+        3,
+        "woken after each commit"
+    );
     let all = s.outbox(None, Some("hook"), 100, None).unwrap().items;
     let events: Vec<&str> = all.iter().rev().map(|d| d.event.as_str()).collect();
     assert_eq!(
         events,
-        ["incident.opened", "incident.escalated", "incident.acknowledged"]
+        [
+            "incident.opened",
+            "incident.escalated",
+            "incident.acknowledged"
+        ]
     );
     let ack: Value = serde_json::from_str(all[0].payload.get()).unwrap();
     assert_eq!(ack["actor"], "ana");
@@ -857,10 +873,18 @@ fn changes_queue_their_deliveries_which_fold_retry_die_and_replay() {
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].event, "incident.acknowledged");
     let c = &s.outbox_counts().unwrap()[0];
-    assert_eq!((c.destination.as_str(), c.pending, c.folded), ("chat", 1, 2));
+    assert_eq!(
+        (c.destination.as_str(), c.pending, c.folded),
+        ("chat", 1, 2)
+    );
     // Claimed: not claimed again until its lease runs out.
     assert!(s.claim_outbox("chat", now, 10, 30_000).unwrap().is_empty());
-    assert_eq!(s.claim_outbox("chat", ts(T0 + 4 * MIN), 10, 30_000).unwrap().len(), 1);
+    assert_eq!(
+        s.claim_outbox("chat", ts(T0 + 4 * MIN), 10, 30_000)
+            .unwrap()
+            .len(),
+        1
+    );
 
     // The hook's rows go one by one, in order: retried, then dead.
     let hook = s.claim_outbox("hook", now, 10, 30_000).unwrap();
@@ -870,16 +894,31 @@ fn changes_queue_their_deliveries_which_fold_retry_die_and_replay() {
     s.settle_outbox(
         &[
             (hook[0].id, Outcome::Done),
-            (hook[1].id, Outcome::Retry { at: later, error: "HTTP 503".into() }),
-            (hook[2].id, Outcome::Dead { error: "HTTP 400: bad".into() }),
+            (
+                hook[1].id,
+                Outcome::Retry {
+                    at: later,
+                    error: "HTTP 503".into(),
+                },
+            ),
+            (
+                hook[2].id,
+                Outcome::Dead {
+                    error: "HTTP 400: bad".into(),
+                },
+            ),
         ],
         now,
     )
     .unwrap();
-    assert!(s.claim_outbox("hook", ts(T0 + 9 * MIN), 10, 30_000).unwrap().is_empty());
+    assert!(s
+        .claim_outbox("hook", ts(T0 + 9 * MIN), 10, 30_000)
+        .unwrap()
+        .is_empty());
     let again = s.claim_outbox("hook", later, 10, 30_000).unwrap();
     assert_eq!((again.len(), again[0].attempts), (1, 2));
-    s.settle_outbox(&[(again[0].id, Outcome::Release { at: later })], later).unwrap();
+    s.settle_outbox(&[(again[0].id, Outcome::Release { at: later })], later)
+        .unwrap();
     assert_eq!(s.outbox_delivery(again[0].id).unwrap().unwrap().attempts, 1);
 
     // Dead: listed with its error; replayed once, tries reset; a delivery that
@@ -905,9 +944,14 @@ fn changes_queue_their_deliveries_which_fold_retry_die_and_replay() {
 fn a_change_that_rolls_back_queues_nothing() {
     let mut s = store();
     s.set_router(std::sync::Arc::new(Both(Default::default())));
-    s.record_findings(&[finding("a", "UnauthorizedAccess", "alice", T0, "LOW")], ts(T0))
-        .unwrap();
-    let inc = s.incidents(&IncidentQuery::default()).unwrap().items[0].id.clone();
+    s.record_findings(
+        &[finding("a", "UnauthorizedAccess", "alice", T0, "LOW")],
+        ts(T0),
+    )
+    .unwrap();
+    let inc = s.incidents(&IncidentQuery::default()).unwrap().items[0]
+        .id
+        .clone();
     let before = s.outbox(None, None, 100, None).unwrap().items.len();
     // OPEN → OPEN is refused: the transaction rolls back, and its delivery
     // with it.

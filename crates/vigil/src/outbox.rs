@@ -63,12 +63,13 @@ pub fn run(cmd: &OutboxCommand) -> Result<u8> {
 }
 
 fn list(a: &ListArgs) -> Result<u8> {
-    let state = match a.state.as_deref() {
-        None => None,
-        Some(s) => Some(
-            State::parse(s).ok_or_else(|| anyhow::anyhow!("--state {s}: one of pending, done, folded, dead"))?,
-        ),
-    };
+    let state =
+        match a.state.as_deref() {
+            None => None,
+            Some(s) => Some(State::parse(s).ok_or_else(|| {
+                anyhow::anyhow!("--state {s}: one of pending, done, folded, dead")
+            })?),
+        };
     let store = open(&a.store)?;
     let page = store.outbox(state, a.destination.as_deref(), a.limit, None)?;
     if a.json {
@@ -77,9 +78,18 @@ fn list(a: &ListArgs) -> Result<u8> {
         }
         return Ok(0);
     }
-    println!("{:>8}  {:<16} {:<24} {:<8} {:>5}  {:<20}  last error", "id", "destination", "event", "state", "tries", "created");
+    println!(
+        "{:>8}  {:<16} {:<24} {:<8} {:>5}  {:<20}  last error",
+        "id", "destination", "event", "state", "tries", "created"
+    );
     for d in &page.items {
-        let err: String = d.last_error.as_deref().unwrap_or("").chars().take(80).collect();
+        let err: String = d
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .chars()
+            .take(80)
+            .collect();
         println!(
             "{:>8}  {:<16} {:<24} {:<8} {:>5}  {:<20}  {}",
             d.id,
@@ -103,7 +113,10 @@ fn list(a: &ListArgs) -> Result<u8> {
 
 fn replay(a: &ReplayArgs) -> Result<u8> {
     let mut store = open(&a.store)?;
-    let actor = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
+    let actor = format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    );
     let mut failed = 0;
     for id in &a.ids {
         match store.replay_outbox(*id, &actor, vigil_server::now()) {
@@ -118,5 +131,9 @@ fn replay(a: &ReplayArgs) -> Result<u8> {
             }
         }
     }
-    Ok(if failed == 0 { 0 } else { crate::EXIT_COMPLETED_WITH_ERRORS })
+    Ok(if failed == 0 {
+        0
+    } else {
+        crate::EXIT_COMPLETED_WITH_ERRORS
+    })
 }

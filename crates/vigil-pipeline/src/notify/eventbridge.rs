@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 use vigil_store::outbox::EventKind;
 
-use super::{Build, BoxFuture, Context, Delivery, Destination, Failure, Result1};
+use super::{BoxFuture, Build, Context, Delivery, Destination, Failure, Result1};
 use crate::component::config_of;
 use crate::PipelineError;
 
@@ -118,8 +118,13 @@ impl EventBridge {
                 f.time,
             ),
             None => {
-                let kind = if e.run.is_some() { "Vigil Playbook Run" } else { "Vigil Incident" };
-                let v: Value = serde_json::from_str(d.raw.get()).map_err(|e| Failure::permanent(e.to_string()))?;
+                let kind = if e.run.is_some() {
+                    "Vigil Playbook Run"
+                } else {
+                    "Vigil Incident"
+                };
+                let v: Value = serde_json::from_str(d.raw.get())
+                    .map_err(|e| Failure::permanent(e.to_string()))?;
                 (kind.to_owned(), v, Vec::new(), e.at)
             }
         };
@@ -137,7 +142,8 @@ impl EventBridge {
                 "the event is {size} bytes; PutEvents takes at most {MAX_BYTES}"
             )));
         }
-        let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(time.as_millis().max(0) as u64);
+        let when = std::time::UNIX_EPOCH
+            + std::time::Duration::from_millis(time.as_millis().max(0) as u64);
         let entry = PutEventsRequestEntry::builder()
             .event_bus_name(&self.bus)
             .source(&self.source)
@@ -153,7 +159,9 @@ impl EventBridge {
         let n = entries.len();
         let client = self
             .client
-            .get_or_init(|| async { aws_sdk_eventbridge::Client::new(&vigil_aws::sdk_config(&self.settings).await) })
+            .get_or_init(|| async {
+                aws_sdk_eventbridge::Client::new(&vigil_aws::sdk_config(&self.settings).await)
+            })
             .await;
         cx.pace.turn().await;
         match client.put_events().set_entries(Some(entries)).send().await {
@@ -165,17 +173,26 @@ impl EventBridge {
                 let results = out.entries();
                 (0..n)
                     .map(|i| match results.get(i) {
-                        Some(r) if r.error_code().is_none() && r.event_id().is_some() => Result1::Ok,
+                        Some(r) if r.error_code().is_none() && r.event_id().is_some() => {
+                            Result1::Ok
+                        }
                         Some(r) => {
                             let code = r.error_code().unwrap_or("unknown");
-                            let message = format!("events:PutEvents: {code}: {}", r.error_message().unwrap_or("entry refused"));
-                            Result1::Failed(if code.contains("Throttl") || code.contains("Internal") {
-                                Failure::retry(message)
-                            } else {
-                                Failure::permanent(message)
-                            })
+                            let message = format!(
+                                "events:PutEvents: {code}: {}",
+                                r.error_message().unwrap_or("entry refused")
+                            );
+                            Result1::Failed(
+                                if code.contains("Throttl") || code.contains("Internal") {
+                                    Failure::retry(message)
+                                } else {
+                                    Failure::permanent(message)
+                                },
+                            )
                         }
-                        None => Result1::Failed(Failure::retry("events:PutEvents: fewer results than entries")),
+                        None => Result1::Failed(Failure::retry(
+                            "events:PutEvents: fewer results than entries",
+                        )),
                     })
                     .collect()
             }
@@ -220,7 +237,9 @@ impl Destination for EventBridge {
                     out[i] = Some(r);
                 }
             }
-            out.into_iter().map(|r| r.unwrap_or(Result1::Untried)).collect()
+            out.into_iter()
+                .map(|r| r.unwrap_or(Result1::Untried))
+                .collect()
         })
     }
 }

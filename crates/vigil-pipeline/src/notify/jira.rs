@@ -13,7 +13,7 @@ use vigil_store::outbox::EventKind;
 
 use super::http::{self, Secret};
 use super::render::{self, cut};
-use super::{Build, BoxFuture, Context, Delivery, Destination, Event, Failure, Result1};
+use super::{BoxFuture, Build, Context, Delivery, Destination, Event, Failure, Result1};
 use crate::component::config_of;
 use crate::PipelineError;
 
@@ -146,7 +146,10 @@ pub(crate) fn description(e: &Event, link: Option<&str>) -> Value {
         content.push(para(vec![
             strong("Rule: "),
             text(&d.rule.id),
-            text(&format!(" · finding {} · seen {} time(s) · first {} · last {}", d.finding_id, d.count, d.first_seen, d.last_seen)),
+            text(&format!(
+                " · finding {} · seen {} time(s) · first {} · last {}",
+                d.finding_id, d.count, d.first_seen, d.last_seen
+            )),
         ]));
         let items: Vec<Value> = render::evidence(f)
             .into_iter()
@@ -155,7 +158,9 @@ pub(crate) fn description(e: &Event, link: Option<&str>) -> Value {
             })
             .collect();
         if !items.is_empty() {
-            content.push(json!({"type": "heading", "attrs": {"level": 4}, "content": [text("Evidence")]}));
+            content.push(
+                json!({"type": "heading", "attrs": {"level": 4}, "content": [text("Evidence")]}),
+            );
             content.push(json!({"type": "bulletList", "content": items}));
         }
         if let Some(p) = &d.remediation.playbook {
@@ -191,17 +196,33 @@ impl Jira {
             }
         }
         let kind = e.kind();
-        let closing = matches!(kind, Some(EventKind::IncidentResolved) | Some(EventKind::IncidentFalsePositive));
+        let closing = matches!(
+            kind,
+            Some(EventKind::IncidentResolved) | Some(EventKind::IncidentFalsePositive)
+        );
         let key = match key {
             Some(k) => {
                 let mut words = vec![strong(&format!("{}: ", render::change_line(e)))];
                 if let Some(f) = &e.finding {
-                    words.push(text(&format!("{} (seen {} time(s), last {})", f.detail.title, f.detail.count, f.detail.last_seen)));
+                    words.push(text(&format!(
+                        "{} (seen {} time(s), last {})",
+                        f.detail.title, f.detail.count, f.detail.last_seen
+                    )));
                 } else if let Some(r) = &e.run {
-                    words.push(text(&format!("playbook {} run {} is {}", render::run_field(r, "playbook"), render::run_field(r, "id"), render::run_field(r, "status"))));
+                    words.push(text(&format!(
+                        "playbook {} run {} is {}",
+                        render::run_field(r, "playbook"),
+                        render::run_field(r, "id"),
+                        render::run_field(r, "status")
+                    )));
                 }
                 let body = json!({"body": {"type": "doc", "version": 1, "content": [para(words)]}});
-                let req = self.req(reqwest::Method::POST, &format!("/rest/api/3/issue/{k}/comment")).json(&body);
+                let req = self
+                    .req(
+                        reqwest::Method::POST,
+                        &format!("/rest/api/3/issue/{k}/comment"),
+                    )
+                    .json(&body);
                 http::send_ok(&cx.pace, "Jira comment", req).await?;
                 k
             }
@@ -217,11 +238,18 @@ impl Jira {
                 if let Some(p) = priority {
                     fields["priority"] = json!({"name": p});
                 }
-                let req = self.req(reqwest::Method::POST, "/rest/api/3/issue").json(&json!({"fields": fields}));
+                let req = self
+                    .req(reqwest::Method::POST, "/rest/api/3/issue")
+                    .json(&json!({"fields": fields}));
                 let (_, answer) = http::send_ok(&cx.pace, "Jira create issue", req).await?;
-                let v: Value = serde_json::from_str(&answer)
-                    .map_err(|e| Failure::retry(format!("Jira create issue: its answer is not JSON: {e}")))?;
-                let k = v.get("key").and_then(Value::as_str).ok_or_else(|| Failure::permanent("Jira create issue: no key in the answer"))?.to_owned();
+                let v: Value = serde_json::from_str(&answer).map_err(|e| {
+                    Failure::retry(format!("Jira create issue: its answer is not JSON: {e}"))
+                })?;
+                let k = v
+                    .get("key")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| Failure::permanent("Jira create issue: no key in the answer"))?
+                    .to_owned();
                 cx.set_reference(&subject, &k).await?;
                 k
             }
@@ -234,12 +262,21 @@ impl Jira {
 
     /// The issue labelled for incident `id`, if any.
     async fn find(&self, cx: &Context, id: &str) -> Result<Option<String>, Failure> {
-        let jql = format!("project = \"{}\" AND labels = \"{}\"", self.project, label(id));
+        let jql = format!(
+            "project = \"{}\" AND labels = \"{}\"",
+            self.project,
+            label(id)
+        );
         let req = self
             .req(reqwest::Method::GET, "/rest/api/3/search/jql")
-            .query(&[("jql", jql.as_str()), ("fields", "key"), ("maxResults", "1")]);
+            .query(&[
+                ("jql", jql.as_str()),
+                ("fields", "key"),
+                ("maxResults", "1"),
+            ]);
         let (_, answer) = http::send_ok(&cx.pace, "Jira search", req).await?;
-        let v: Value = serde_json::from_str(&answer).map_err(|e| Failure::retry(format!("Jira search: {e}")))?;
+        let v: Value = serde_json::from_str(&answer)
+            .map_err(|e| Failure::retry(format!("Jira search: {e}")))?;
         Ok(v.get("issues")
             .and_then(Value::as_array)
             .and_then(|a| a.first())
@@ -251,28 +288,46 @@ impl Jira {
     /// Moves issue `key` by the resolve transition (none when it is already
     /// past it: nothing to do).
     async fn close(&self, cx: &Context, key: &str) -> Result<(), Failure> {
-        let req = self.req(reqwest::Method::GET, &format!("/rest/api/3/issue/{key}/transitions"));
+        let req = self.req(
+            reqwest::Method::GET,
+            &format!("/rest/api/3/issue/{key}/transitions"),
+        );
         let (_, answer) = http::send_ok(&cx.pace, "Jira transitions", req).await?;
-        let v: Value = serde_json::from_str(&answer).map_err(|e| Failure::retry(format!("Jira transitions: {e}")))?;
+        let v: Value = serde_json::from_str(&answer)
+            .map_err(|e| Failure::retry(format!("Jira transitions: {e}")))?;
         let id = v
             .get("transitions")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
             .find(|t| {
-                t.get("name").and_then(Value::as_str).map(|n| n.eq_ignore_ascii_case(&self.resolve_transition)).unwrap_or(false)
-                    || t.pointer("/to/name").and_then(Value::as_str).map(|n| n.eq_ignore_ascii_case(&self.resolve_transition)).unwrap_or(false)
+                t.get("name")
+                    .and_then(Value::as_str)
+                    .map(|n| n.eq_ignore_ascii_case(&self.resolve_transition))
+                    .unwrap_or(false)
+                    || t.pointer("/to/name")
+                        .and_then(Value::as_str)
+                        .map(|n| n.eq_ignore_ascii_case(&self.resolve_transition))
+                        .unwrap_or(false)
             })
             .and_then(|t| t.get("id").and_then(Value::as_str))
             .map(str::to_owned);
         let Some(id) = id else {
-            tracing::info!("Jira issue {key}: no `{}` transition from where it is; left as it is", self.resolve_transition);
+            tracing::info!(
+                "Jira issue {key}: no `{}` transition from where it is; left as it is",
+                self.resolve_transition
+            );
             return Ok(());
         };
         let req = self
-            .req(reqwest::Method::POST, &format!("/rest/api/3/issue/{key}/transitions"))
+            .req(
+                reqwest::Method::POST,
+                &format!("/rest/api/3/issue/{key}/transitions"),
+            )
             .json(&json!({"transition": {"id": id}}));
-        http::send_ok(&cx.pace, "Jira transition", req).await.map(|_| ())
+        http::send_ok(&cx.pace, "Jira transition", req)
+            .await
+            .map(|_| ())
     }
 }
 

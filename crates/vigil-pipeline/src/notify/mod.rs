@@ -10,14 +10,14 @@
 //! delivery id, the finding id, the incident's dedup key, the stored message or
 //! issue) makes that harmless. `docs/outputs.md` is the user's reference.
 
+#[cfg(feature = "aws")]
+mod eventbridge;
 mod http;
 mod jira;
 mod pagerduty;
 mod render;
 #[cfg(feature = "aws")]
 mod securityhub;
-#[cfg(feature = "aws")]
-mod eventbridge;
 mod slack;
 mod splunk;
 mod webhook;
@@ -33,7 +33,7 @@ use tokio::sync::Notify;
 use vigil_model::duration::Span;
 use vigil_model::finding::Category;
 use vigil_model::{AccountRegistry, Finding, Incident, Severity, Timestamp};
-use vigil_store::outbox::{Change, EventKind, Outcome, OutboxRow, Route, Router};
+use vigil_store::outbox::{Change, EventKind, OutboxRow, Outcome, Route, Router};
 use vigil_store::SharedStore;
 
 use crate::PipelineError;
@@ -48,7 +48,9 @@ pub fn render_stored(text: &str) -> Result<usize, String> {
     let event: Event = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let mut n = render::summary(&event).len() + render::change_line(&event).len();
     n += slack::approval_blocks(&event).len();
-    n += jira::description(&event, Some("https://vigil.example.com")).to_string().len();
+    n += jira::description(&event, Some("https://vigil.example.com"))
+        .to_string()
+        .len();
     if let Some(f) = &event.finding {
         n += render::evidence(f).len();
     }
@@ -151,6 +153,9 @@ pub enum Result1 {
     Failed(Failure),
     Untried,
 }
+
+/// A destination kind's fold key of a change.
+type FoldKey = Box<dyn Fn(&Change<'_>) -> Option<String> + Send + Sync>;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -347,7 +352,12 @@ fn split_common(name: &str, mut table: toml::Table) -> Result<(Common, toml::Tab
 }
 
 /// Builds one destination from its `[[outputs]]` table (type and name taken out).
-pub fn build(kind: &str, name: &str, table: toml::Table, aws: &crate::service::AwsConfig) -> Result<Built> {
+pub fn build(
+    kind: &str,
+    name: &str,
+    table: toml::Table,
+    aws: &crate::service::AwsConfig,
+) -> Result<Built> {
     let (common, own) = split_common(name, table)?;
     let b = Build {
         name,
@@ -368,12 +378,18 @@ pub fn build(kind: &str, name: &str, table: toml::Table, aws: &crate::service::A
         "eventbridge" | "securityhub" => {
             return Err(crate::service::without_aws(&format!("send to {kind}")))
         }
-        other => return Err(config_err(name, format!("unknown destination type `{other}`"))),
+        other => {
+            return Err(config_err(
+                name,
+                format!("unknown destination type `{other}`"),
+            ))
+        }
     };
     let mut categories = Vec::new();
     for c in &common.categories {
         categories.push(
-            Category::parse(c).ok_or_else(|| config_err(name, format!("categories: unknown category `{c}`")))?,
+            Category::parse(c)
+                .ok_or_else(|| config_err(name, format!("categories: unknown category `{c}`")))?,
         );
     }
     let events = match &common.events {
@@ -396,7 +412,10 @@ pub fn build(kind: &str, name: &str, table: toml::Table, aws: &crate::service::A
     };
     let rate = common.rate.unwrap_or(rate);
     if !(rate > 0.0 && rate.is_finite()) {
-        return Err(config_err(name, "rate: must be a positive number of requests a second"));
+        return Err(config_err(
+            name,
+            "rate: must be a positive number of requests a second",
+        ));
     }
     if common.max_attempts == 0 {
         return Err(config_err(name, "max_attempts: must be at least 1"));
@@ -431,7 +450,7 @@ pub fn build(kind: &str, name: &str, table: toml::Table, aws: &crate::service::A
 /// else to every destination whose filter it passes. Incident and run changes
 /// go by the filters.
 pub struct Routes {
-    outputs: Vec<(String, Filter, Box<dyn Fn(&Change<'_>) -> Option<String> + Send + Sync>)>,
+    outputs: Vec<(String, Filter, FoldKey)>,
     by_rule: HashMap<String, Vec<String>>,
     accounts: AccountRegistry,
     wake: Arc<Notify>,
@@ -475,7 +494,9 @@ impl Routes {
     fn passes(&self, f: &Filter, c: &Change<'_>) -> bool {
         let (severity, category, account) = match (c.finding, c.incident) {
             (Some(fi), inc) => (
-                inc.map(|i| i.severity).unwrap_or(fi.detail.severity).max(fi.detail.severity),
+                inc.map(|i| i.severity)
+                    .unwrap_or(fi.detail.severity)
+                    .max(fi.detail.severity),
                 Some(fi.detail.category),
                 fi.account.as_deref(),
             ),
@@ -487,10 +508,15 @@ impl Routes {
                 return false;
             }
         }
-        if !f.categories.is_empty() && !category.map(|c| f.categories.contains(&c)).unwrap_or(false) {
+        if !f.categories.is_empty() && !category.map(|c| f.categories.contains(&c)).unwrap_or(false)
+        {
             return false;
         }
-        if !f.accounts.is_empty() && !account.map(|a| f.accounts.iter().any(|x| x == a)).unwrap_or(false) {
+        if !f.accounts.is_empty()
+            && !account
+                .map(|a| f.accounts.iter().any(|x| x == a))
+                .unwrap_or(false)
+        {
             return false;
         }
         if !f.environments.is_empty() {
@@ -566,8 +592,7 @@ impl Outbox {
         let mut destinations = Vec::new();
         for b in built {
             let kind = b.kind.clone();
-            let fold: Box<dyn Fn(&Change<'_>) -> Option<String> + Send + Sync> =
-                Box::new(move |c| fold_of(&kind, c));
+            let fold: FoldKey = Box::new(move |c| fold_of(&kind, c));
             outputs.push((
                 b.name.clone(),
                 Filter {
@@ -603,7 +628,10 @@ impl Outbox {
 
     /// Starts a worker per destination on the current runtime; they stop when
     /// `stop` is notified.
-    pub fn start(self, stop: Arc<tokio::sync::watch::Receiver<bool>>) -> Vec<tokio::task::JoinHandle<()>> {
+    pub fn start(
+        self,
+        stop: Arc<tokio::sync::watch::Receiver<bool>>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
         let wake = self.routes.wake.clone();
         self.destinations
             .into_iter()
@@ -646,7 +674,9 @@ const LEASE: Duration = Duration::from_secs(30);
 /// The wait before try `attempts + 1`: `base` doubled per try, capped, with
 /// full jitter on its upper half, never less than what the destination asked.
 fn backoff(attempts: u32, base: Duration, cap: Duration, asked: Option<Duration>) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempts.saturating_sub(1).min(20)).min(cap);
+    let exp = base
+        .saturating_mul(1u32 << attempts.saturating_sub(1).min(20))
+        .min(cap);
     let jittered = exp.mul_f64(0.5 + fastrand::f64() * 0.5);
     match asked {
         Some(a) => jittered.max(a),
@@ -738,8 +768,11 @@ async fn deliver_rows(b: &Built, cx: &Context, rows: Vec<OutboxRow>) {
             loop {
                 tokio::time::sleep(LEASE / 3).await;
                 let (store, ids) = (store.clone(), ids.clone());
-                let until = Timestamp::from_millis(crate::now().as_millis() + LEASE.as_millis() as i64);
-                let _ = tokio::task::spawn_blocking(move || store.lock().extend_outbox(&ids, until)).await;
+                let until =
+                    Timestamp::from_millis(crate::now().as_millis() + LEASE.as_millis() as i64);
+                let _ =
+                    tokio::task::spawn_blocking(move || store.lock().extend_outbox(&ids, until))
+                        .await;
             }
         });
         let results = b.dest.deliver(&ready, cx).await;
@@ -747,14 +780,23 @@ async fn deliver_rows(b: &Built, cx: &Context, rows: Vec<OutboxRow>) {
         results
     };
     let now = crate::now();
-    for (d, r) in ready.iter().zip(results.into_iter().chain(std::iter::repeat_with(|| Result1::Untried))) {
+    for (d, r) in ready.iter().zip(
+        results
+            .into_iter()
+            .chain(std::iter::repeat_with(|| Result1::Untried)),
+    ) {
         let outcome = match r {
             Result1::Ok => Outcome::Done,
             Result1::Untried => Outcome::Release {
                 at: Timestamp::from_millis(now.as_millis() + cx.pace.paused_ms()),
             },
             Result1::Failed(f) if f.retryable && d.attempts < b.settings.max_attempts => {
-                let wait = backoff(d.attempts, b.settings.backoff, b.settings.max_backoff, f.retry_after);
+                let wait = backoff(
+                    d.attempts,
+                    b.settings.backoff,
+                    b.settings.max_backoff,
+                    f.retry_after,
+                );
                 tracing::warn!(
                     output = %b.name, delivery = d.id, attempt = d.attempts,
                     "delivery failed, retrying in {:.1}s: {}", wait.as_secs_f64(), f.message
@@ -778,7 +820,9 @@ async fn deliver_rows(b: &Built, cx: &Context, rows: Vec<OutboxRow>) {
     }
     let store = cx.store.clone();
     let name = b.name.clone();
-    let settled = tokio::task::spawn_blocking(move || store.lock().settle_outbox(&outcomes, crate::now())).await;
+    let settled =
+        tokio::task::spawn_blocking(move || store.lock().settle_outbox(&outcomes, crate::now()))
+            .await;
     match settled {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(output = %name, "recording deliveries: {e}"),
@@ -822,15 +866,25 @@ mod tests {
     }
 
     fn routes() -> Routes {
-        let none = || -> Box<dyn Fn(&Change<'_>) -> Option<String> + Send + Sync> { Box::new(|_| None) };
+        let none = || -> FoldKey { Box::new(|_| None) };
         Routes {
             outputs: vec![
-                ("pager".into(), filter(Some(Severity::Critical), &[]), none()),
+                (
+                    "pager".into(),
+                    filter(Some(Severity::Critical), &[]),
+                    none(),
+                ),
                 ("chat".into(), filter(Some(Severity::Medium), &[]), none()),
-                ("persistence".into(), filter(None, &["attack.persistence"]), none()),
+                (
+                    "persistence".into(),
+                    filter(None, &["attack.persistence"]),
+                    none(),
+                ),
                 ("t1078".into(), filter(None, &["attack.t1078"]), none()),
             ],
-            by_rule: [("overridden".to_owned(), vec!["pager".to_owned()])].into_iter().collect(),
+            by_rule: [("overridden".to_owned(), vec!["pager".to_owned()])]
+                .into_iter()
+                .collect(),
             accounts: AccountRegistry::default(),
             wake: Arc::new(Notify::new()),
         }
@@ -853,15 +907,27 @@ mod tests {
     fn a_rule_names_its_destinations_then_overrides_then_filters() {
         let r = routes();
         // Filters: severity and ATT&CK tags.
-        assert_eq!(routed(&r, &finding("plain", "HIGH", "PolicyViolation", &[])), ["chat", "persistence"]);
+        assert_eq!(
+            routed(&r, &finding("plain", "HIGH", "PolicyViolation", &[])),
+            ["chat", "persistence"]
+        );
         assert_eq!(
             routed(&r, &finding("plain", "CRITICAL", "PolicyViolation", &[])),
             ["pager", "chat", "persistence"]
         );
         // The service's override for the rule, whatever the filters say.
-        assert_eq!(routed(&r, &finding("overridden", "LOW", "PolicyViolation", &[])), ["pager"]);
+        assert_eq!(
+            routed(&r, &finding("overridden", "LOW", "PolicyViolation", &[])),
+            ["pager"]
+        );
         // The rule's own list first, over the override.
-        assert_eq!(routed(&r, &finding("overridden", "LOW", "PolicyViolation", &["t1078"])), ["t1078"]);
+        assert_eq!(
+            routed(
+                &r,
+                &finding("overridden", "LOW", "PolicyViolation", &["t1078"])
+            ),
+            ["t1078"]
+        );
     }
 
     #[test]
@@ -871,7 +937,10 @@ mod tests {
         for attempt in 1..=8u32 {
             let full = (base * 2u32.pow(attempt - 1)).min(cap);
             let b = backoff(attempt, base, cap, None);
-            assert!(b >= full / 2 && b <= full, "try {attempt}: {b:?} outside {full:?}");
+            assert!(
+                b >= full / 2 && b <= full,
+                "try {attempt}: {b:?} outside {full:?}"
+            );
         }
         let asked = Duration::from_secs(30);
         assert!(backoff(1, base, cap, Some(asked)) >= asked);

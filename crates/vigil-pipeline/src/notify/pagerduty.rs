@@ -12,7 +12,7 @@ use vigil_store::outbox::EventKind;
 
 use super::http::{self, Secret};
 use super::render::{self, cut};
-use super::{Build, BoxFuture, Context, Delivery, Destination, Failure, Result1};
+use super::{BoxFuture, Build, Context, Delivery, Destination, Failure, Result1};
 use crate::component::config_of;
 use crate::PipelineError;
 

@@ -46,7 +46,7 @@ pub fn change_line(e: &Event) -> String {
         "incident.remediating" => "remediation started".to_owned(),
         "incident.resolved" => "resolved".to_owned(),
         "incident.false_positive" => "marked a false positive".to_owned(),
-        other => other.replace('.', " ").replace('_', " "),
+        other => other.replace(['.', '_'], " "),
     };
     format!("{what}{by}{note}")
 }
@@ -62,7 +62,9 @@ pub fn evidence(f: &Finding) -> Vec<(String, String)> {
             }
         }
         for (k, v) in &m {
-            if !["source_ip", "user_agent", "api_call", "aws_region"].contains(&k.as_str()) && !v.is_null() {
+            if !["source_ip", "user_agent", "api_call", "aws_region"].contains(&k.as_str())
+                && !v.is_null()
+            {
                 out.push((k.clone(), text(v)));
             }
         }
@@ -106,8 +108,14 @@ pub fn waiting_step(run: &Value) -> Option<(String, String, i64)> {
         })
         .map(|s| {
             (
-                s.get("step_id").and_then(Value::as_str).unwrap_or("?").to_owned(),
-                s.get("action").and_then(Value::as_str).unwrap_or("?").to_owned(),
+                s.get("step_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_owned(),
+                s.get("action")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_owned(),
                 s.get("seq").and_then(Value::as_i64).unwrap_or(0),
             )
         })

@@ -9,8 +9,8 @@
 //! `FailedFindings` are mapped back to their deliveries.
 
 use aws_sdk_securityhub::types::{
-    AwsSecurityFinding, Recommendation, RecordState, Remediation, Resource, Severity as AsffSeverity,
-    SeverityLabel, Workflow, WorkflowStatus,
+    AwsSecurityFinding, Recommendation, RecordState, Remediation, Resource,
+    Severity as AsffSeverity, SeverityLabel, Workflow, WorkflowStatus,
 };
 use serde::Deserialize;
 use tokio::sync::OnceCell;
@@ -18,7 +18,7 @@ use vigil_model::finding::Category;
 use vigil_model::Finding;
 use vigil_store::outbox::EventKind;
 
-use super::{Build, BoxFuture, Context, Delivery, Destination, Failure, Result1};
+use super::{BoxFuture, Build, Context, Delivery, Destination, Failure, Result1};
 use crate::component::config_of;
 use crate::PipelineError;
 
@@ -88,7 +88,9 @@ fn asff_type(c: Category) -> &'static str {
     match c {
         Category::UnauthorizedAccess => "TTPs/Initial Access/UnauthorizedAccess",
         Category::Cryptojacking => "Effects/Resource Consumption/Cryptojacking",
-        Category::PolicyViolation => "Software and Configuration Checks/AWS Security Best Practices/PolicyViolation",
+        Category::PolicyViolation => {
+            "Software and Configuration Checks/AWS Security Best Practices/PolicyViolation"
+        }
         Category::NetworkAttack => "Unusual Behaviors/Network Flow/NetworkAttack",
         Category::DataExfiltration => "Effects/Data Exfiltration/DataExfiltration",
     }
@@ -122,7 +124,12 @@ enum Close {
 
 impl SecurityHub {
     /// A Vigil finding in ASFF, and its size (its JSON, about).
-    fn asff(&self, f: &Finding, now: &str, close: Option<Close>) -> Result<(AwsSecurityFinding, usize), Failure> {
+    fn asff(
+        &self,
+        f: &Finding,
+        now: &str,
+        close: Option<Close>,
+    ) -> Result<(AwsSecurityFinding, usize), Failure> {
         let d = &f.detail;
         let account = f.account.clone().unwrap_or_else(|| "000000000000".into());
         let region = f.region.clone().unwrap_or_else(|| self.region.clone());
@@ -132,7 +139,11 @@ impl SecurityHub {
             .take(32)
             .map(|arn| {
                 Resource::builder()
-                    .r#type(if Some(arn) == d.resource_arn.as_ref() { resource_type(d.resource_type.as_deref()) } else { "Other".into() })
+                    .r#type(if Some(arn) == d.resource_arn.as_ref() {
+                        resource_type(d.resource_type.as_deref())
+                    } else {
+                        "Other".into()
+                    })
                     .id(arn)
                     .partition(aws_sdk_securityhub::types::Partition::Aws)
                     .region(&region)
@@ -168,7 +179,12 @@ impl SecurityHub {
             .last_observed_at(d.last_seen.to_string())
             .created_at(d.first_seen.to_string())
             .updated_at(now)
-            .severity(AsffSeverity::builder().label(label(d.severity)).original(d.severity.as_str()).build())
+            .severity(
+                AsffSeverity::builder()
+                    .label(label(d.severity))
+                    .original(d.severity.as_str())
+                    .build(),
+            )
             .confidence(d.confidence as i32)
             .title(super::render::cut(&d.title, 256))
             .description(super::render::cut(&d.description, 1024))
@@ -185,7 +201,11 @@ impl SecurityHub {
         if let Some(p) = &d.remediation.playbook {
             b = b.remediation(
                 Remediation::builder()
-                    .recommendation(Recommendation::builder().text(format!("Vigil playbook {p}")).build())
+                    .recommendation(
+                        Recommendation::builder()
+                            .text(format!("Vigil playbook {p}"))
+                            .build(),
+                    )
                     .build(),
             );
         }
@@ -200,7 +220,11 @@ impl SecurityHub {
     }
 
     /// The findings a delivery imports: its finding, or its closed incident's.
-    async fn findings_of(&self, d: &Delivery, cx: &Context) -> Result<Vec<(Finding, Option<Close>)>, Failure> {
+    async fn findings_of(
+        &self,
+        d: &Delivery,
+        cx: &Context,
+    ) -> Result<Vec<(Finding, Option<Close>)>, Failure> {
         let e = &d.event;
         let close = match e.kind() {
             Some(EventKind::IncidentResolved) => Some(Close::Resolved),
@@ -246,10 +270,16 @@ impl SecurityHub {
             .collect()
     }
 
-    async fn import(&self, cx: &Context, findings: Vec<AwsSecurityFinding>) -> Result<Vec<(String, Failure)>, Failure> {
+    async fn import(
+        &self,
+        cx: &Context,
+        findings: Vec<AwsSecurityFinding>,
+    ) -> Result<Vec<(String, Failure)>, Failure> {
         let client = self
             .client
-            .get_or_init(|| async { aws_sdk_securityhub::Client::new(&vigil_aws::sdk_config(&self.settings).await) })
+            .get_or_init(|| async {
+                aws_sdk_securityhub::Client::new(&vigil_aws::sdk_config(&self.settings).await)
+            })
             .await;
         cx.pace.turn().await;
         let out = client
@@ -263,7 +293,10 @@ impl SecurityHub {
             .iter()
             .map(|f| {
                 let code = f.error_code().unwrap_or("unknown");
-                let message = format!("securityhub:BatchImportFindings: {code}: {}", f.error_message().unwrap_or(""));
+                let message = format!(
+                    "securityhub:BatchImportFindings: {code}: {}",
+                    f.error_message().unwrap_or("")
+                );
                 let failure = if code.contains("Throttl") || code.contains("Internal") {
                     Failure::retry(message)
                 } else {
@@ -306,11 +339,15 @@ impl Destination for SecurityHub {
             let mut start = 0;
             while start < all.len() {
                 let (mut end, mut bytes) = (start, 0);
-                while end < all.len() && end - start < MAX_FINDINGS && bytes + all[end].3 <= MAX_BYTES {
+                while end < all.len()
+                    && end - start < MAX_FINDINGS
+                    && bytes + all[end].3 <= MAX_BYTES
+                {
                     bytes += all[end].3;
                     end += 1;
                 }
-                let batch: Vec<AwsSecurityFinding> = all[start..end].iter().map(|x| x.2.clone()).collect();
+                let batch: Vec<AwsSecurityFinding> =
+                    all[start..end].iter().map(|x| x.2.clone()).collect();
                 match self.import(cx, batch).await {
                     Err(f) => {
                         for x in &all[start..end] {

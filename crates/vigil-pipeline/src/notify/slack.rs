@@ -14,7 +14,7 @@ use vigil_store::outbox::EventKind;
 
 use super::http::{self, Secret};
 use super::render::{self, cut};
-use super::{Build, BoxFuture, Context, Delivery, Destination, Event, Failure, Result1};
+use super::{BoxFuture, Build, Context, Delivery, Destination, Event, Failure, Result1};
 use crate::component::config_of;
 use crate::PipelineError;
 
@@ -40,7 +40,11 @@ fn default_api() -> String {
 }
 
 enum Via {
-    Bot { token: Secret, channel: String, api: String },
+    Bot {
+        token: Secret,
+        channel: String,
+        api: String,
+    },
     Webhook(Secret),
 }
 
@@ -146,7 +150,9 @@ fn incident_blocks(e: &Event, cx: &Context) -> Vec<Value> {
             blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": cut(&ev.join("\n"), 3000)}}));
         }
     }
-    let mut context = vec![json!({"type": "mrkdwn", "text": format!("Incident `{}` · {}", i.id, render::change_line(e))})];
+    let mut context = vec![
+        json!({"type": "mrkdwn", "text": format!("Incident `{}` · {}", i.id, render::change_line(e))}),
+    ];
     if let Some(link) = cx.incident_link(&i.id) {
         context.push(json!({"type": "mrkdwn", "text": format!("<{link}|Open in Vigil>")}));
     }
@@ -202,25 +208,39 @@ impl Slack {
     async fn one(&self, d: &Delivery, cx: &Context) -> Result<(), Failure> {
         let e = &d.event;
         let (subject, blocks) = if e.run.is_some() {
-            let id = e.run.as_ref().map(|r| render::run_field(r, "id")).unwrap_or("");
+            let id = e
+                .run
+                .as_ref()
+                .map(|r| render::run_field(r, "id"))
+                .unwrap_or("");
             (format!("run:{id}"), approval_blocks(e))
         } else if let Some(i) = &e.incident {
             (format!("incident:{}", i.id), incident_blocks(e, cx))
         } else {
             return Ok(());
         };
-        let text = cut(&format!("{} — {}", render::summary(e), render::change_line(e)), 3000);
+        let text = cut(
+            &format!("{} — {}", render::summary(e), render::change_line(e)),
+            3000,
+        );
         let metadata = json!({"event_type": "vigil_delivery",
             "event_payload": {"delivery_id": d.key, "event": e.event}});
         match &self.via {
             Via::Webhook(url) => {
                 let body = json!({"text": text, "blocks": blocks});
                 let req = self.client.post(url.expose()).json(&body);
-                http::send_ok(&cx.pace, "Slack webhook", req).await.map(|_| ())
+                http::send_ok(&cx.pace, "Slack webhook", req)
+                    .await
+                    .map(|_| ())
             }
-            Via::Bot { token, channel, api } => {
+            Via::Bot {
+                token,
+                channel,
+                api,
+            } => {
                 let existing = cx.reference(&subject).await?;
-                let lifecycle = !e.kind().map(EventKind::is_finding).unwrap_or(false) && e.run.is_none();
+                let lifecycle =
+                    !e.kind().map(EventKind::is_finding).unwrap_or(false) && e.run.is_none();
                 match existing {
                     Some(r) => {
                         let (ch, ts) = r.split_once(' ').unwrap_or((channel.as_str(), r.as_str()));
@@ -229,7 +249,8 @@ impl Slack {
                         if lifecycle {
                             let reply = json!({"channel": ch, "thread_ts": ts,
                                 "text": cut(&render::change_line(e), 3000), "metadata": metadata});
-                            self.call(cx, api, token, "chat.postMessage", &reply).await?;
+                            self.call(cx, api, token, "chat.postMessage", &reply)
+                                .await?;
                         }
                         Ok(())
                     }
@@ -243,7 +264,10 @@ impl Slack {
                         let ts = answer.get("ts").and_then(Value::as_str).ok_or_else(|| {
                             Failure::permanent("chat.postMessage answered ok without a ts")
                         })?;
-                        let ch = answer.get("channel").and_then(Value::as_str).unwrap_or(channel);
+                        let ch = answer
+                            .get("channel")
+                            .and_then(Value::as_str)
+                            .unwrap_or(channel);
                         cx.set_reference(&subject, &format!("{ch} {ts}")).await
                     }
                 }
@@ -252,7 +276,14 @@ impl Slack {
     }
 
     /// Calls a Web API method; its answer when `ok`.
-    async fn call(&self, cx: &Context, api: &str, token: &Secret, method: &str, body: &Value) -> Result<Value, Failure> {
+    async fn call(
+        &self,
+        cx: &Context,
+        api: &str,
+        token: &Secret,
+        method: &str,
+        body: &Value,
+    ) -> Result<Value, Failure> {
         let req = self
             .client
             .post(format!("{api}/{method}"))
@@ -265,12 +296,17 @@ impl Slack {
         if answer.get("ok").and_then(Value::as_bool) == Some(true) {
             return Ok(answer);
         }
-        let error = answer.get("error").and_then(Value::as_str).unwrap_or("unknown_error");
+        let error = answer
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown_error");
         let message = format!("{method}: {error}");
         Err(match error {
-            "ratelimited" | "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => {
-                Failure::retry(message)
-            }
+            "ratelimited"
+            | "internal_error"
+            | "fatal_error"
+            | "service_unavailable"
+            | "request_timeout" => Failure::retry(message),
             _ => Failure::permanent(message),
         })
     }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use vigil_store::outbox::EventKind;
 
 use super::http::{self, Secret};
-use super::{Build, BoxFuture, Context, Delivery, Destination, Failure, Result1};
+use super::{BoxFuture, Build, Context, Delivery, Destination, Failure, Result1};
 use crate::component::config_of;
 use crate::PipelineError;
 
@@ -68,15 +68,26 @@ pub struct Splunk {
 
 pub fn build(b: &Build<'_>, table: toml::Table) -> Result<Box<dyn Destination>, PipelineError> {
     let c: Config = config_of("output", b.name, table)?;
-    reqwest::Url::parse(&c.url).map_err(|e| PipelineError::Config(format!("output `{}`: url: {e}", b.name)))?;
+    reqwest::Url::parse(&c.url)
+        .map_err(|e| PipelineError::Config(format!("output `{}`: url: {e}", b.name)))?;
     if c.batch == 0 || c.batch > 1000 {
-        return Err(PipelineError::Config(format!("output `{}`: batch: 1 to 1000 events", b.name)));
+        return Err(PipelineError::Config(format!(
+            "output `{}`: batch: 1 to 1000 events",
+            b.name
+        )));
     }
     let ack = c.ack.then(|| {
         let channel = c.channel.unwrap_or_else(|| {
             let r = fastrand::u128(..);
             let h = format!("{r:032x}");
-            format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+            format!(
+                "{}-{}-{}-{}-{}",
+                &h[0..8],
+                &h[8..12],
+                &h[12..16],
+                &h[16..20],
+                &h[20..32]
+            )
         });
         (channel, c.ack_timeout.duration())
     });
@@ -97,7 +108,11 @@ fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
         .unwrap_or_else(|| "vigil".into())
 }
 
@@ -136,7 +151,11 @@ impl Splunk {
         let sourcetype = if d.event.finding.is_some() {
             self.sourcetype.clone()
         } else {
-            format!("{}:{}", self.sourcetype.split(':').next().unwrap_or("vigil"), d.event.event.split('.').next().unwrap_or("event"))
+            format!(
+                "{}:{}",
+                self.sourcetype.split(':').next().unwrap_or("vigil"),
+                d.event.event.split('.').next().unwrap_or("event")
+            )
         };
         let body: Value = serde_json::from_str(d.raw.get()).unwrap_or(Value::Null);
         let mut e = json!({
@@ -156,7 +175,8 @@ impl Splunk {
     async fn send(&self, rows: &[Delivery], cx: &Context) -> Result<(), Failure> {
         let mut body = Vec::new();
         for d in rows {
-            serde_json::to_writer(&mut body, &self.event(d)).map_err(|e| Failure::permanent(e.to_string()))?;
+            serde_json::to_writer(&mut body, &self.event(d))
+                .map_err(|e| Failure::permanent(e.to_string()))?;
             body.push(b'\n');
         }
         let mut req = self
@@ -201,7 +221,10 @@ impl Splunk {
                 .json(&json!({"acks": [ack_id]}));
             let (_, answer) = http::send_ok(&cx.pace, "Splunk HEC ack", req).await?;
             let v: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
-            if v.pointer(&format!("/acks/{ack_id}")).and_then(Value::as_bool) == Some(true) {
+            if v.pointer(&format!("/acks/{ack_id}"))
+                .and_then(Value::as_bool)
+                == Some(true)
+            {
                 return Ok(());
             }
         }

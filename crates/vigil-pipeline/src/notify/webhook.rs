@@ -12,7 +12,7 @@ use sha2::Sha256;
 use vigil_store::outbox::EventKind;
 
 use super::http::{self, Secret};
-use super::{Build, BoxFuture, Context, Delivery, Destination, Result1};
+use super::{BoxFuture, Build, Context, Delivery, Destination, Result1};
 use crate::component::config_of;
 use crate::PipelineError;
 
@@ -72,9 +72,11 @@ impl Destination for Webhook {
 impl Webhook {
     async fn one(&self, d: &Delivery, cx: &Context) -> Result<(), super::Failure> {
         let mut body: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(d.raw.get()).map_err(|e| super::Failure::permanent(e.to_string()))?;
+            serde_json::from_str(d.raw.get())
+                .map_err(|e| super::Failure::permanent(e.to_string()))?;
         body.insert("delivery_id".into(), d.key.clone().into());
-        let body = serde_json::to_vec(&body).map_err(|e| super::Failure::permanent(e.to_string()))?;
+        let body =
+            serde_json::to_vec(&body).map_err(|e| super::Failure::permanent(e.to_string()))?;
         let ts = crate::now().as_millis() / 1000;
         let req = self
             .client
@@ -83,7 +85,10 @@ impl Webhook {
             .header("x-vigil-delivery", &d.key)
             .header("x-vigil-event", &d.event.event)
             .header("x-vigil-timestamp", ts.to_string())
-            .header("x-vigil-signature", signature(self.secret.expose().as_bytes(), ts, &body))
+            .header(
+                "x-vigil-signature",
+                signature(self.secret.expose().as_bytes(), ts, &body),
+            )
             .body(body);
         http::send_ok(&cx.pace, "webhook", req).await.map(|_| ())
     }

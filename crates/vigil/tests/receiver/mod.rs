@@ -38,7 +38,12 @@ impl Req {
 
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("{} {}: body is not JSON ({e}): {}", self.method, self.path, String::from_utf8_lossy(&self.body))
+            panic!(
+                "{} {}: body is not JSON ({e}): {}",
+                self.method,
+                self.path,
+                String::from_utf8_lossy(&self.body)
+            )
         })
     }
 }
@@ -94,9 +99,13 @@ impl Receiver {
             .build()
             .unwrap();
         let inner: Shared = Arc::default();
-        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = axum::Router::new().fallback(handle).with_state(Arc::clone(&inner));
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(Arc::clone(&inner));
         rt.spawn(async move {
             axum::serve(listener, app).await.ok();
         });
@@ -144,7 +153,13 @@ impl Receiver {
     }
 }
 
-async fn handle(State(inner): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(inner): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let req = Req {
         at: Instant::now(),
         method: method.to_string(),
@@ -180,7 +195,8 @@ async fn handle(State(inner): State<Shared>, method: Method, uri: Uri, headers: 
         return axum::Json(json!({"ok": true, "channel": "C0VIGIL", "ts": format!("1700000000.{:06}", i.slack_ts)})).into_response();
     }
     if p.ends_with("/chat.update") {
-        return axum::Json(json!({"ok": true, "channel": body["channel"], "ts": body["ts"]})).into_response();
+        return axum::Json(json!({"ok": true, "channel": body["channel"], "ts": body["ts"]}))
+            .into_response();
     }
     if p.ends_with("/v2/enqueue") {
         return (StatusCode::ACCEPTED, axum::Json(json!({"status": "success", "message": "Event processed", "dedup_key": body["dedup_key"]}))).into_response();
@@ -190,17 +206,31 @@ async fn handle(State(inner): State<Shared>, method: Method, uri: Uri, headers: 
         let key = format!("SEC-{n}");
         let labels = body["fields"]["labels"]
             .as_array()
-            .map(|a| a.iter().filter_map(|l| l.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|l| l.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         i.jira.push((key.clone(), labels));
-        return (StatusCode::CREATED, axum::Json(json!({"id": format!("{}", 10000 + n), "key": key, "self": "http://jira/issue"}))).into_response();
+        return (
+            StatusCode::CREATED,
+            axum::Json(
+                json!({"id": format!("{}", 10000 + n), "key": key, "self": "http://jira/issue"}),
+            ),
+        )
+            .into_response();
     }
     if p == "/rest/api/3/search/jql" {
         let q = percent_decode(&req.query);
         let found: Vec<Value> = i
             .jira
             .iter()
-            .filter(|(_, labels)| labels.iter().any(|l| l.starts_with("vigil-") && q.contains(&format!("\"{l}\""))))
+            .filter(|(_, labels)| {
+                labels
+                    .iter()
+                    .any(|l| l.starts_with("vigil-") && q.contains(&format!("\"{l}\"")))
+            })
             .map(|(k, _)| json!({"key": k}))
             .collect();
         return axum::Json(json!({"issues": found})).into_response();
@@ -220,7 +250,8 @@ async fn handle(State(inner): State<Shared>, method: Method, uri: Uri, headers: 
     }
     if p == "/services/collector/event" {
         i.hec_ack += 1;
-        return axum::Json(json!({"text": "Success", "code": 0, "ackId": i.hec_ack})).into_response();
+        return axum::Json(json!({"text": "Success", "code": 0, "ackId": i.hec_ack}))
+            .into_response();
     }
     if p == "/services/collector/ack" {
         let acks: serde_json::Map<String, Value> = body["acks"]
