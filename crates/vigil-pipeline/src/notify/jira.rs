@@ -196,6 +196,11 @@ impl Jira {
             }
         }
         let kind = e.kind();
+        if key.is_none() && !kind.map(EventKind::is_finding).unwrap_or(false) {
+            // People acting on, or a playbook ending for, an incident that has
+            // no issue: there is nothing to comment on or close.
+            return Ok(());
+        }
         let closing = matches!(
             kind,
             Some(EventKind::IncidentResolved) | Some(EventKind::IncidentFalsePositive)

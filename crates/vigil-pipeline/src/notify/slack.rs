@@ -254,6 +254,21 @@ impl Slack {
                         }
                         Ok(())
                     }
+                    None if e.run.is_some()
+                        && !matches!(
+                            e.kind(),
+                            Some(
+                                EventKind::RunAwaitingApproval
+                                    | EventKind::RunSucceeded
+                                    | EventKind::RunFailed
+                                    | EventKind::RunNeedsAttention
+                            )
+                        ) =>
+                    {
+                        // A run resumed or rejected that never asked Slack:
+                        // nothing to edit, and not worth a message.
+                        Ok(())
+                    }
                     None => {
                         // A run that ended without a message of its own, or
                         // a lifecycle change of an incident never posted:
