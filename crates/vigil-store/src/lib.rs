@@ -708,6 +708,24 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets deliveries done or folded before `before`, and the changes no
+    /// delivery refers to any more; dead and pending ones stay. How many
+    /// deliveries were forgotten.
+    pub fn prune_outbox(&mut self, before: Timestamp) -> Result<usize> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "DELETE FROM outbox WHERE state IN ('done', 'folded') AND done_at < ?1",
+            [before.as_millis()],
+        )?;
+        tx.execute(
+            "DELETE FROM outbox_events WHERE at < ?1
+               AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_seq = outbox_events.seq)",
+            [before.as_millis()],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+
     /// Deliveries, newest first (see [`outbox::State`]).
     pub fn outbox(
         &self,

@@ -324,6 +324,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX IF NOT EXISTS outbox_due ON outbox (destination, state, id);
     CREATE INDEX IF NOT EXISTS outbox_fold ON outbox (destination, fold, state) WHERE fold IS NOT NULL;
     CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, id);
+    CREATE INDEX IF NOT EXISTS outbox_event ON outbox (event_seq);
     CREATE TABLE IF NOT EXISTS outbox_refs (
         destination  TEXT NOT NULL,
         subject      TEXT NOT NULL,

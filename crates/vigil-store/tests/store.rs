@@ -938,6 +938,17 @@ fn changes_queue_their_deliveries_which_fold_retry_die_and_replay() {
         .unwrap()
         .iter()
         .any(|e| e.action == "outbox replay" && e.principal == "adm"));
+
+    // Pruning forgets what is done or folded, keeps what waits.
+    let before = s.outbox(None, None, 100, None).unwrap().items.len();
+    assert_eq!(
+        s.prune_outbox(ts(T0 + 60 * MIN)).unwrap(),
+        3,
+        "one done, two folded"
+    );
+    let left = s.outbox(None, None, 100, None).unwrap().items;
+    assert_eq!(left.len(), before - 3);
+    assert!(left.iter().all(|d| d.state == State::Pending), "{left:?}");
 }
 
 #[test]

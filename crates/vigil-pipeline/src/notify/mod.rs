@@ -626,13 +626,17 @@ impl Outbox {
         }))
     }
 
-    /// Starts a worker per destination on the current runtime; they stop when
-    /// `stop` is notified.
+    /// Starts a worker per destination on the current runtime, and the task
+    /// that forgets deliveries done more than [`RETENTION`] ago; they stop
+    /// when `stop` is notified.
     pub fn start(
         self,
         stop: Arc<tokio::sync::watch::Receiver<bool>>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let wake = self.routes.wake.clone();
+        if let Some((_, cx)) = self.destinations.first() {
+            tokio::spawn(prune(cx.store.clone(), (*stop).clone()));
+        }
         self.destinations
             .into_iter()
             .map(|(b, cx)| {
@@ -643,8 +647,31 @@ impl Outbox {
     }
 }
 
-/// The fold key of a change for a destination kind (see `Destination::fold`;
-/// kept here so the router needs no destination).
+/// How long a delivery done (or folded) is kept, listed, before it is
+/// forgotten; dead ones are kept until replayed.
+pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+async fn prune(store: SharedStore, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let s = store.clone();
+        let before =
+            Timestamp::from_millis(crate::now().as_millis() - RETENTION.as_millis() as i64);
+        match tokio::task::spawn_blocking(move || s.lock().prune_outbox(before)).await {
+            Ok(Ok(n)) if n > 0 => {
+                tracing::info!("outbox: forgot {n} deliveries done over 7 days ago")
+            }
+            Ok(Err(e)) => tracing::warn!("outbox: pruning: {e}"),
+            _ => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// The fold key of a change for a destination kind (kept apart from the
+/// destinations so that the router needs none of them).
 fn fold_of(kind: &str, c: &Change<'_>) -> Option<String> {
     let incident = c.incident.map(|i| i.id.clone());
     match kind {
