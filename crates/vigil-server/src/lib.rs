@@ -27,6 +27,7 @@ mod outbox;
 mod respond;
 pub mod sigv4;
 pub mod slack;
+pub mod web;
 pub use slack::SlackConfig;
 pub mod tls;
 
@@ -269,6 +270,10 @@ pub struct AppState {
     slack: Option<slack::SlackConfig>,
     /// Every configured principal's role.
     principals: std::collections::HashMap<String, Role>,
+    /// The dashboard's signed-in browsers.
+    sessions: web::session::Sessions,
+    /// Whether session cookies are `Secure` (the API serves TLS).
+    secure_cookies: bool,
 }
 
 /// What a source of the pipeline reports about itself: its counters and its
@@ -322,6 +327,8 @@ impl AppState {
             engine: None,
             sources: Vec::new(),
             slack: None,
+            sessions: Default::default(),
+            secure_cookies: config.tls.is_some(),
             principals: config
                 .keys
                 .iter()
@@ -412,7 +419,13 @@ pub fn router(app: Arc<AppState>) -> Router {
             Arc::clone(&app),
             authenticate,
         ));
+    // The dashboard's pages, and the same handlers under `/ui` behind a
+    // browser session instead of a signature.
+    let ui_api = api::routes()
+        .merge(respond::routes())
+        .merge(outbox::routes());
     signed
+        .merge(web::routes(Arc::clone(&app), ui_api))
         .merge(ingest::firehose_routes())
         .route(
             "/slack/interactions",

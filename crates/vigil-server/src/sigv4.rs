@@ -120,6 +120,11 @@ impl<P> Verifier<P> {
         self.keys.insert(access_key.to_owned(), credential);
     }
 
+    /// The credential of an access key, if it is configured.
+    pub fn credential(&self, access_key: &str) -> Option<&Credential<P>> {
+        self.keys.get(access_key)
+    }
+
     /// Checks `req`'s signature as of `now_s` (Unix seconds).
     pub fn verify<'v>(
         &'v self,

@@ -338,6 +338,7 @@ fn announce(
     let scheme = if tls { "https" } else { "http" };
     tracing::info!("listening on {scheme}://{addr}");
     tracing::info!("data in {data_dir:?}");
+    tracing::info!("dashboard at {scheme}://{addr}/ (sign in with an access key)");
     if let Some(k) = keys_file {
         tracing::info!(
             "no access keys were configured; an admin key was made in {}",

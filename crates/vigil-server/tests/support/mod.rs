@@ -103,14 +103,15 @@ pub fn signed(
     (pq, out_headers)
 }
 
-/// One HTTP/1.1 exchange over a fresh connection.
-pub fn raw_call(
+/// One HTTP/1.1 exchange over a fresh connection: the status, the headers
+/// (names in lower case) and the body, unchunked.
+pub fn raw_exchange(
     addr: SocketAddr,
     method: &str,
     path_query: &str,
     headers: &[(String, String)],
     body: &[u8],
-) -> Reply {
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -157,6 +158,18 @@ pub fn raw_call(
     {
         body = unchunk(&body);
     }
+    (status, headers, body)
+}
+
+/// One HTTP/1.1 exchange over a fresh connection, its body read as JSON.
+pub fn raw_call(
+    addr: SocketAddr,
+    method: &str,
+    path_query: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Reply {
+    let (status, headers, body) = raw_exchange(addr, method, path_query, headers, body);
     let body = if body.is_empty() {
         Value::Null
     } else {
