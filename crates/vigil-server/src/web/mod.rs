@@ -42,6 +42,7 @@ pub(crate) fn routes(app: Arc<AppState>, api: Router<Arc<AppState>>) -> Router<A
     Router::new()
         .route("/login", get(pages::login))
         .route("/assets/{name}", get(asset))
+        .route("/favicon.ico", get(favicon))
         .route("/ui/nonce", post(nonce))
         .route("/ui/login", post(login))
         .route("/ui/logout", post(logout))
@@ -88,6 +89,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../assets/app.js"),
     ),
+    (
+        "icon.svg",
+        "image/svg+xml",
+        include_str!("../../assets/icon.svg"),
+    ),
 ];
 
 async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
@@ -102,6 +108,11 @@ async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Respon
             .into_response(),
         None => (StatusCode::NOT_FOUND, "no such asset").into_response(),
     }
+}
+
+/// Browsers ask for `/favicon.ico` whatever the page says: the icon.
+async fn favicon() -> Response {
+    asset(axum::extract::Path("icon.svg".to_owned())).await
 }
 
 /// The session of a request's cookie.

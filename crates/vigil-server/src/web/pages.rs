@@ -25,6 +25,7 @@ fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                     meta name="csrf-token" content=(s.csrf);
                 }
                 title { (title) " · Vigil" }
+                link rel="icon" href="/assets/icon.svg" type="image/svg+xml";
                 link rel="stylesheet" href="/assets/app.css";
                 @if session.is_some() {
                     script src="/assets/app.js" defer {}
@@ -108,11 +109,16 @@ pub(super) async fn overview(
                     ..Default::default()
                 })?
                 .items;
+            // Accounts monitored: the registry's, and any its findings came
+            // from without being registered.
+            let mut ids: std::collections::BTreeSet<String> =
+                accounts.iter().map(|a| a.id.clone()).collect();
+            ids.extend(open.iter().filter_map(|i| i.account.clone()));
             Ok(Overview {
                 metrics: st.metrics(None, t)?,
                 threats: st.threat_table(None, t)?,
                 open,
-                accounts: accounts.len(),
+                accounts: ids.len(),
                 regions: regions.len(),
             })
         })
@@ -142,7 +148,8 @@ fn overview_body(o: &Overview) -> Markup {
     html! {
         h1 { "Overview" }
         p class="status" id="status-line" {
-            (o.accounts) " accounts monitored · " (o.regions) " regions · "
+            (o.accounts) " accounts monitored · "
+            @if o.regions > 0 { (o.regions) " regions · " }
             @match last {
                 Some(i) => { "last open incident " strong { (i.title) } " (" (i.severity.as_str()) ", " (i.opened_at.to_string()) ")" }
                 None => { "no open incident" }

@@ -1,0 +1,149 @@
+// The dashboard in a real browser: the `vigil serve --demo` binary on a free
+// loopback port, Debian's Chromium driven by playwright-core, axe-core for
+// accessibility. scripts/test runs it after the Rust tests (VIGIL_BIN names the
+// binary they built). Screenshots go to docs/images/ for the README.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const require = createRequire(import.meta.url);
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, "..", "..");
+const VIGIL = process.env.VIGIL_BIN;
+const CHROMIUM = process.env.VIGIL_CHROMIUM || "/usr/bin/chromium";
+const AXE = fs.readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
+
+let svc;
+let base;
+let dataDir;
+let browser;
+let key;
+
+/// Waits for a line of the service's log matching `re`; its match.
+function waitForLog(child, re, ms) {
+  return new Promise((resolve, reject) => {
+    let seen = "";
+    const timer = setTimeout(() => reject(new Error(`no ${re} within ${ms} ms:\n${seen}`)), ms);
+    child.stderr.on("data", (chunk) => {
+      seen += chunk.toString();
+      const m = seen.match(re);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m);
+      }
+    });
+  });
+}
+
+before(async () => {
+  assert.ok(VIGIL, "VIGIL_BIN names the vigil binary (scripts/test sets it)");
+  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "vigil-e2e-"));
+  svc = spawn(VIGIL, ["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir", dataDir], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  const listening = waitForLog(svc, /listening on (http:\/\/127\.0\.0\.1:\d+)/, 60_000);
+  const replayed = waitForLog(svc, /demo: replayed/, 120_000);
+  base = (await listening)[1];
+  await replayed;
+  const keys = fs.readFileSync(path.join(dataDir, "admin-key.toml"), "utf8");
+  key = {
+    id: keys.match(/access_key_id\s*=\s*"([^"]+)"/)[1],
+    secret: keys.match(/secret_access_key\s*=\s*"([^"]+)"/)[1],
+  };
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  svc?.kill("SIGTERM");
+  if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
+/// A page that records console errors and uncaught exceptions.
+async function open() {
+  const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("console", (m) => {
+    if (m.type() === "error") errors.push(m.text());
+  });
+  page.on("pageerror", (e) => errors.push(e.message));
+  return { context, page, errors };
+}
+
+async function signIn(page, id, secret) {
+  await page.goto(`${base}/login`);
+  await page.getByLabel("Access key id").fill(id);
+  await page.getByLabel("Secret access key").fill(secret);
+  await page.getByRole("button", { name: "Sign in" }).click();
+}
+
+/// axe-core's serious and critical violations on the page as it is.
+async function axeViolations(page) {
+  await page.evaluate(AXE);
+  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ["violations"] }));
+  return result.violations
+    .filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(" ")).join("; ")})`);
+}
+
+test("a wrong secret is refused and nothing is signed in", async () => {
+  const { context, page, errors } = await open();
+  await signIn(page, key.id, "not-the-secret-at-all");
+  await page.getByText("sign-in refused").waitFor();
+  assert.match(page.url(), /\/login$/);
+  const r = await page.request.get(`${base}/ui/api/v1/metrics`);
+  assert.equal(r.status(), 401);
+  // The refused sign-in answers 403, which the browser logs; nothing else.
+  assert.deepEqual(errors.filter((e) => !/403/.test(e)), []);
+  assert.deepEqual(await axeViolations(page), []);
+  await context.close();
+});
+
+test("signed in, the overview shows the demo's data", async () => {
+  const { context, page, errors } = await open();
+  await signIn(page, key.id, key.secret);
+  await page.waitForURL(`${base}/`);
+  await page.getByRole("heading", { name: "Overview" }).waitFor();
+  const status = await page.locator("#status-line").innerText();
+  assert.match(status, /accounts monitored/);
+  assert.match(status, /last open incident/);
+  for (const tile of ["MTTD", "MTTR", "False positives", "Compliance", "Incidents, 24 h"]) {
+    await page.locator(".tile", { hasText: tile }).waitFor();
+  }
+  const threatRows = await page.locator("section[aria-labelledby=threats-title] tbody tr").count();
+  assert.ok(threatRows >= 1, "the threat table has rows");
+  const heading = await page.getByRole("heading", { name: /Open incidents \((\d+)\)/ }).innerText();
+  const openCount = Number(heading.match(/\((\d+)\)/)[1]);
+  assert.ok(openCount > 0, heading);
+  // The page's session sees what the API sees.
+  const api = await (await page.request.get(`${base}/ui/api/v1/incidents?status=OPEN,ACKNOWLEDGED,REMEDIATING&limit=1000`)).json();
+  assert.equal(openCount, api.items.length);
+  assert.deepEqual(errors, []);
+  assert.deepEqual(await axeViolations(page), []);
+  fs.mkdirSync(path.join(repo, "docs", "images"), { recursive: true });
+  await page.screenshot({ path: path.join(repo, "docs", "images", "overview.png"), fullPage: true });
+  // Signing out ends the session.
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.waitForURL(`${base}/login`);
+  assert.equal((await page.request.get(`${base}/ui/api/v1/metrics`)).status(), 401);
+  await context.close();
+});
