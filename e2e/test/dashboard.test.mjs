@@ -25,6 +25,7 @@ let base;
 let dataDir;
 let browser;
 let key;
+let analyst;
 
 /// Waits for a line of the service's log matching `re`; its match.
 function waitForLog(child, re, ms) {
@@ -45,18 +46,25 @@ function waitForLog(child, re, ms) {
 before(async () => {
   assert.ok(VIGIL, "VIGIL_BIN names the vigil binary (scripts/test sets it)");
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "vigil-e2e-"));
-  svc = spawn(VIGIL, ["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir", dataDir], {
+  // An admin and an analyst (made-up keys, for this run only).
+  key = { id: "AKIAE2EADMIN0000001", secret: "e2e-admin-secret-000000000000000000000001" };
+  analyst = { id: "AKIAE2EANALYST00001", secret: "e2e-analyst-secret-0000000000000000000001" };
+  const config = path.join(dataDir, "vigil.toml");
+  fs.writeFileSync(
+    config,
+    [key, analyst]
+      .map((k, i) => `[[api.keys]]\naccess_key_id = "${k.id}"\nsecret_access_key = "${k.secret}"\n` +
+        `principal = "${i === 0 ? "adm" : "ana"}"\nrole = "${i === 0 ? "admin" : "analyst"}"\n`)
+      .join(""),
+    { mode: 0o600 },
+  );
+  svc = spawn(VIGIL, ["serve", "--demo", "--listen", "127.0.0.1:0", "--config", config, "--data-dir", path.join(dataDir, "data")], {
     stdio: ["ignore", "ignore", "pipe"],
   });
   const listening = waitForLog(svc, /listening on (http:\/\/127\.0\.0\.1:\d+)/, 60_000);
   const replayed = waitForLog(svc, /demo: replayed/, 120_000);
   base = (await listening)[1];
   await replayed;
-  const keys = fs.readFileSync(path.join(dataDir, "admin-key.toml"), "utf8");
-  key = {
-    id: keys.match(/access_key_id\s*=\s*"([^"]+)"/)[1],
-    secret: keys.match(/secret_access_key\s*=\s*"([^"]+)"/)[1],
-  };
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: [
@@ -145,5 +153,68 @@ test("signed in, the overview shows the demo's data", async () => {
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.waitForURL(`${base}/login`);
   assert.equal((await page.request.get(`${base}/ui/api/v1/metrics`)).status(), 401);
+  await context.close();
+});
+
+/// The first open incident's page, from the list.
+async function firstOpenIncident(page) {
+  await page.goto(`${base}/incidents?status=OPEN`);
+  await page.getByRole("heading", { name: "Incidents" }).waitFor();
+  const link = page.locator("tbody tr td a").first();
+  const title = await link.innerText();
+  await link.click();
+  await page.getByRole("heading", { name: title }).waitFor();
+  return page.url().split("/incidents/")[1];
+}
+
+test("an incident acknowledged and resolved in the page is so in the API", async () => {
+  const { context, page, errors } = await open();
+  await signIn(page, key.id, key.secret);
+  await page.waitForURL(`${base}/`);
+  // The list filters by status and links to each incident.
+  const id = await firstOpenIncident(page);
+  assert.equal(await page.locator("#incident-status").innerText(), "OPEN");
+  for (const part of ["Timeline", "Findings", "Remediation runs"]) {
+    await page.getByRole("heading", { name: new RegExp(`^${part}`) }).waitFor();
+  }
+  assert.deepEqual(await axeViolations(page), []);
+  fs.mkdirSync(path.join(repo, "docs", "images"), { recursive: true });
+  await page.screenshot({ path: path.join(repo, "docs", "images", "incident.png"), fullPage: true });
+  await page.getByRole("button", { name: "Acknowledge" }).click();
+  await page.locator("#incident-status", { hasText: "ACKNOWLEDGED" }).waitFor();
+  let api = await (await page.request.get(`${base}/ui/api/v1/incidents/${id}`)).json();
+  assert.equal(api.status, "ACKNOWLEDGED");
+  await page.getByLabel("Note").fill("checked the key's last use");
+  await page.getByRole("button", { name: "Add note" }).click();
+  await page.getByText("checked the key's last use").waitFor();
+  await page.getByRole("button", { name: "Resolve" }).click();
+  await page.locator("#incident-status", { hasText: "RESOLVED" }).waitFor();
+  api = await (await page.request.get(`${base}/ui/api/v1/incidents/${id}`)).json();
+  assert.equal(api.status, "RESOLVED");
+  assert.ok(api.timeline.some((t) => t.actor === "adm" && /RESOLVED/.test(t.text)), JSON.stringify(api.timeline));
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("an analyst sees no actions, and forged or tokenless posts are refused", async () => {
+  const { context, page, errors } = await open();
+  await signIn(page, analyst.id, analyst.secret);
+  await page.waitForURL(`${base}/`);
+  const id = await firstOpenIncident(page);
+  assert.equal(await page.locator("section.actions").count(), 0, "no action buttons for an analyst");
+  assert.equal(await page.getByRole("button", { name: "Acknowledge" }).count(), 0);
+  // A forged post with the session's own CSRF token: the role refuses it.
+  const csrf = await page.locator('meta[name="csrf-token"]').getAttribute("content");
+  const forged = await page.request.post(`${base}/ui/api/v1/incidents/${id}/acknowledge`, {
+    headers: { "x-csrf-token": csrf },
+  });
+  assert.equal(forged.status(), 403);
+  // Without the token (as another site's form would post): refused before the role.
+  const tokenless = await page.request.post(`${base}/ui/api/v1/incidents/${id}/acknowledge`);
+  assert.equal(tokenless.status(), 403);
+  assert.match((await tokenless.json()).message, /CSRF/);
+  const api = await (await page.request.get(`${base}/ui/api/v1/incidents/${id}`)).json();
+  assert.equal(api.status, "OPEN");
+  assert.deepEqual(errors, []);
   await context.close();
 });

@@ -34,6 +34,8 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 pub(crate) fn routes(app: Arc<AppState>, api: Router<Arc<AppState>>) -> Router<Arc<AppState>> {
     let behind_session = Router::new()
         .route("/", get(pages::overview))
+        .route("/incidents", get(pages::incidents))
+        .route("/incidents/{id}", get(pages::incident))
         .nest("/ui", api)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&app),

@@ -38,7 +38,13 @@ fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                     a class="brand" href="/" { "Vigil" }
                     @if let Some(s) = session {
                         nav aria-label="Main" {
-                            a href="/" aria-current="page" { "Overview" }
+                            @for (href, label) in [("/", "Overview"), ("/incidents", "Incidents")] {
+                                @if title == label {
+                                    a href=(href) aria-current="page" { (label) }
+                                } @else {
+                                    a href=(href) { (label) }
+                                }
+                            }
                         }
                         span class="who" { (s.principal.name) " · " (format!("{:?}", s.principal.role).to_lowercase()) }
                         button type="button" id="sign-out" class="link" { "Sign out" }
@@ -192,4 +198,240 @@ fn overview_body(o: &Overview) -> Markup {
             }
         }
     }
+}
+
+/// The incidents list's filters (`GET /incidents?status=OPEN&severity=HIGH…`).
+#[derive(serde::Deserialize, Default)]
+pub(super) struct IncidentFilters {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    severity: Option<String>,
+    #[serde(default)]
+    category: Option<String>,
+    #[serde(default)]
+    account: Option<String>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// `GET /incidents`: the list, filtered, a page at a time.
+pub(super) async fn incidents(
+    State(app): State<Arc<AppState>>,
+    Extension(s): Extension<Session>,
+    q: Result<axum::extract::Query<IncidentFilters>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let f = q.map(|q| q.0).unwrap_or_default();
+    let nonempty = |v: &Option<String>| v.clone().filter(|x| !x.is_empty());
+    let query = IncidentQuery {
+        statuses: nonempty(&f.status)
+            .and_then(|x| IncidentStatus::parse(&x))
+            .into_iter()
+            .collect(),
+        severities: nonempty(&f.severity)
+            .and_then(|x| x.parse().ok())
+            .into_iter()
+            .collect(),
+        categories: nonempty(&f.category)
+            .and_then(|x| vigil_model::finding::Category::parse(&x))
+            .into_iter()
+            .collect(),
+        account: nonempty(&f.account),
+        limit: 50,
+        cursor: nonempty(&f.cursor),
+    };
+    let page_of = match app.read(move |st| st.incidents(&query)).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let sel = |v: &Option<String>, x: &str| v.as_deref() == Some(x);
+    let next = page_of.next_cursor.as_ref().map(|c| {
+        let mut q = url_query(&[
+            ("status", f.status.as_deref()),
+            ("severity", f.severity.as_deref()),
+            ("category", f.category.as_deref()),
+            ("account", f.account.as_deref()),
+        ]);
+        q.push_str(&format!("&cursor={}", percent(c)));
+        format!("/incidents?{q}")
+    });
+    let body = html! {
+        h1 { "Incidents" }
+        form class="filters" method="get" action="/incidents" {
+            label { "Status " select name="status" {
+                option value="" { "any" }
+                @for st in IncidentStatus::ALL { option value=(st.as_str()) selected[sel(&f.status, st.as_str())] { (st.as_str()) } }
+            } }
+            label { "Severity " select name="severity" {
+                option value="" { "any" }
+                @for sv in ["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"] { option value=(sv) selected[sel(&f.severity, sv)] { (sv) } }
+            } }
+            label { "Category " select name="category" {
+                option value="" { "any" }
+                @for c in ["UnauthorizedAccess", "Cryptojacking", "PolicyViolation", "NetworkAttack", "DataExfiltration"] { option value=(c) selected[sel(&f.category, c)] { (c) } }
+            } }
+            label { "Account " input name="account" value=(f.account.clone().unwrap_or_default()) size="14"; }
+            button type="submit" { "Filter" }
+        }
+        table class="wide" {
+            thead { tr { th scope="col" { "Incident" } th scope="col" { "Severity" } th scope="col" { "Status" } th scope="col" { "Category" } th scope="col" { "Account" } th scope="col" { "Findings" } th scope="col" { "Opened" } } }
+            tbody {
+                @for i in &page_of.items {
+                    tr {
+                        td { a href=(format!("/incidents/{}", i.id)) { (i.title) } }
+                        td { (i.severity.as_str()) } td { (i.status.as_str()) } td { (i.category.as_str()) }
+                        td { (i.account.clone().unwrap_or_default()) } td { (i.finding_count) } td { (i.opened_at.to_string()) }
+                    }
+                }
+            }
+        }
+        @if page_of.items.is_empty() { p { "No incident matches." } }
+        @if let Some(n) = next { p { a href=(n) rel="next" { "Next page" } } }
+    };
+    Html(page("Incidents", Some(&s), body).into_string()).into_response()
+}
+
+/// `GET /incidents/{id}`: the incident, its timeline, its findings with their
+/// evidence, its playbook runs; the actions the session's role allows.
+pub(super) async fn incident(
+    State(app): State<Arc<AppState>>,
+    Extension(s): Extension<Session>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let key = id.clone();
+    let read = app
+        .read(move |st| {
+            let Some(view) = st.incident(&key)? else {
+                return Ok(None);
+            };
+            let mut findings = Vec::new();
+            for fid in view.finding_ids.iter().take(50) {
+                if let Some(raw) = st.finding(fid)? {
+                    if let Ok(f) = serde_json::from_str::<vigil_model::Finding>(raw.get()) {
+                        findings.push(f);
+                    }
+                }
+            }
+            let runs = st.runs(Some(&key), None, 50)?;
+            Ok(Some((view, findings, runs)))
+        })
+        .await;
+    let (view, findings, runs) = match read {
+        Ok(Some(x)) => x,
+        Ok(None) => {
+            let body =
+                html! { h1 { "No such incident" } p { "There is no incident " code { (id) } "." } };
+            return (
+                axum::http::StatusCode::NOT_FOUND,
+                Html(page("Not found", Some(&s), body).into_string()),
+            )
+                .into_response();
+        }
+        Err(e) => return e.into_response(),
+    };
+    let i = &view.incident;
+    let acts = s.principal.role.can_act();
+    let moves: Vec<(&str, &str)> = [
+        (IncidentStatus::Acknowledged, "acknowledge", "Acknowledge"),
+        (IncidentStatus::Remediating, "remediating", "Remediating"),
+        (IncidentStatus::Resolved, "resolve", "Resolve"),
+        (
+            IncidentStatus::FalsePositive,
+            "false-positive",
+            "Mark false positive",
+        ),
+    ]
+    .into_iter()
+    .filter(|(to, _, _)| i.status.can_become(*to))
+    .map(|(_, path, label)| (path, label))
+    .collect();
+    let body = html! {
+        p { a href="/incidents" { "← Incidents" } }
+        h1 { (i.title) }
+        dl class="facts" {
+            dt { "Status" } dd id="incident-status" { (i.status.as_str()) }
+            dt { "Severity" } dd { (i.severity.as_str()) }
+            dt { "Category" } dd { (i.category.as_str()) }
+            dt { "Account" } dd { (i.account.clone().unwrap_or_default()) }
+            dt { "Subject" } dd { code { (i.subject.clone().unwrap_or_default()) } }
+            dt { "Assignee" } dd { (i.assignee.clone().unwrap_or_else(|| "–".into())) }
+            dt { "Opened" } dd { (i.opened_at.to_string()) }
+        }
+        @if acts {
+            section class="actions" aria-labelledby="actions-title" data-incident=(i.id) {
+                h2 id="actions-title" { "Actions" }
+                div class="buttons" {
+                    @for (path, label) in &moves { button type="button" data-move=(path) { (label) } }
+                }
+                label for="note-text" { "Note" }
+                textarea id="note-text" rows="2" {}
+                button type="button" data-note="" { "Add note" }
+                p id="action-error" class="error" role="alert" {}
+            }
+        }
+        section aria-labelledby="timeline-title" {
+            h2 id="timeline-title" { "Timeline" }
+            ol class="timeline" {
+                @for t in &view.timeline {
+                    li { time { (t.at.to_string()) } " · " (t.kind.as_str()) @if let Some(a) = &t.actor { " · " (a) } ": " (t.text) }
+                }
+            }
+        }
+        section aria-labelledby="findings-title" {
+            h2 id="findings-title" { "Findings (" (view.finding_ids.len()) ")" }
+            @for f in &findings {
+                article class="card finding" {
+                    h3 { (f.detail.title) " " small { "(" (f.detail.finding_id) ", " (f.detail.severity.as_str()) ", seen " (f.detail.count) " time(s))" } }
+                    p { (f.detail.description) }
+                    dl class="facts" {
+                        @for (k, v) in evidence_pairs(f) { dt { (k) } dd { code { (v) } } }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="runs-title" {
+            h2 id="runs-title" { "Remediation runs" }
+            @if runs.is_empty() { p { "None." } }
+            @for r in &runs {
+                article class="card run" {
+                    h3 { (r.playbook) " · " (r.status.as_str()) }
+                    ol { @for st in &r.steps { li { (st.step_id) " (" code { (st.action) } "): " (st.status.as_str()) } } }
+                }
+            }
+        }
+    };
+    Html(page(&i.title, Some(&s), body).into_string()).into_response()
+}
+
+/// A finding's evidence as pairs, the schema's four first.
+fn evidence_pairs(f: &vigil_model::Finding) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(&f.detail.evidence) {
+        for (k, v) in m {
+            if !v.is_null() {
+                out.push((
+                    k,
+                    v.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string()),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn percent(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+fn url_query(pairs: &[(&str, Option<&str>)]) -> String {
+    pairs
+        .iter()
+        .filter_map(|(k, v)| {
+            v.filter(|v| !v.is_empty())
+                .map(|v| format!("{k}={}", percent(v)))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
