@@ -38,7 +38,7 @@ fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                     a class="brand" href="/" { "Vigil" }
                     @if let Some(s) = session {
                         nav aria-label="Main" {
-                            @for (href, label) in [("/", "Overview"), ("/incidents", "Incidents")] {
+                            @for (href, label) in [("/", "Overview"), ("/incidents", "Incidents"), ("/compliance", "Compliance")] {
                                 @if title == label {
                                     a href=(href) aria-current="page" { (label) }
                                 } @else {
@@ -434,4 +434,119 @@ fn url_query(pairs: &[(&str, Option<&str>)]) -> String {
         })
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// `GET /compliance`: each framework's current score.
+pub(super) async fn compliance(
+    State(app): State<Arc<AppState>>,
+    Extension(s): Extension<Session>,
+) -> Response {
+    let all = match app
+        .read(|st| st.current_assessments(vigil_store::compliance::ALL_SCOPE))
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    let body = html! {
+        h1 { "Compliance" }
+        @if all.is_empty() {
+            p { "Nothing assessed yet: turn on " code { "[compliance]" } " in the configuration (docs/compliance.md)." }
+        } @else {
+            table class="wide" {
+                thead { tr { th scope="col" { "Framework" } th scope="col" { "Score" } th scope="col" { "Passed" } th scope="col" { "Failed" } th scope="col" { "Errors" } th scope="col" { "Assessed" } } }
+                tbody {
+                    @for a in &all {
+                        tr {
+                            td { a href=(format!("/compliance/{}", percent(&a.framework))) { (a.framework) } }
+                            td { (a.score.map(|v| format!("{v:.1} %")).unwrap_or_else(|| "–".into())) }
+                            td { (a.passed) } td { (a.failed) } td { (a.errors) } td { (a.assessed_at.to_string()) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Html(page("Compliance", Some(&s), body).into_string()).into_response()
+}
+
+/// `GET /compliance/{framework}`: the score and its history, and each failed
+/// control with its resources, evidence, the fix and the playbook that fixes it.
+pub(super) async fn framework(
+    State(app): State<Arc<AppState>>,
+    Extension(s): Extension<Session>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    let key = name.clone();
+    let read = app
+        .read(move |st| {
+            let scope = vigil_store::compliance::ALL_SCOPE;
+            Ok((
+                st.assessment(&key, scope)?,
+                st.score_history(&key, scope, 30)?,
+            ))
+        })
+        .await;
+    let (latest, history) = match read {
+        Ok((Some(a), h)) => (a, h),
+        Ok((None, _)) => {
+            let body = html! { h1 { "No assessment" } p { "There is no assessment of " code { (name) } " yet." } };
+            return (
+                axum::http::StatusCode::NOT_FOUND,
+                Html(page("Not found", Some(&s), body).into_string()),
+            )
+                .into_response();
+        }
+        Err(e) => return e.into_response(),
+    };
+    let body: serde_json::Value = serde_json::from_str(&latest.body).unwrap_or_default();
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned).unwrap_or_default();
+    let failed = body["failed_controls"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let markup = html! {
+        p { a href="/compliance" { "← Compliance" } }
+        h1 { (text(&body["name"])) " " small { (text(&body["version"])) } }
+        dl class="facts" {
+            dt { "Score" } dd id="framework-score" { (latest.score.map(|v| format!("{v:.1} %")).unwrap_or_else(|| "–".into())) }
+            dt { "Controls" } dd { (latest.passed) " passed, " (latest.failed) " failed, " (latest.errors) " errors" }
+            dt { "Assessed" } dd { (latest.assessed_at.to_string()) }
+        }
+        section aria-labelledby="history-title" {
+            h2 id="history-title" { "Score history" }
+            table {
+                thead { tr { th scope="col" { "Assessed" } th scope="col" { "Score" } th scope="col" { "Passed" } th scope="col" { "Failed" } } }
+                tbody {
+                    @for p in &history {
+                        tr { td { (p.assessed_at.to_string()) } td { (p.score.map(|v| format!("{v:.1} %")).unwrap_or_else(|| "–".into())) } td { (p.passed) } td { (p.failed) } }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="failed-title" {
+            h2 id="failed-title" { "Failed controls (" (failed.len()) ")" }
+            @for c in &failed {
+                article class="card control" {
+                    h3 { (text(&c["control_id"])) " " small { (text(&c["status"])) } }
+                    p { (text(&c["description"])) }
+                    @if let Some(fix) = c["remediation"].as_str() { p { strong { "Fix: " } (fix) } }
+                    @let playbooks: Vec<String> = c["playbooks"].as_array().into_iter().flatten().map(text).collect();
+                    @if !playbooks.is_empty() { p { strong { "Playbook: " } (playbooks.join(", ")) } }
+                    table class="wide" {
+                        thead { tr { th scope="col" { "Check" } th scope="col" { "Account" } th scope="col" { "Region" } th scope="col" { "Resource" } th scope="col" { "Evidence" } } }
+                        tbody {
+                            @for r in c["resources"].as_array().into_iter().flatten() {
+                                tr {
+                                    td { code { (text(&r["check"])) } } td { (text(&r["account"])) } td { (text(&r["region"])) }
+                                    td { code { (text(&r["resource_arn"])) } } td { (text(&r["evidence"])) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Html(page(&latest.framework, Some(&s), markup).into_string()).into_response()
 }
