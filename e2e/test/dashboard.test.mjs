@@ -262,3 +262,28 @@ test("compliance: each framework's score, and a framework's failed controls with
   await page.screenshot({ path: path.join(repo, "docs", "images", "compliance.png") });
   await context.close();
 });
+
+test("findings: filtered, found by number, one finding with its evidence and record", async () => {
+  const { context, page, errors } = await open();
+  await signIn(page, key.id, key.secret);
+  await page.waitForURL(`${base}/`);
+  await page.goto(`${base}/findings?severity=HIGH`);
+  const rows = page.locator("tbody tr");
+  const n = await rows.count();
+  assert.ok(n > 0, "the demo has HIGH findings");
+  const api = await (await page.request.get(`${base}/ui/api/v1/findings?severity=HIGH&limit=50`)).json();
+  assert.equal(n, api.items.length);
+  for (const sev of await rows.locator("td:nth-child(2)").allInnerTexts()) assert.equal(sev, "HIGH");
+  // Found by its number: straight to its page.
+  const number = api.items[0].detail.finding_id;
+  await page.getByLabel("Id or number").fill(number);
+  await page.getByRole("button", { name: "Search" }).click();
+  await page.getByRole("heading", { name: api.items[0].detail.title }).waitFor();
+  await page.getByRole("heading", { name: "Evidence" }).waitFor();
+  const stored = JSON.parse(await page.locator("pre.raw").innerText());
+  assert.equal(stored.id, api.items[0].id);
+  assert.equal(stored.detail.finding_id, number);
+  assert.deepEqual(errors, []);
+  assert.deepEqual(await axeViolations(page), []);
+  await context.close();
+});

@@ -36,6 +36,8 @@ pub(crate) fn routes(app: Arc<AppState>, api: Router<Arc<AppState>>) -> Router<A
         .route("/", get(pages::overview))
         .route("/incidents", get(pages::incidents))
         .route("/incidents/{id}", get(pages::incident))
+        .route("/findings", get(pages::findings))
+        .route("/findings/{id}", get(pages::finding))
         .route("/compliance", get(pages::compliance))
         .route("/compliance/{framework}", get(pages::framework))
         .nest("/ui", api)

@@ -38,7 +38,12 @@ fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                     a class="brand" href="/" { "Vigil" }
                     @if let Some(s) = session {
                         nav aria-label="Main" {
-                            @for (href, label) in [("/", "Overview"), ("/incidents", "Incidents"), ("/compliance", "Compliance")] {
+                            @for (href, label) in [
+                                ("/", "Overview"),
+                                ("/incidents", "Incidents"),
+                                ("/findings", "Findings"),
+                                ("/compliance", "Compliance"),
+                            ] {
                                 @if title == label {
                                     a href=(href) aria-current="page" { (label) }
                                 } @else {
@@ -200,9 +205,12 @@ fn overview_body(o: &Overview) -> Markup {
     }
 }
 
-/// The incidents list's filters (`GET /incidents?status=OPEN&severity=HIGH…`).
+/// A list's filters (`?status=OPEN&severity=HIGH…`); `q` (findings) is a
+/// finding's id or `sec-…` number.
 #[derive(serde::Deserialize, Default)]
-pub(super) struct IncidentFilters {
+pub(super) struct Filters {
+    #[serde(default)]
+    q: Option<String>,
     #[serde(default)]
     status: Option<String>,
     #[serde(default)]
@@ -215,14 +223,48 @@ pub(super) struct IncidentFilters {
     cursor: Option<String>,
 }
 
+impl Filters {
+    fn get(v: &Option<String>) -> Option<String> {
+        v.clone().filter(|x| !x.trim().is_empty())
+    }
+
+    /// The severity, category and account fields of a filter form.
+    fn fields(&self) -> Markup {
+        let sel = |v: &Option<String>, x: &str| v.as_deref() == Some(x);
+        html! {
+            label { "Severity " select name="severity" {
+                option value="" { "any" }
+                @for sv in ["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"] { option value=(sv) selected[sel(&self.severity, sv)] { (sv) } }
+            } }
+            label { "Category " select name="category" {
+                option value="" { "any" }
+                @for c in ["UnauthorizedAccess", "Cryptojacking", "PolicyViolation", "NetworkAttack", "DataExfiltration"] { option value=(c) selected[sel(&self.category, c)] { (c) } }
+            } }
+            label { "Account " input name="account" value=(self.account.clone().unwrap_or_default()) size="14"; }
+        }
+    }
+
+    /// The link to the page after, keeping the filters.
+    fn next(&self, path: &str, cursor: &str) -> String {
+        let mut q = url_query(&[
+            ("status", self.status.as_deref()),
+            ("severity", self.severity.as_deref()),
+            ("category", self.category.as_deref()),
+            ("account", self.account.as_deref()),
+        ]);
+        q.push_str(&format!("&cursor={}", percent(cursor)));
+        format!("{path}?{q}")
+    }
+}
+
 /// `GET /incidents`: the list, filtered, a page at a time.
 pub(super) async fn incidents(
     State(app): State<Arc<AppState>>,
     Extension(s): Extension<Session>,
-    q: Result<axum::extract::Query<IncidentFilters>, axum::extract::rejection::QueryRejection>,
+    q: Result<axum::extract::Query<Filters>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let f = q.map(|q| q.0).unwrap_or_default();
-    let nonempty = |v: &Option<String>| v.clone().filter(|x| !x.is_empty());
+    let nonempty = Filters::get;
     let query = IncidentQuery {
         statuses: nonempty(&f.status)
             .and_then(|x| IncidentStatus::parse(&x))
@@ -245,16 +287,10 @@ pub(super) async fn incidents(
         Err(e) => return e.into_response(),
     };
     let sel = |v: &Option<String>, x: &str| v.as_deref() == Some(x);
-    let next = page_of.next_cursor.as_ref().map(|c| {
-        let mut q = url_query(&[
-            ("status", f.status.as_deref()),
-            ("severity", f.severity.as_deref()),
-            ("category", f.category.as_deref()),
-            ("account", f.account.as_deref()),
-        ]);
-        q.push_str(&format!("&cursor={}", percent(c)));
-        format!("/incidents?{q}")
-    });
+    let next = page_of
+        .next_cursor
+        .as_ref()
+        .map(|c| f.next("/incidents", c));
     let body = html! {
         h1 { "Incidents" }
         form class="filters" method="get" action="/incidents" {
@@ -262,15 +298,7 @@ pub(super) async fn incidents(
                 option value="" { "any" }
                 @for st in IncidentStatus::ALL { option value=(st.as_str()) selected[sel(&f.status, st.as_str())] { (st.as_str()) } }
             } }
-            label { "Severity " select name="severity" {
-                option value="" { "any" }
-                @for sv in ["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"] { option value=(sv) selected[sel(&f.severity, sv)] { (sv) } }
-            } }
-            label { "Category " select name="category" {
-                option value="" { "any" }
-                @for c in ["UnauthorizedAccess", "Cryptojacking", "PolicyViolation", "NetworkAttack", "DataExfiltration"] { option value=(c) selected[sel(&f.category, c)] { (c) } }
-            } }
-            label { "Account " input name="account" value=(f.account.clone().unwrap_or_default()) size="14"; }
+            (f.fields())
             button type="submit" { "Filter" }
         }
         table class="wide" {
@@ -549,4 +577,135 @@ pub(super) async fn framework(
         }
     };
     Html(page(&latest.framework, Some(&s), markup).into_string()).into_response()
+}
+
+/// `GET /findings`: the list, filtered, a page at a time; `q` opens one.
+pub(super) async fn findings(
+    State(app): State<Arc<AppState>>,
+    Extension(s): Extension<Session>,
+    q: Result<axum::extract::Query<Filters>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let f = q.map(|q| q.0).unwrap_or_default();
+    let nonempty = Filters::get;
+    if let Some(wanted) = nonempty(&f.q) {
+        let key = wanted.trim().to_owned();
+        let found = app.read(move |st| Ok(st.finding(&key)?.is_some())).await;
+        if let Ok(true) = found {
+            return axum::response::Redirect::to(&format!("/findings/{}", percent(wanted.trim())))
+                .into_response();
+        }
+    }
+    let query = vigil_store::FindingQuery {
+        severities: nonempty(&f.severity)
+            .and_then(|x| x.parse().ok())
+            .into_iter()
+            .collect(),
+        categories: nonempty(&f.category)
+            .and_then(|x| vigil_model::finding::Category::parse(&x))
+            .into_iter()
+            .collect(),
+        account: nonempty(&f.account),
+        limit: 50,
+        cursor: nonempty(&f.cursor),
+        ..Default::default()
+    };
+    let page_of = match app.read(move |st| st.findings(&query)).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let items: Vec<vigil_model::Finding> = page_of
+        .items
+        .iter()
+        .filter_map(|b| serde_json::from_str(b).ok())
+        .collect();
+    let next = page_of.next_cursor.as_ref().map(|c| f.next("/findings", c));
+    let body = html! {
+        h1 { "Findings" }
+        form class="filters" method="get" action="/findings" {
+            label { "Id or number " input name="q" value=(f.q.clone().unwrap_or_default()) size="22"; }
+            (f.fields())
+            button type="submit" { "Search" }
+        }
+        @if nonempty(&f.q).is_some() { p class="error" role="status" { "No finding has that id or number." } }
+        table class="wide" {
+            thead { tr { th scope="col" { "Finding" } th scope="col" { "Severity" } th scope="col" { "Category" } th scope="col" { "Account" } th scope="col" { "Count" } th scope="col" { "Last seen" } } }
+            tbody {
+                @for x in &items {
+                    tr {
+                        td { a href=(format!("/findings/{}", x.id)) { (x.detail.title) } " " small { (x.detail.finding_id) } }
+                        td { (x.detail.severity.as_str()) } td { (x.detail.category.as_str()) }
+                        td { (x.account.clone().unwrap_or_default()) } td { (x.detail.count) } td { (x.detail.last_seen.to_string()) }
+                    }
+                }
+            }
+        }
+        @if items.is_empty() { p { "No finding matches." } }
+        @if let Some(n) = next { p { a href=(n) rel="next" { "Next page" } } }
+    };
+    Html(page("Findings", Some(&s), body).into_string()).into_response()
+}
+
+/// `GET /findings/{id}` (its id or `sec-…` number): the finding, its incident,
+/// its evidence and the whole record as stored.
+pub(super) async fn finding(
+    State(app): State<Arc<AppState>>,
+    Extension(s): Extension<Session>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let key = id.clone();
+    let read = app
+        .read(move |st| {
+            let Some(raw) = st.finding(&key)? else {
+                return Ok(None);
+            };
+            let f: Option<vigil_model::Finding> = serde_json::from_str(raw.get()).ok();
+            let incident = match &f {
+                Some(f) => st.incident_of(&f.id)?,
+                None => None,
+            };
+            Ok(Some((raw.get().to_owned(), f, incident)))
+        })
+        .await;
+    let (raw, f, incident) = match read {
+        Ok(Some((raw, Some(f), inc))) => (raw, f, inc),
+        Ok(_) => {
+            let body =
+                html! { h1 { "No such finding" } p { "There is no finding " code { (id) } "." } };
+            return (
+                axum::http::StatusCode::NOT_FOUND,
+                Html(page("Not found", Some(&s), body).into_string()),
+            )
+                .into_response();
+        }
+        Err(e) => return e.into_response(),
+    };
+    let pretty = serde_json::from_str::<serde_json::Value>(&raw)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or(raw);
+    let d = &f.detail;
+    let body = html! {
+        p { a href="/findings" { "← Findings" } }
+        h1 { (d.title) }
+        dl class="facts" {
+            dt { "Number" } dd { (d.finding_id) }
+            dt { "Severity" } dd { (d.severity.as_str()) " (confidence " (d.confidence) ")" }
+            dt { "Category" } dd { (d.category.as_str()) }
+            dt { "Rule" } dd { (d.rule.title) " " code { (d.rule.id) } }
+            dt { "ATT&CK" } dd { (d.mitre_attack.tactics.join(", ")) " " (d.mitre_attack.techniques.join(", ")) }
+            dt { "Account" } dd { (f.account.clone().unwrap_or_default()) }
+            dt { "Seen" } dd { (d.count) " time(s), " (d.first_seen.to_string()) " – " (d.last_seen.to_string()) }
+            @if let Some(i) = &incident { dt { "Incident" } dd { a href=(format!("/incidents/{i}")) { (i) } } }
+            dt { "Events" } dd { code { (d.event_ids.join(", ")) } }
+        }
+        p { (d.description) }
+        section aria-labelledby="evidence-title" {
+            h2 id="evidence-title" { "Evidence" }
+            dl class="facts" { @for (k, v) in evidence_pairs(&f) { dt { (k) } dd { code { (v) } } } }
+        }
+        section aria-labelledby="raw-title" {
+            h2 id="raw-title" { "As stored" }
+            pre class="raw" tabindex="0" { code { (pretty) } }
+        }
+    };
+    Html(page(&d.title, Some(&s), body).into_string()).into_response()
 }
