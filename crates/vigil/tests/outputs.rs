@@ -740,6 +740,31 @@ fn slack_click(
     )
 }
 
+/// Unix seconds now (Slack's request timestamp).
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The id of a run of `playbook` waiting for approval, once there is one.
+fn waiting_run(svc: &Service, playbook: &str) -> String {
+    let mut run_id = String::new();
+    wait_for(60, "the waiting run", || {
+        let runs = svc.get("/api/v1/remediations?status=AWAITING_APPROVAL");
+        let found = runs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["playbook"] == playbook)
+            .map(|r| r["id"].as_str().unwrap().to_owned());
+        run_id = found.unwrap_or_default();
+        !run_id.is_empty()
+    });
+    run_id
+}
+
 fn post_slack(svc: &Service, body: &[u8], headers: &[(String, String)]) -> u16 {
     let h: Vec<(String, String)> = headers.to_vec();
     service::support::raw_call(svc.addr, "POST", "/slack/interactions", &h, body).status
@@ -815,10 +840,7 @@ rate = 100
     });
     let run = svc.get(&format!("/api/v1/remediations/{run_id}"));
     assert_eq!(run["status"], "AWAITING_APPROVAL", "{run}");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = unix_now();
 
     // A bad signature, a stale timestamp: 401, nothing done, audited.
     let (body, mut h) = slack_click(
@@ -926,22 +948,9 @@ rate = 100
     let more = more.replace("approval_ttl = \"1h\"", "approval_ttl = \"1s\"");
     let svc = Service::start_env(dir.path(), &[], &more, &env);
     ingest(&svc, vec![root_login("slack-2")]);
-    let mut run_id = String::new();
-    wait_for(60, "the waiting run", || {
-        let runs = svc.get("/api/v1/remediations?status=AWAITING_APPROVAL");
-        match runs["items"].as_array().unwrap().first() {
-            Some(r) => {
-                run_id = r["id"].as_str().unwrap().to_owned();
-                true
-            }
-            None => false,
-        }
-    });
+    let run_id = waiting_run(&svc, "PB-006");
     std::thread::sleep(Duration::from_millis(1500));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = unix_now();
     let (body, h) = slack_click(
         "U0ADM",
         "vigil_approve",
@@ -980,26 +989,8 @@ role = "admin"
     env.push(("SLACK_SIGNING_SECRET", SIGNING_SECRET));
     let svc = Service::start_env(dir.path(), &[], more, &env);
     ingest(&svc, vec![root_login("two-1")]);
-    let mut run_id = String::new();
-    wait_for(60, "the waiting run", || {
-        let runs = svc.get("/api/v1/remediations?status=AWAITING_APPROVAL");
-        match runs["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["playbook"] == "PB-006")
-        {
-            Some(r) => {
-                run_id = r["id"].as_str().unwrap().to_owned();
-                true
-            }
-            None => false,
-        }
-    });
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let run_id = waiting_run(&svc, "PB-006");
+    let now = unix_now();
     // The same person twice counts once.
     for ts in ["3.1", "3.2"] {
         let (body, h) = slack_click("U0ADM", "vigil_approve", &run_id, ts, now, SIGNING_SECRET);

@@ -310,7 +310,6 @@ const COMMON_KEYS: &[&str] = &[
 pub struct Built {
     pub name: String,
     pub kind: String,
-    filter: Filter,
     settings: Settings,
     dest: Box<dyn Destination>,
 }
@@ -351,13 +350,14 @@ fn split_common(name: &str, mut table: toml::Table) -> Result<(Common, toml::Tab
     Ok((c, table))
 }
 
-/// Builds one destination from its `[[outputs]]` table (type and name taken out).
-pub fn build(
+/// Builds one destination from its `[[outputs]]` table (type and name taken
+/// out), with the filter that routes changes to it.
+fn build(
     kind: &str,
     name: &str,
     table: toml::Table,
     aws: &crate::service::AwsConfig,
-) -> Result<Built> {
+) -> Result<(Filter, Built)> {
     let (common, own) = split_common(name, table)?;
     let b = Build {
         name,
@@ -420,26 +420,29 @@ pub fn build(
     if common.max_attempts == 0 {
         return Err(config_err(name, "max_attempts: must be at least 1"));
     }
-    Ok(Built {
-        name: name.to_owned(),
-        kind: kind.to_owned(),
-        filter: Filter {
-            min_severity: common.min_severity,
-            categories,
-            accounts: common.accounts,
-            environments: common.environments,
-            tags: common.tags.iter().map(|t| t.to_ascii_lowercase()).collect(),
-            events,
+    let filter = Filter {
+        min_severity: common.min_severity,
+        categories,
+        accounts: common.accounts,
+        environments: common.environments,
+        tags: common.tags.iter().map(|t| t.to_ascii_lowercase()).collect(),
+        events,
+    };
+    Ok((
+        filter,
+        Built {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            settings: Settings {
+                max_attempts: common.max_attempts,
+                backoff: common.backoff.duration(),
+                max_backoff: common.max_backoff.duration(),
+                rate,
+                link_base: common.link_base,
+            },
+            dest,
         },
-        settings: Settings {
-            max_attempts: common.max_attempts,
-            backoff: common.backoff.duration(),
-            max_backoff: common.max_backoff.duration(),
-            rate,
-            link_base: common.link_base,
-        },
-        dest,
-    })
+    ))
 }
 
 /// Routing the service installs in the store: which destinations hear of a
@@ -580,7 +583,7 @@ impl Outbox {
         }
         for (rule, names) in &routing.rules {
             for n in names {
-                if !built.iter().any(|b| &b.name == n) {
+                if !built.iter().any(|(_, b)| &b.name == n) {
                     return Err(PipelineError::Config(format!(
                         "routing.rules.{rule}: no output is named `{n}`"
                     )));
@@ -590,21 +593,10 @@ impl Outbox {
         let wake = Arc::new(Notify::new());
         let mut outputs = Vec::new();
         let mut destinations = Vec::new();
-        for b in built {
+        for (filter, b) in built {
             let kind = b.kind.clone();
             let fold: FoldKey = Box::new(move |c| fold_of(&kind, c));
-            outputs.push((
-                b.name.clone(),
-                Filter {
-                    min_severity: b.filter.min_severity,
-                    categories: b.filter.categories.clone(),
-                    accounts: b.filter.accounts.clone(),
-                    environments: b.filter.environments.clone(),
-                    tags: b.filter.tags.clone(),
-                    events: b.filter.events.clone(),
-                },
-                fold,
-            ));
+            outputs.push((b.name.clone(), filter, fold));
             let cx = Context {
                 name: b.name.clone(),
                 store: store.clone(),
