@@ -372,11 +372,18 @@ fn row(name: &str, lat: &[Duration], errors: u64, seconds: f64) {
     );
 }
 
-pub fn run(spec: &Spec) -> Result<()> {
+/// The data directory under `dir` of a store with `findings` findings, filled
+/// first if need be (the dashboard's benchmark serves it too).
+pub fn store_dir(dir: &Path, findings: u64) -> Result<PathBuf> {
     // The name says how the store was filled: a change to `finding` or `fill`
     // bumps the version, so an old store is not measured as a new one.
-    let data_dir = spec.dir.join(format!("api-store-v2-{}", spec.findings));
-    fill(&data_dir, spec.findings)?;
+    let data_dir = dir.join(format!("api-store-v2-{findings}"));
+    fill(&data_dir, findings)?;
+    Ok(data_dir)
+}
+
+pub fn run(spec: &Spec) -> Result<()> {
+    let data_dir = store_dir(&spec.dir, spec.findings)?;
     let svc = start(&spec.vigil, &spec.dir, &data_dir)?;
     let addr: Arc<str> = Arc::from(svc.addr.as_str());
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -24,7 +24,7 @@ use anyhow::{bail, Result};
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  vigil-bench gen --out DIR [--cloudtrail-mb N] [--flow-mb N] [--file-mb N] [--seed N] [--ordinary]\n  vigil-bench run --dir DIR --vigil PATH [--rounds N] [--rules DIR]\n  vigil-bench peer --dir DIR --rules DIR   (built with --features peer)\n  vigil-bench api --dir DIR --vigil PATH [--findings N] [--clients N] [--seconds N]\n  vigil-bench respond --dir DIR --vigil PATH --moto PATH [--rounds N]\n  vigil-bench queue --dir DIR --vigil PATH --moto PATH [--cargo-lambda PATH] [--objects N] [--records N] [--samples N]\n  vigil-bench outbox --dir DIR --vigil PATH [--findings N] [--samples N]"
+        "usage:\n  vigil-bench gen --out DIR [--cloudtrail-mb N] [--flow-mb N] [--file-mb N] [--seed N] [--ordinary]\n  vigil-bench run --dir DIR --vigil PATH [--rounds N] [--rules DIR]\n  vigil-bench peer --dir DIR --rules DIR   (built with --features peer)\n  vigil-bench api --dir DIR --vigil PATH [--findings N] [--clients N] [--seconds N]\n  vigil-bench respond --dir DIR --vigil PATH --moto PATH [--rounds N]\n  vigil-bench queue --dir DIR --vigil PATH --moto PATH [--cargo-lambda PATH] [--objects N] [--records N] [--samples N]\n  vigil-bench outbox --dir DIR --vigil PATH [--findings N] [--samples N]\n  vigil-bench fill --dir DIR [--findings N]   (prints the filled store's data directory)"
     );
     std::process::exit(2)
 }
@@ -103,6 +103,13 @@ fn main() -> Result<()> {
                 clients: num("--clients", 50)? as usize,
                 seconds: num("--seconds", 10)?,
             })
+        }
+        "fill" => {
+            let Some(dir) = get("--dir") else { usage() };
+            let data_dir = api::store_dir(&PathBuf::from(dir), num("--findings", 1_000_000)?)?;
+            // Absolute: the caller runs the browser from another directory.
+            println!("{}", std::fs::canonicalize(&data_dir)?.display());
+            Ok(())
         }
         "respond" => {
             let (Some(dir), Some(vigil), Some(moto)) =

@@ -163,6 +163,7 @@ struct ListParams {
     since: Option<String>,
     until: Option<String>,
     incident: Option<String>,
+    assignee: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
 }
@@ -209,6 +210,7 @@ fn params(
         ("since", q.since.is_some()),
         ("until", q.until.is_some()),
         ("incident", q.incident.is_some()),
+        ("assignee", q.assignee.is_some()),
     ];
     for (name, set) in given {
         if set && !allowed.contains(&name) {
@@ -289,12 +291,13 @@ async fn incidents(
     q: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
     can_read(&p)?;
-    let q = params(q, &["status"])?;
+    let q = params(q, &["status", "assignee"])?;
     let query = IncidentQuery {
         statuses: list_of("status", &q.status, IncidentStatus::parse)?,
         severities: list_of("severity", &q.severity, |s| s.parse::<Severity>().ok())?,
         categories: list_of("category", &q.category, Category::parse)?,
         account: q.account,
+        assignee: q.assignee,
         limit: limit_of(q.limit)?,
         cursor: q.cursor,
     };

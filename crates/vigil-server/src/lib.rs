@@ -274,6 +274,11 @@ pub struct AppState {
     sessions: web::session::Sessions,
     /// Whether session cookies are `Secure` (the API serves TLS).
     secure_cookies: bool,
+    /// The rules the pipeline runs, for the dashboard's rules pages.
+    rules: Arc<Vec<web::RuleCard>>,
+    /// Set when the server stops, so that long-lived responses (the
+    /// dashboard's event streams) end at once rather than hold the drain.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// What a source of the pipeline reports about itself: its counters and its
@@ -329,6 +334,8 @@ impl AppState {
             slack: None,
             sessions: Default::default(),
             secure_cookies: config.tls.is_some(),
+            rules: Arc::default(),
+            closing: tokio::sync::watch::channel(false).0,
             principals: config
                 .keys
                 .iter()
@@ -344,6 +351,12 @@ impl AppState {
     /// The sources `GET /api/v1/sources` reports on.
     pub fn with_sources(mut self, sources: Vec<Arc<dyn SourceStatus>>) -> AppState {
         self.sources = sources;
+        self
+    }
+
+    /// The rules the dashboard lists (the pipeline's, with their test cases).
+    pub fn with_rules(mut self, rules: Vec<web::RuleCard>) -> AppState {
+        self.rules = Arc::new(rules);
         self
     }
 
@@ -509,5 +522,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let limits = app.limits;
     let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+    let closing = app.closing.clone();
+    let shutdown = async move {
+        shutdown.await;
+        closing.send_replace(true);
+    };
     listen::serve_connections(tcp, tls, router(app), limits, shutdown).await
 }

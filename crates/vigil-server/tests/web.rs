@@ -333,3 +333,238 @@ fn a_sign_in_proves_the_secret_and_the_session_keeps_the_api_rules() {
     assert!(has("rob", "ui logout", "200"));
     assert!(srv.writer.lock().verify_audit().unwrap().broken.is_none());
 }
+
+fn finding(id: &str, category: &str) -> vigil_model::Finding {
+    let t = vigil_server::now().to_string();
+    serde_json::from_value(json!({
+        "version": "1.0", "id": id, "detail-type": "Security Finding",
+        "source": "com.security.platform", "account": "123456789012",
+        "time": t, "region": "us-east-1", "resources": [],
+        "detail": {
+            "finding_id": format!("sec-{id}"), "severity": "HIGH", "confidence": 80,
+            "title": format!("finding {id}"), "description": "d", "category": category,
+            "detection_source": "CloudTrail", "resource_type": null, "resource_arn": null,
+            "first_seen": t, "last_seen": t,
+            "remediation": {"playbook": "PB-003", "automated": false, "status": "PENDING"},
+            "evidence": {"source_ip": null, "user_agent": null, "api_call": null, "aws_region": null},
+            "count": 1, "rule": {"id": "r-1", "title": "r", "kind": "sigma"},
+            "mitre_attack": {"tactics": [], "techniques": []},
+            "principal": format!("arn:aws:iam::123456789012:user/{id}"), "event_ids": []
+        }
+    }))
+    .unwrap()
+}
+
+/// A GET in the session of `cookie`.
+fn get_as(srv: &Server, cookie: &str, path: &str) -> Answer {
+    http(srv.addr, "GET", path, &[("cookie", cookie)], "")
+}
+
+/// A server whose rules page lists `rules`.
+fn start_with_rules(rules: Vec<vigil_server::web::RuleCard>) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = SharedStore::new(Store::open(dir.path(), Grouping::default()).unwrap());
+    let config = ApiConfig {
+        keys: vec![AccessKey {
+            access_key_id: ROB.0.into(),
+            secret_access_key: ROB.1.into(),
+            principal: "rob".into(),
+            role: Role::Responder,
+        }],
+        ..ApiConfig::default()
+    };
+    let app = Arc::new(
+        AppState::new(&config, writer.clone(), None)
+            .unwrap()
+            .with_rules(rules),
+    );
+    let serving = Serving::start(app);
+    Server {
+        addr: serving.addr,
+        writer,
+        _serving: serving,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn the_catalogue_pages_list_rules_with_their_cases_playbooks_and_accounts() {
+    let card = vigil_server::web::RuleCard {
+        key: "r-1".into(),
+        name: Some("vigil_bucket_opened".into()),
+        title: "Bucket opened <script>alert(1)</script>".into(),
+        description: "A bucket's public access block was removed.".into(),
+        kind: "sigma".into(),
+        severity: vigil_model::Severity::High,
+        confidence: 85,
+        category: "PolicyViolation".into(),
+        playbook: Some("PB-003".into()),
+        tactics: vec!["defense-evasion".into()],
+        techniques: vec!["T1530".into()],
+        falsepositives: vec!["public websites".into()],
+        origin: "builtin:storage/x.yml".into(),
+        silent: false,
+        cases: vec![vigil_server::web::RuleCase {
+            name: "near miss".into(),
+            expect_match: false,
+            input: r#"{"eventName":"PutBucketPublicAccessBlock"}"#.into(),
+        }],
+    };
+    let srv = start_with_rules(vec![card]);
+    srv.writer
+        .lock()
+        .record_findings(&[finding("cat-1", "PolicyViolation")], vigil_server::now())
+        .unwrap();
+    let (cookie, _) = session(&srv, ROB);
+    let get = |path: &str| get_as(&srv, &cookie, path);
+
+    let rules = get("/rules?q=bucket&tactic=defense-evasion");
+    assert_eq!(rules.status, 200);
+    assert!(rules.body.contains("href=\"/rules/r-1\""), "{}", rules.body);
+    assert!(rules.body.contains("&lt;script&gt;"), "titles are escaped");
+    assert!(!rules.body.contains("<script>alert"));
+    assert!(!get("/rules?q=nothing-like-it")
+        .body
+        .contains("href=\"/rules/r-1\""));
+    let rule = get("/rules/vigil_bucket_opened");
+    assert_eq!(rule.status, 200);
+    for part in [
+        "T1530",
+        "defense-evasion",
+        "must not match",
+        "PutBucketPublicAccessBlock",
+        "public websites",
+        "href=\"/playbooks/PB-003\"",
+    ] {
+        assert!(rule.body.contains(part), "{part}: {}", rule.body);
+    }
+    assert_eq!(get("/rules/no-such-rule").status, 404);
+
+    let playbooks = get("/playbooks");
+    assert!(playbooks.body.contains("href=\"/playbooks/PB-015\""));
+    assert!(playbooks.body.contains("Response is off"));
+    let pb = get("/playbooks/PB-003");
+    assert!(pb.body.contains("s3.block_bucket_public_access"));
+    assert!(
+        pb.body.contains("href=\"/rules/r-1\""),
+        "the rules naming it"
+    );
+    assert_eq!(get("/playbooks/PB-999").status, 404);
+
+    // An account findings came from, not registered, is listed with its posture.
+    let accounts = get("/accounts");
+    assert!(accounts.body.contains("123456789012"), "{}", accounts.body);
+    assert!(accounts.body.contains("not registered"));
+
+    // The overview's five tiles each carry a chart named for a screen reader.
+    let overview = get("/");
+    assert_eq!(overview.body.matches("<svg role=\"img\"").count(), 5);
+    assert!(!overview.body.contains(" style="), "no inline style");
+}
+
+#[test]
+fn incidents_filter_by_assignee() {
+    let srv = start();
+    srv.writer
+        .lock()
+        .record_findings(
+            &[
+                finding("as-1", "PolicyViolation"),
+                finding("as-2", "Cryptojacking"),
+            ],
+            vigil_server::now(),
+        )
+        .unwrap();
+    let (cookie, csrf) = session(&srv, ROB);
+    let list = get_as(&srv, &cookie, "/ui/api/v1/incidents").json();
+    let id = list["items"][0]["id"].as_str().unwrap().to_owned();
+    let r = http(
+        srv.addr,
+        "POST",
+        &format!("/ui/api/v1/incidents/{id}/assign"),
+        &[
+            ("cookie", &cookie),
+            ("x-csrf-token", &csrf),
+            ("content-type", "application/json"),
+        ],
+        r#"{"assignee":"rob"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mine = get_as(&srv, &cookie, "/ui/api/v1/incidents?assignee=rob").json();
+    assert_eq!(mine["items"].as_array().unwrap().len(), 1);
+    assert_eq!(mine["items"][0]["id"], id.as_str());
+    let page = get_as(&srv, &cookie, "/incidents?assignee=rob");
+    assert_eq!(page.body.matches("href=\"/incidents/").count(), 1);
+    let none = get_as(&srv, &cookie, "/incidents?assignee=someone-else");
+    assert!(none.body.contains("No incident matches."));
+}
+
+/// Reads `stream` until `needle` has arrived (or fails after its timeout).
+fn read_until(stream: &mut std::net::TcpStream, seen: &mut String, needle: &str) {
+    use std::io::Read;
+    let mut buf = [0u8; 4096];
+    while !seen.contains(needle) {
+        let n = stream
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("waiting for {needle:?}: {e}; got {seen}"));
+        assert!(n > 0, "the stream ended before {needle:?}: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+#[test]
+fn the_event_stream_tells_an_open_page_of_changes_and_ends_with_its_session() {
+    use std::io::{Read, Write};
+    let srv = start();
+    assert_eq!(http(srv.addr, "GET", "/ui/events", &[], "").status, 401);
+    let (cookie, csrf) = session(&srv, ROB);
+    let mut stream = std::net::TcpStream::connect(srv.addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /ui/events HTTP/1.1\r\nhost: {}\r\ncookie: {cookie}\r\naccept: text/event-stream\r\nconnection: close\r\n\r\n",
+        srv.addr
+    )
+    .unwrap();
+    let mut seen = String::new();
+    read_until(&mut stream, &mut seen, "\r\n\r\n");
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    assert!(seen.contains("content-type: text/event-stream"), "{seen}");
+
+    // A new finding (and the incident it opens) is told.
+    srv.writer
+        .lock()
+        .record_findings(&[finding("live-1", "PolicyViolation")], vigil_server::now())
+        .unwrap();
+    read_until(&mut stream, &mut seen, "event: change");
+    read_until(&mut stream, &mut seen, "}\n");
+    let data = seen
+        .split("event: change")
+        .nth(1)
+        .and_then(|r| r.split("data: ").nth(1))
+        .and_then(|r| r.split('\n').next())
+        .unwrap();
+    let change: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(change["findings"], 1, "{data}");
+    assert_eq!(change["incidents"], true, "{data}");
+
+    // Signing out ends the stream, saying so.
+    let out = http(
+        srv.addr,
+        "POST",
+        "/ui/logout",
+        &[("cookie", &cookie), ("x-csrf-token", &csrf)],
+        "",
+    );
+    assert_eq!(out.status, 204);
+    read_until(&mut stream, &mut seen, "event: signed-out");
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        seen.ends_with("0\r\n\r\n") || rest.ends_with("0\r\n\r\n") || rest.is_empty(),
+        "the chunked body ends: {rest:?}"
+    );
+}

@@ -95,6 +95,32 @@ pub(crate) fn current(conn: &Connection, scope: &str) -> Result<Vec<Assessment>>
 }
 
 /// The last `limit` scores of `framework` in `scope`, newest first.
+/// A row of `assessed_at, score, passed, failed`.
+fn score_point(r: &rusqlite::Row<'_>) -> rusqlite::Result<ScorePoint> {
+    Ok(ScorePoint {
+        assessed_at: Timestamp::from_millis(r.get(0)?),
+        score: r.get(1)?,
+        passed: r.get::<_, i64>(2)?.max(0) as u64,
+        failed: r.get::<_, i64>(3)?.max(0) as u64,
+    })
+}
+
+/// The scores assessed at or after `start` (ms), oldest first.
+pub(crate) fn since(
+    conn: &Connection,
+    framework: &str,
+    scope: &str,
+    start: i64,
+) -> Result<Vec<ScorePoint>> {
+    let mut st = conn.prepare_cached(
+        "SELECT assessed_at, score, passed, failed FROM assessments
+         WHERE framework = ?1 COLLATE NOCASE AND scope = ?2 AND assessed_at >= ?3
+         ORDER BY seq",
+    )?;
+    let rows = st.query_map(params![framework, scope, start], score_point)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub(crate) fn history(
     conn: &Connection,
     framework: &str,
@@ -106,13 +132,6 @@ pub(crate) fn history(
          WHERE framework = ?1 COLLATE NOCASE AND scope = ?2
          ORDER BY seq DESC LIMIT ?3",
     )?;
-    let rows = st.query_map(params![framework, scope, limit as i64], |r| {
-        Ok(ScorePoint {
-            assessed_at: Timestamp::from_millis(r.get(0)?),
-            score: r.get(1)?,
-            passed: r.get::<_, i64>(2)?.max(0) as u64,
-            failed: r.get::<_, i64>(3)?.max(0) as u64,
-        })
-    })?;
+    let rows = st.query_map(params![framework, scope, limit as i64], score_point)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -22,6 +22,8 @@ pub struct IncidentQuery {
     pub severities: Vec<Severity>,
     pub categories: Vec<Category>,
     pub account: Option<String>,
+    /// Incidents assigned to this principal.
+    pub assignee: Option<String>,
     pub limit: usize,
     pub cursor: Option<String>,
 }
@@ -430,6 +432,7 @@ pub(crate) fn list(conn: &Connection, q: &IncidentQuery) -> Result<Page<Incident
         q.categories.iter().map(|c| c.as_str().to_owned().into()),
     );
     l.compare("account =", q.account.clone());
+    l.compare("assignee =", q.assignee.clone());
     l.fetch(
         conn,
         q.cursor.as_deref(),

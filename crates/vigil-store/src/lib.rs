@@ -34,7 +34,7 @@ use vigil_model::{AccountRegistry, Severity, Timestamp};
 
 pub use incident::Mode as FindingMode;
 pub use incident::{Incident, IncidentQuery, IncidentStatus, IncidentView, TimelineEntry};
-pub use metrics::{Metrics, ThreatRow};
+pub use metrics::{DayPoint, Metrics, ThreatRow};
 pub use runs::{AuditLine, RunRecord, StepRecord};
 pub use vigil_model::incident::Grouping;
 
@@ -139,6 +139,30 @@ pub struct AuditEntry {
 pub const MAX_PAGE: usize = 1000;
 
 /// A connection to the store.
+/// What [`Store::open_incidents`] reads.
+#[derive(Clone, Debug, Default)]
+pub struct OpenIncidents {
+    /// (severity, account, how many).
+    pub counts: Vec<(Severity, Option<String>, u64)>,
+    /// The one opened last.
+    pub newest: Option<Incident>,
+}
+
+impl OpenIncidents {
+    pub fn total(&self) -> u64 {
+        self.counts.iter().map(|c| c.2).sum()
+    }
+}
+
+/// What [`Store::change_marks`] reads: each moves forward when its kind of
+/// row changes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ChangeMarks {
+    pub findings: i64,
+    pub timeline: i64,
+    pub runs: i64,
+}
+
 pub struct Store {
     conn: Connection,
     path: PathBuf,
@@ -421,6 +445,42 @@ impl Store {
 
     pub fn incidents(&self, q: &IncidentQuery) -> Result<Page<Incident>> {
         incident::list(&self.conn, q)
+    }
+
+    /// The incidents still open (open, acknowledged or remediating), counted
+    /// by severity and account (`None`: no account), and the newest of them.
+    pub fn open_incidents(&self) -> Result<OpenIncidents> {
+        const OPEN: &str = "status IN ('OPEN', 'ACKNOWLEDGED', 'REMEDIATING')";
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT severity, account, n FROM open_incidents WHERE n > 0")?;
+        let mut counts = Vec::new();
+        for row in st.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })? {
+            let (rank, account, n) = row?;
+            let account = (!account.is_empty()).then_some(account);
+            counts.push((severity_from_rank(rank)?, account, n.max(0) as u64));
+        }
+        // Newest first by the opening-time index, to the first still open
+        // (not by status: most incidents may be open).
+        let newest: Option<String> = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT id FROM incidents INDEXED BY incidents_opened WHERE {OPEN} \
+                 ORDER BY opened_at DESC LIMIT 1"
+            ))?
+            .query_row([], |r| r.get(0))
+            .optional()?;
+        let newest = match newest {
+            Some(id) => incident::get(&self.conn, &id)?,
+            None => None,
+        };
+        Ok(OpenIncidents { counts, newest })
     }
 
     pub fn incident(&self, id: &str) -> Result<Option<IncidentView>> {
@@ -968,6 +1028,29 @@ impl Store {
     /// The 30-day threat table, a row per category.
     pub fn threat_table(&self, account: Option<&str>, now: Timestamp) -> Result<Vec<ThreatRow>> {
         metrics::threats(&self.conn, account, now)
+    }
+
+    /// The KPIs day by day over the 30 days up to `now`, oldest first.
+    pub fn kpi_trend(&self, account: Option<&str>, now: Timestamp) -> Result<Vec<DayPoint>> {
+        metrics::trend(&self.conn, account, now)
+    }
+
+    /// Marks that move whenever something the dashboard shows changes: the
+    /// newest finding, the newest timeline entry (every incident change), the
+    /// newest playbook-run change. Three indexed lookups.
+    pub fn change_marks(&self) -> Result<ChangeMarks> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT (SELECT coalesce(max(seq), 0) FROM findings),
+                    (SELECT coalesce(max(seq), 0) FROM timeline),
+                    (SELECT coalesce(max(updated_at), 0) FROM runs)",
+        )?;
+        Ok(st.query_row([], |r| {
+            Ok(ChangeMarks {
+                findings: r.get(0)?,
+                timeline: r.get(1)?,
+                runs: r.get(2)?,
+            })
+        })?)
     }
 }
 

@@ -208,3 +208,116 @@ pub(crate) fn threats(
     )?;
     Ok(rows)
 }
+
+/// One UTC day of the KPIs' 30-day trend: that day's own figures (not a
+/// running window), `None` where there was nothing to measure.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DayPoint {
+    /// The day's start.
+    pub day: Timestamp,
+    /// Findings first stored that day, and their mean time to detect (minutes).
+    pub findings: u64,
+    pub mttd: Option<f64>,
+    /// Incidents resolved that day, and their mean time to resolve (minutes).
+    pub resolved: u64,
+    pub mttr: Option<f64>,
+    /// Findings marked false positive among those triaged, percent.
+    pub false_positive_rate: Option<f64>,
+    /// Incidents opened that day.
+    pub opened: u64,
+    /// The last CIS score assessed that day.
+    pub compliance_score: Option<f64>,
+}
+
+/// The 30 days up to and including today, oldest first, from the same running
+/// sums as [`headline`] (a few hundred rows however many findings there are).
+pub(crate) fn trend(
+    conn: &Connection,
+    account: Option<&str>,
+    now: Timestamp,
+) -> Result<Vec<DayPoint>> {
+    let since = first_day(now);
+    let mut days: Vec<DayPoint> = (0..WINDOW_DAYS)
+        .map(|i| DayPoint {
+            day: Timestamp::from_millis((since + i) * DAY_MS),
+            findings: 0,
+            mttd: None,
+            resolved: 0,
+            mttr: None,
+            false_positive_rate: None,
+            opened: 0,
+            compliance_score: None,
+        })
+        .collect();
+    let slot = |day: i64| {
+        usize::try_from(day - since)
+            .ok()
+            .filter(|&i| i < WINDOW_DAYS as usize)
+    };
+    let sums = sums_filter(account);
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT day, sum(findings), sum(detect_ms), sum(triaged), sum(false_positives)
+         FROM kpi_findings WHERE day >= ?1 AND {sums} GROUP BY day"
+    ))?;
+    let rows = st.query_map(params![since, account], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
+        ))
+    })?;
+    for row in rows {
+        let (day, n, detect_ms, triaged, fp) = row?;
+        if let Some(i) = slot(day) {
+            let d = &mut days[i];
+            d.findings = n.max(0) as u64;
+            d.mttd = (n > 0).then(|| one_decimal(detect_ms.max(0) as f64 / n as f64 / 60_000.0));
+            d.false_positive_rate =
+                (triaged > 0).then(|| one_decimal(100.0 * fp as f64 / triaged as f64));
+        }
+    }
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT day, sum(resolved), sum(resolve_ms) FROM kpi_incidents
+         WHERE day >= ?1 AND {sums} GROUP BY day"
+    ))?;
+    let rows = st.query_map(params![since, account], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (day, n, ms) = row?;
+        if let Some(i) = slot(day) {
+            days[i].resolved = n.max(0) as u64;
+            days[i].mttr = (n > 0).then(|| one_decimal(ms.max(0) as f64 / n as f64 / 60_000.0));
+        }
+    }
+    let mut st = conn.prepare_cached(
+        "SELECT hour / 24, sum(opened) FROM kpi_opened WHERE account = ?1 AND hour >= ?2 GROUP BY 1",
+    )?;
+    let rows = st.query_map(
+        params![account.unwrap_or(crate::incident::ALL_ACCOUNTS), since * 24],
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+    )?;
+    for row in rows {
+        let (day, n) = row?;
+        if let Some(i) = slot(day) {
+            days[i].opened = n.max(0) as u64;
+        }
+    }
+    for p in crate::compliance::since(
+        conn,
+        "CIS",
+        account.unwrap_or(crate::compliance::ALL_SCOPE),
+        since * DAY_MS,
+    )? {
+        if let Some(i) = slot(crate::incident::day_of(p.assessed_at.as_millis())) {
+            days[i].compliance_score = p.score.map(one_decimal);
+        }
+    }
+    Ok(days)
+}

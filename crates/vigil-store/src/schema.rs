@@ -345,6 +345,49 @@ const MIGRATIONS: &[&str] = &[
         at   INTEGER NOT NULL
     );
     "#,
+    // 10: for the dashboard: the playbook runs by their last change, so that
+    // the live view finds the newest change to any run in one index lookup; and
+    // the open incidents (open, acknowledged, remediating) counted by severity
+    // and account ('' for none), kept by triggers in the same transaction as
+    // every incident write, so that the overview reads a few rows however many
+    // incidents there are.
+    r#"
+    CREATE INDEX IF NOT EXISTS runs_updated ON runs (updated_at);
+    CREATE TABLE IF NOT EXISTS open_incidents (
+        severity  INTEGER NOT NULL,
+        account   TEXT NOT NULL,
+        n         INTEGER NOT NULL,
+        PRIMARY KEY (severity, account)
+    ) WITHOUT ROWID;
+    DELETE FROM open_incidents;
+    INSERT INTO open_incidents (severity, account, n)
+        SELECT severity, coalesce(account, ''), count(*) FROM incidents
+        WHERE status IN ('OPEN', 'ACKNOWLEDGED', 'REMEDIATING') GROUP BY 1, 2;
+    CREATE TRIGGER IF NOT EXISTS open_incidents_insert AFTER INSERT ON incidents
+        WHEN NEW.status IN ('OPEN', 'ACKNOWLEDGED', 'REMEDIATING')
+    BEGIN
+        INSERT INTO open_incidents (severity, account, n)
+            VALUES (NEW.severity, coalesce(NEW.account, ''), 1)
+            ON CONFLICT (severity, account) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER IF NOT EXISTS open_incidents_update
+        AFTER UPDATE OF status, severity, account ON incidents
+    BEGIN
+        UPDATE open_incidents SET n = n - 1
+            WHERE OLD.status IN ('OPEN', 'ACKNOWLEDGED', 'REMEDIATING')
+              AND severity = OLD.severity AND account = coalesce(OLD.account, '');
+        INSERT INTO open_incidents (severity, account, n)
+            SELECT NEW.severity, coalesce(NEW.account, ''), 1
+            WHERE NEW.status IN ('OPEN', 'ACKNOWLEDGED', 'REMEDIATING')
+            ON CONFLICT (severity, account) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER IF NOT EXISTS open_incidents_delete AFTER DELETE ON incidents
+        WHEN OLD.status IN ('OPEN', 'ACKNOWLEDGED', 'REMEDIATING')
+    BEGIN
+        UPDATE open_incidents SET n = n - 1
+            WHERE severity = OLD.severity AND account = coalesce(OLD.account, '');
+    END;
+    "#,
 ];
 
 /// The migration after which the existing audit entries are chained.

@@ -268,6 +268,135 @@ fn kpis_come_from_stored_rows_and_are_null_with_nothing_to_measure() {
 }
 
 #[test]
+fn the_kpi_trend_is_each_days_own_figures_over_thirty_days() {
+    let mut s = store();
+    const DAY: i64 = 24 * 60 * MIN;
+    // Day 0: one finding stored 2 minutes after its event, its incident
+    // resolved 10 minutes after opening. Day 3: two findings (4 and 6 minutes),
+    // one incident marked a false positive.
+    s.record_findings(
+        &[finding("a", "Cryptojacking", "i-1", T0, "HIGH")],
+        ts(T0 + 2 * MIN),
+    )
+    .unwrap();
+    let first = s.incidents(&IncidentQuery::default()).unwrap().items[0]
+        .id
+        .clone();
+    s.transition(
+        &first,
+        IncidentStatus::Resolved,
+        "ana",
+        None,
+        ts(T0 + 12 * MIN),
+    )
+    .unwrap();
+    let d3 = T0 + 3 * DAY;
+    s.record_findings(
+        &[finding("b", "NetworkAttack", "10.0.0.9", d3, "LOW")],
+        ts(d3 + 4 * MIN),
+    )
+    .unwrap();
+    s.record_findings(
+        &[finding("c", "UnauthorizedAccess", "u-1", d3, "LOW")],
+        ts(d3 + 6 * MIN),
+    )
+    .unwrap();
+    let scan = s
+        .incidents(&IncidentQuery {
+            categories: vec![Category::NetworkAttack],
+            ..Default::default()
+        })
+        .unwrap()
+        .items[0]
+        .id
+        .clone();
+    s.transition(
+        &scan,
+        IncidentStatus::FalsePositive,
+        "ana",
+        None,
+        ts(d3 + 20 * MIN),
+    )
+    .unwrap();
+
+    let now = ts(T0 + 5 * DAY);
+    let trend = s.kpi_trend(None, now).unwrap();
+    assert_eq!(trend.len(), 30);
+    // Oldest first, one UTC day apart, ending today.
+    assert_eq!(trend[29].day, ts(T0 + 5 * DAY));
+    assert!(trend
+        .windows(2)
+        .all(|w| w[1].day.as_millis() - w[0].day.as_millis() == DAY));
+    let day0 = &trend[24];
+    assert_eq!(day0.day, ts(T0));
+    assert_eq!((day0.findings, day0.opened, day0.resolved), (1, 1, 1));
+    assert_eq!((day0.mttd, day0.mttr), (Some(2.0), Some(10.0)));
+    assert_eq!(day0.false_positive_rate, Some(0.0));
+    let day3 = &trend[27];
+    assert_eq!((day3.findings, day3.opened, day3.resolved), (2, 2, 0));
+    assert_eq!((day3.mttd, day3.mttr), (Some(5.0), None));
+    // One of the day's two findings triaged, and that one a false positive.
+    assert_eq!(day3.false_positive_rate, Some(100.0));
+    // Days with nothing: zero counts, no rates.
+    assert_eq!(
+        (trend[0].findings, trend[0].mttd, trend[0].mttr),
+        (0, None, None)
+    );
+    assert!(trend.iter().all(|d| d.compliance_score.is_none()));
+    // Per account, and another account has nothing.
+    assert_eq!(
+        s.kpi_trend(Some("123456789012"), now).unwrap()[24].findings,
+        1
+    );
+    assert!(s
+        .kpi_trend(Some("999999999999"), now)
+        .unwrap()
+        .iter()
+        .all(|d| d.findings == 0 && d.opened == 0));
+}
+
+#[test]
+fn open_incidents_are_counted_by_severity_and_account() {
+    let mut s = store();
+    assert_eq!(s.open_incidents().unwrap().total(), 0);
+    assert!(s.open_incidents().unwrap().newest.is_none());
+    s.record_findings(
+        &[
+            finding("a", "Cryptojacking", "i-1", T0, "HIGH"),
+            finding("b", "NetworkAttack", "10.0.0.9", T0 + MIN, "LOW"),
+            finding("c", "UnauthorizedAccess", "u-1", T0 + 2 * MIN, "HIGH"),
+        ],
+        ts(T0 + 5 * MIN),
+    )
+    .unwrap();
+    let all = s.incidents(&IncidentQuery::default()).unwrap().items;
+    let scan = all
+        .iter()
+        .find(|i| i.category == Category::NetworkAttack)
+        .unwrap();
+    s.transition(
+        &scan.id,
+        IncidentStatus::Resolved,
+        "ana",
+        None,
+        ts(T0 + 9 * MIN),
+    )
+    .unwrap();
+    let open = s.open_incidents().unwrap();
+    assert_eq!(open.total(), 2);
+    assert_eq!(
+        open.counts,
+        vec![(Severity::High, Some("123456789012".to_owned()), 2)]
+    );
+    let newest = open.newest.unwrap();
+    assert_ne!(newest.id, scan.id, "a resolved incident is not open");
+    assert!(all
+        .iter()
+        .filter(|i| i.id != scan.id)
+        .all(|i| i.opened_at <= newest.opened_at));
+}
+
+#[test]
 fn the_audit_log_is_append_only() {
     let s = store();
     let a = s
@@ -479,7 +608,7 @@ fn running_sums_agree_with_the_rows() {
                 CATS[rnd(5) as usize],
                 &format!("p{}", rnd(30)),
                 first,
-                "HIGH",
+                ["LOW", "MEDIUM", "HIGH"][rnd(3) as usize],
             );
             f.account = Some(format!("{:012}", rnd(3)));
             let stored = first + rnd(30 * MIN as u64) as i64;
@@ -506,6 +635,29 @@ fn running_sums_agree_with_the_rows() {
             s.transition(id, to, "ana", None, at).unwrap();
         }
         let conn = rusqlite_conn(dir.path());
+        // The open incidents' counts (kept by triggers through openings,
+        // escalations and status moves) against counting the rows.
+        let mut rows: Vec<(Severity, Option<String>, u64)> = conn
+            .prepare(
+                "SELECT severity, account, count(*) FROM incidents
+                 WHERE status IN ('OPEN', 'ACKNOWLEDGED', 'REMEDIATING') GROUP BY 1, 2",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((
+                    Severity::ALL[r.get::<_, usize>(0)?],
+                    r.get(1)?,
+                    r.get::<_, i64>(2)? as u64,
+                ))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let mut kept = s.open_incidents().unwrap().counts;
+        rows.sort();
+        kept.sort();
+        assert_eq!(kept, rows, "seed {seed}");
+        assert!(rows.len() > 3, "several severities and accounts: {rows:?}");
         for account in [None, Some("000000000001")] {
             let m = s.metrics(account, ts(now)).unwrap();
             let since_day = now / day - 29;

@@ -157,6 +157,78 @@ fn split_outputs(
     Ok((pipeline, outbox))
 }
 
+/// The rules and detectors `detector` runs, with the test cases written for
+/// them (the built-in ones, and those beside the configured rule files), for
+/// the dashboard's rules pages.
+fn rule_cards(
+    config: &ServeConfig,
+    detector: &vigil_detect::Detector,
+) -> Vec<vigil_server::web::RuleCard> {
+    use vigil_detect::testcases;
+    let mut files = Vec::new();
+    if config.detector_config().builtin {
+        for (name, text) in vigil_detect::builtin::TESTS {
+            if let Ok(mut f) = testcases::parse(text, Path::new(name)) {
+                files.append(&mut f);
+            }
+        }
+    }
+    let (texts, _) = vigil_detect::files::read_files(&config.rules, true);
+    for (path, text) in &texts {
+        match testcases::parse(text, path) {
+            Ok(mut f) => files.append(&mut f),
+            Err(e) => tracing::warn!("test file skipped: {e}"),
+        }
+    }
+    /// A test case's input as the page shows it.
+    const MAX_INPUT: usize = 16 * 1024;
+    detector
+        .entries()
+        .into_iter()
+        .map(|e| {
+            let i = e.info;
+            let cases = files
+                .iter()
+                .filter(|f| f.rule == i.key || i.name.as_deref() == Some(f.rule.as_str()))
+                .flat_map(|f| f.cases.iter())
+                .map(|c| {
+                    let mut input = String::from_utf8_lossy(&c.input).into_owned();
+                    if input.len() > MAX_INPUT {
+                        let mut cut = MAX_INPUT;
+                        while !input.is_char_boundary(cut) {
+                            cut -= 1;
+                        }
+                        input.truncate(cut);
+                        input.push_str("\n…");
+                    }
+                    vigil_server::web::RuleCase {
+                        name: c.name.clone(),
+                        expect_match: c.expect_match,
+                        input,
+                    }
+                })
+                .collect();
+            vigil_server::web::RuleCard {
+                key: i.key.clone(),
+                name: i.name.clone(),
+                title: i.title.clone(),
+                description: i.description.clone(),
+                kind: format!("{:?}", i.kind).to_lowercase(),
+                severity: i.severity,
+                confidence: i.confidence,
+                category: i.category.as_str().to_owned(),
+                playbook: i.playbook.clone(),
+                tactics: i.mitre.tactics.clone(),
+                techniques: i.mitre.techniques.clone(),
+                falsepositives: i.falsepositives.clone(),
+                origin: e.origin,
+                silent: e.silent,
+                cases,
+            }
+        })
+        .collect()
+}
+
 /// Runs the service from `config` until `shutdown` resolves.
 pub fn run(
     mut config: ServeConfig,
@@ -172,6 +244,7 @@ pub fn run(
         mut outputs,
         outbox,
     } = core(&config)?;
+    let rules = rule_cards(&config, detect.detector());
     let env = crate::Env {
         data_dir: &data_dir,
         store: &store,
@@ -199,6 +272,7 @@ pub fn run(
 
     let mut app = vigil_server::AppState::new(&config.api, store.clone(), running.ingest())
         .map_err(|e| err(format!("api: {e}")))?
+        .with_rules(rules)
         .with_sources(running.statuses())
         .with_slack(config.slack.clone());
     let (stop_outbox, outbox_stopped) = tokio::sync::watch::channel(false);

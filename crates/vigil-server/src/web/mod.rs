@@ -7,8 +7,13 @@
 //! `/ui` behind the session instead of SigV4: the same role checks, the same
 //! audit entries. The signed API is unchanged for machines.
 
+mod catalog;
+mod charts;
+mod live;
 mod pages;
 pub mod session;
+
+pub use catalog::{RuleCard, RuleCase};
 
 use std::sync::Arc;
 
@@ -40,6 +45,12 @@ pub(crate) fn routes(app: Arc<AppState>, api: Router<Arc<AppState>>) -> Router<A
         .route("/findings/{id}", get(pages::finding))
         .route("/compliance", get(pages::compliance))
         .route("/compliance/{framework}", get(pages::framework))
+        .route("/accounts", get(catalog::accounts))
+        .route("/playbooks", get(catalog::playbooks))
+        .route("/playbooks/{id}", get(catalog::playbook))
+        .route("/rules", get(catalog::rules))
+        .route("/rules/{key}", get(catalog::rule))
+        .route("/ui/events", get(live::events))
         .nest("/ui", api)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&app),
@@ -140,7 +151,7 @@ async fn require_session(
     next: Next,
 ) -> Response {
     let is_api = req.uri().path().starts_with("/ui/");
-    let Some((_, s)) = session_of(&app, req.headers()) else {
+    let Some((token, s)) = session_of(&app, req.headers()) else {
         return if is_api {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -175,8 +186,13 @@ async fn require_session(
     }
     req.extensions_mut().insert(s.principal.clone());
     req.extensions_mut().insert(s);
+    req.extensions_mut().insert(SessionToken(token));
     next.run(req).await
 }
+
+/// The session cookie's token of a request behind the session.
+#[derive(Clone)]
+pub(crate) struct SessionToken(pub String);
 
 async fn audit(app: &Arc<AppState>, p: &Principal, action: &str, target: &str, outcome: &str) {
     let principal = format!("{} ({:?})", p.name, p.role).to_lowercase();

@@ -6,15 +6,16 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Extension;
-use maud::{html, Markup, DOCTYPE};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 use vigil_store::{IncidentQuery, IncidentStatus};
 
+use super::charts;
 use super::session::Session;
 use crate::{now, AppState};
 
 /// A page: the head (the stylesheet, the session's CSRF token for the
 /// script), the navigation and `body`.
-fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
+pub(super) fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -43,6 +44,9 @@ fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                                 ("/incidents", "Incidents"),
                                 ("/findings", "Findings"),
                                 ("/compliance", "Compliance"),
+                                ("/accounts", "Accounts"),
+                                ("/playbooks", "Playbooks"),
+                                ("/rules", "Rules"),
                             ] {
                                 @if title == label {
                                     a href=(href) aria-current="page" { (label) }
@@ -90,8 +94,9 @@ pub(super) async fn login() -> Response {
 /// What the overview shows, read in one go.
 struct Overview {
     metrics: vigil_store::Metrics,
+    trend: Vec<vigil_store::DayPoint>,
     threats: Vec<vigil_store::ThreatRow>,
-    open: Vec<vigil_model::Incident>,
+    open: vigil_store::OpenIncidents,
     accounts: usize,
     regions: usize,
 }
@@ -109,24 +114,15 @@ pub(super) async fn overview(
                 .iter()
                 .flat_map(|a| a.regions.iter().cloned())
                 .collect();
-            let open = st
-                .incidents(&IncidentQuery {
-                    statuses: vec![
-                        IncidentStatus::Open,
-                        IncidentStatus::Acknowledged,
-                        IncidentStatus::Remediating,
-                    ],
-                    limit: vigil_store::MAX_PAGE,
-                    ..Default::default()
-                })?
-                .items;
-            // Accounts monitored: the registry's, and any its findings came
-            // from without being registered.
+            let open = st.open_incidents()?;
+            // Accounts monitored: the registry's, and any its open incidents
+            // came from without being registered.
             let mut ids: std::collections::BTreeSet<String> =
                 accounts.iter().map(|a| a.id.clone()).collect();
-            ids.extend(open.iter().filter_map(|i| i.account.clone()));
+            ids.extend(open.counts.iter().filter_map(|c| c.1.clone()));
             Ok(Overview {
                 metrics: st.metrics(None, t)?,
+                trend: st.kpi_trend(None, t)?,
                 threats: st.threat_table(None, t)?,
                 open,
                 accounts: ids.len(),
@@ -141,42 +137,91 @@ pub(super) async fn overview(
     Html(page("Overview", Some(&s), overview_body(&o)).into_string()).into_response()
 }
 
+/// The KPI tiles: label, headline value, unit and the 30 days behind it.
+fn tiles(o: &Overview) -> Vec<(&'static str, String, &'static str, Vec<charts::Point>)> {
+    let m = &o.metrics;
+    let series = |pick: fn(&vigil_store::DayPoint) -> Option<f64>| -> Vec<charts::Point> {
+        o.trend.iter().map(|d| (d.day, pick(d))).collect()
+    };
+    vec![
+        ("MTTD", or_dash(m.mttd.clone()), "min", series(|d| d.mttd)),
+        ("MTTR", or_dash(m.mttr.clone()), "min", series(|d| d.mttr)),
+        (
+            "False positives",
+            or_dash(m.false_positive_rate.map(|v| format!("{v:.1}"))),
+            "%",
+            series(|d| d.false_positive_rate),
+        ),
+        (
+            "Compliance",
+            or_dash(m.compliance_score.map(|v| format!("{v:.1}"))),
+            "%",
+            series(|d| d.compliance_score),
+        ),
+        (
+            "Incidents, 24 h",
+            m.incidents_last_24h.to_string(),
+            "",
+            series(|d| Some(d.opened as f64)),
+        ),
+    ]
+}
+
+/// What a trend chart says, for a screen reader.
+fn trend_label(label: &str, unit: &str, series: &[charts::Point]) -> String {
+    let known: Vec<f64> = series.iter().filter_map(|p| p.1).collect();
+    let what = if label.starts_with("Incidents") {
+        "Incidents opened"
+    } else {
+        label
+    };
+    match (known.iter().copied().reduce(f64::min), known.iter().copied().reduce(f64::max)) {
+        (Some(lo), Some(hi)) => format!(
+            "{what} per day over 30 days: {} days measured, from {lo:.1} to {hi:.1} {unit}, latest {:.1}",
+            known.len(),
+            known.last().copied().unwrap_or_default()
+        ),
+        _ => format!("{what} per day over 30 days: nothing measured yet"),
+    }
+}
+
 fn or_dash(v: Option<String>) -> String {
     v.unwrap_or_else(|| "–".into())
 }
 
 fn overview_body(o: &Overview) -> Markup {
-    let m = &o.metrics;
-    let last = o.open.iter().max_by_key(|i| i.opened_at);
-    let mut by_severity: BTreeMap<vigil_model::Severity, usize> = BTreeMap::new();
-    let mut by_account: BTreeMap<String, usize> = BTreeMap::new();
-    for i in &o.open {
-        *by_severity.entry(i.severity).or_default() += 1;
+    let last = o.open.newest.as_ref();
+    let mut by_severity: BTreeMap<vigil_model::Severity, u64> = BTreeMap::new();
+    let mut by_account: BTreeMap<String, u64> = BTreeMap::new();
+    for (severity, account, n) in &o.open.counts {
+        *by_severity.entry(*severity).or_default() += n;
         *by_account
-            .entry(i.account.clone().unwrap_or_else(|| "–".into()))
-            .or_default() += 1;
+            .entry(account.clone().unwrap_or_else(|| "–".into()))
+            .or_default() += n;
     }
     html! {
         h1 { "Overview" }
-        p class="status" id="status-line" {
-            (o.accounts) " accounts monitored · "
-            @if o.regions > 0 { (o.regions) " regions · " }
+        p class="status" id="status-line" data-live="" {
+            (o.accounts) @if o.accounts == 1 { " account" } @else { " accounts" } " monitored · "
+            @if o.regions > 0 { (o.regions) @if o.regions == 1 { " region · " } @else { " regions · " } }
             @match last {
                 Some(i) => { "last open incident " strong { (i.title) } " (" (i.severity.as_str()) ", " (i.opened_at.to_string()) ")" }
                 None => { "no open incident" }
             }
         }
-        section aria-labelledby="kpi-title" {
+        section aria-labelledby="kpi-title" id="kpis" data-live="" {
             h2 id="kpi-title" { "Key figures (30 days)" }
             ul class="tiles" {
-                li class="tile" { span class="label" { "MTTD" } span class="value" { (or_dash(m.mttd.clone())) " min" } }
-                li class="tile" { span class="label" { "MTTR" } span class="value" { (or_dash(m.mttr.clone())) " min" } }
-                li class="tile" { span class="label" { "False positives" } span class="value" { (or_dash(m.false_positive_rate.map(|v| format!("{v:.1}")))) " %" } }
-                li class="tile" { span class="label" { "Compliance" } span class="value" { (or_dash(m.compliance_score.map(|v| format!("{v:.1}")))) " %" } }
-                li class="tile" { span class="label" { "Incidents, 24 h" } span class="value" { (m.incidents_last_24h) } }
+                @for (label, value, unit, series) in tiles(o) {
+                    li class="tile" {
+                        span class="label" { (label) }
+                        span class="value" { (value) " " (unit) }
+                        (PreEscaped(charts::labelled(&series, 200, 72, &trend_label(label, unit, &series))))
+                    }
+                }
             }
         }
-        section aria-labelledby="threats-title" {
+        section aria-labelledby="threats-title" id="threats" data-live="" {
             h2 id="threats-title" { "Threat statistics (30 days)" }
             table {
                 thead { tr { th scope="col" { "Category" } th scope="col" { "Detections" } th scope="col" { "Automated responses" } th scope="col" { "Manual interventions" } th scope="col" { "False positives" } } }
@@ -187,8 +232,8 @@ fn overview_body(o: &Overview) -> Markup {
                 }
             }
         }
-        section aria-labelledby="open-title" {
-            h2 id="open-title" { "Open incidents (" (o.open.len()) ")" }
+        section aria-labelledby="open-title" id="open" data-live="" {
+            h2 id="open-title" { "Open incidents (" (o.open.total()) ")" }
             div class="split" {
                 table {
                     caption { "By severity" }
@@ -219,6 +264,8 @@ pub(super) struct Filters {
     category: Option<String>,
     #[serde(default)]
     account: Option<String>,
+    #[serde(default)]
+    assignee: Option<String>,
     #[serde(default)]
     cursor: Option<String>,
 }
@@ -251,6 +298,7 @@ impl Filters {
             ("severity", self.severity.as_deref()),
             ("category", self.category.as_deref()),
             ("account", self.account.as_deref()),
+            ("assignee", self.assignee.as_deref()),
         ]);
         q.push_str(&format!("&cursor={}", percent(cursor)));
         format!("{path}?{q}")
@@ -279,6 +327,7 @@ pub(super) async fn incidents(
             .into_iter()
             .collect(),
         account: nonempty(&f.account),
+        assignee: nonempty(&f.assignee),
         limit: 50,
         cursor: nonempty(&f.cursor),
     };
@@ -299,16 +348,18 @@ pub(super) async fn incidents(
                 @for st in IncidentStatus::ALL { option value=(st.as_str()) selected[sel(&f.status, st.as_str())] { (st.as_str()) } }
             } }
             (f.fields())
+            label { "Assignee " input name="assignee" value=(f.assignee.clone().unwrap_or_default()) size="10"; }
             button type="submit" { "Filter" }
         }
-        table class="wide" {
-            thead { tr { th scope="col" { "Incident" } th scope="col" { "Severity" } th scope="col" { "Status" } th scope="col" { "Category" } th scope="col" { "Account" } th scope="col" { "Findings" } th scope="col" { "Opened" } } }
+        table class="wide" id="list" data-live="" {
+            thead { tr { th scope="col" { "Incident" } th scope="col" { "Severity" } th scope="col" { "Status" } th scope="col" { "Category" } th scope="col" { "Account" } th scope="col" { "Assignee" } th scope="col" { "Findings" } th scope="col" { "Opened" } } }
             tbody {
                 @for i in &page_of.items {
                     tr {
                         td { a href=(format!("/incidents/{}", i.id)) { (i.title) } }
                         td { (i.severity.as_str()) } td { (i.status.as_str()) } td { (i.category.as_str()) }
-                        td { (i.account.clone().unwrap_or_default()) } td { (i.finding_count) } td { (i.opened_at.to_string()) }
+                        td { (i.account.clone().unwrap_or_default()) } td { (i.assignee.clone().unwrap_or_default()) }
+                        td { (i.finding_count) } td { (i.opened_at.to_string()) }
                     }
                 }
             }
@@ -359,6 +410,18 @@ pub(super) async fn incident(
     };
     let i = &view.incident;
     let acts = s.principal.role.can_act();
+    // The playbook the newest finding's rule names, preselected.
+    let suggested = findings
+        .iter()
+        .rev()
+        .find_map(|f| f.detail.remediation.playbook.clone());
+    let mut principals: Vec<&String> = app
+        .principals
+        .iter()
+        .filter(|(_, r)| r.can_act())
+        .map(|(p, _)| p)
+        .collect();
+    principals.sort();
     let moves: Vec<(&str, &str)> = [
         (IncidentStatus::Acknowledged, "acknowledge", "Acknowledge"),
         (IncidentStatus::Remediating, "remediating", "Remediating"),
@@ -376,7 +439,7 @@ pub(super) async fn incident(
     let body = html! {
         p { a href="/incidents" { "← Incidents" } }
         h1 { (i.title) }
-        dl class="facts" {
+        dl class="facts" id="facts" data-live="" {
             dt { "Status" } dd id="incident-status" { (i.status.as_str()) }
             dt { "Severity" } dd { (i.severity.as_str()) }
             dt { "Category" } dd { (i.category.as_str()) }
@@ -388,16 +451,71 @@ pub(super) async fn incident(
         @if acts {
             section class="actions" aria-labelledby="actions-title" data-incident=(i.id) {
                 h2 id="actions-title" { "Actions" }
-                div class="buttons" {
+                div class="buttons" id="moves" data-live="" {
                     @for (path, label) in &moves { button type="button" data-move=(path) { (label) } }
                 }
-                label for="note-text" { "Note" }
-                textarea id="note-text" rows="2" {}
-                button type="button" data-note="" { "Add note" }
+                div class="row" {
+                    div {
+                        label for="note-text" { "Note" }
+                        textarea id="note-text" rows="2" {}
+                        button type="button" data-note="" { "Add note" }
+                    }
+                    div {
+                        label for="assignee" { "Assign to" }
+                        input id="assignee" list="principals" value=(i.assignee.clone().unwrap_or_default()) size="16";
+                        datalist id="principals" { @for p in &principals { option value=(p) {} } }
+                        button type="button" data-assign="" { "Assign" }
+                    }
+                }
+                @if app.engine.is_some() {
+                    fieldset class="start" {
+                        legend { "Start a playbook" }
+                        label for="playbook" { "Playbook" }
+                        select id="playbook" {
+                            @for p in app.library.all() {
+                                option value=(p.id) selected[suggested.as_deref() == Some(p.id.as_str())] { (p.id) " · " (p.name) }
+                            }
+                        }
+                        label for="resource-arn" { "Resource (optional)" }
+                        input id="resource-arn" size="40" placeholder="the finding's own";
+                        button type="button" id="plan-button" { "Plan (dry run)" }
+                        button type="button" id="start-button" disabled { "Start playbook" }
+                        div id="plan" aria-live="polite" {}
+                    }
+                } @else {
+                    p { "Response is off (" code { "[response] enabled = false" } "): playbooks are not run." }
+                }
                 p id="action-error" class="error" role="alert" {}
             }
         }
-        section aria-labelledby="timeline-title" {
+        section aria-labelledby="runs-title" id="runs" data-live="" {
+            h2 id="runs-title" { "Remediation runs" }
+            @if runs.is_empty() { p { "None." } }
+            @for r in &runs {
+                article class="card run" data-run=(r.id) {
+                    h3 { (r.playbook) " · " span class="run-status" { (r.status.as_str()) } }
+                    p { small { "Started by " (r.requested_by) " at " (r.created_at.to_string()) @if let Some(n) = &r.note { " · " (n) } } }
+                    ol class="steps" {
+                        @for st in &r.steps {
+                            li data-step=(st.step_id) {
+                                (st.step_id) " (" code { (st.action) } "): "
+                                span class="step-status" { (st.status.as_str()) }
+                                @if let Some(by) = &st.approved_by { " · approved by " (by) }
+                                @if !st.calls.is_empty() { " · " code { (st.calls.join(", ")) } }
+                                @if let Some(e) = &st.error { " · " span class="error" { (e) } }
+                            }
+                        }
+                    }
+                    @if acts && r.status == vigil_model::response::RunStatus::AwaitingApproval {
+                        div class="buttons" {
+                            button type="button" data-approve=(r.id) { "Approve" }
+                            button type="button" data-reject=(r.id) { "Reject" }
+                        }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="timeline-title" id="timeline" data-live="" {
             h2 id="timeline-title" { "Timeline" }
             ol class="timeline" {
                 @for t in &view.timeline {
@@ -405,25 +523,15 @@ pub(super) async fn incident(
                 }
             }
         }
-        section aria-labelledby="findings-title" {
+        section aria-labelledby="findings-title" id="findings" data-live="" {
             h2 id="findings-title" { "Findings (" (view.finding_ids.len()) ")" }
             @for f in &findings {
                 article class="card finding" {
-                    h3 { (f.detail.title) " " small { "(" (f.detail.finding_id) ", " (f.detail.severity.as_str()) ", seen " (f.detail.count) " time(s))" } }
+                    h3 { a href=(format!("/findings/{}", f.id)) { (f.detail.title) } " " small { "(" (f.detail.finding_id) ", " (f.detail.severity.as_str()) ", seen " (f.detail.count) " time(s))" } }
                     p { (f.detail.description) }
                     dl class="facts" {
                         @for (k, v) in evidence_pairs(f) { dt { (k) } dd { code { (v) } } }
                     }
-                }
-            }
-        }
-        section aria-labelledby="runs-title" {
-            h2 id="runs-title" { "Remediation runs" }
-            @if runs.is_empty() { p { "None." } }
-            @for r in &runs {
-                article class="card run" {
-                    h3 { (r.playbook) " · " (r.status.as_str()) }
-                    ol { @for st in &r.steps { li { (st.step_id) " (" code { (st.action) } "): " (st.status.as_str()) } } }
                 }
             }
         }
@@ -449,8 +557,16 @@ fn evidence_pairs(f: &vigil_model::Finding) -> Vec<(String, String)> {
     out
 }
 
-fn percent(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+/// What a URL's path segment or query value keeps as it is: RFC 3986's
+/// unreserved characters.
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+pub(super) fn percent(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
 fn url_query(pairs: &[(&str, Option<&str>)]) -> String {
@@ -627,7 +743,7 @@ pub(super) async fn findings(
             button type="submit" { "Search" }
         }
         @if nonempty(&f.q).is_some() { p class="error" role="status" { "No finding has that id or number." } }
-        table class="wide" {
+        table class="wide" id="list" data-live="" {
             thead { tr { th scope="col" { "Finding" } th scope="col" { "Severity" } th scope="col" { "Category" } th scope="col" { "Account" } th scope="col" { "Count" } th scope="col" { "Last seen" } } }
             tbody {
                 @for x in &items {
