@@ -399,7 +399,7 @@ test("compliance: each framework's score, and a framework's failed controls with
   await context.close();
 });
 
-test("findings: filtered, found by number, one finding with its evidence and record", async () => {
+test("findings: filtered, found by number, one finding with its evidence and raw record", async () => {
   const { context, page, errors } = await open();
   await signIn(page, key.id, key.secret);
   await page.waitForURL(`${base}/`);
@@ -416,9 +416,16 @@ test("findings: filtered, found by number, one finding with its evidence and rec
   await page.getByRole("button", { name: "Search" }).click();
   await page.getByRole("heading", { name: api.items[0].detail.title }).waitFor();
   await page.getByRole("heading", { name: "Evidence" }).waitFor();
-  const stored = JSON.parse(await page.locator("pre.raw").innerText());
+  const stored = JSON.parse(await page.locator("pre.finding-body").innerText());
   assert.equal(stored.id, api.items[0].id);
   assert.equal(stored.detail.finding_id, number);
+  // The CloudTrail record behind it, as it arrived.
+  await page.getByRole("heading", { name: /^Records as they arrived \([1-9]\)/ }).waitFor();
+  const record = JSON.parse(await page.locator("pre.record").first().innerText());
+  assert.equal(record.eventID, stored.detail.event_ids[0]);
+  assert.ok(record.eventName && record.userIdentity, JSON.stringify(record));
+  const records = await (await page.request.get(`${base}/ui/api/v1/findings/${number}/records`)).json();
+  assert.deepEqual(records.items[0].record, record);
   assert.deepEqual(errors, []);
   assert.deepEqual(await axeViolations(page), []);
   await context.close();

@@ -704,5 +704,9 @@ fn alert_from_event_as(rule: &Arc<RuleInfo>, e: &Event, detail: bool) -> Alert {
         evidence: ev,
         event_ids: vec![e.id.clone()],
         events: 1,
+        raw: detail.then(|| vigil_model::finding::RawRecord {
+            event_id: e.id.clone(),
+            text: e.raw.as_str().into(),
+        }),
     }
 }

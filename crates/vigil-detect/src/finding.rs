@@ -168,6 +168,9 @@ pub struct Alert {
     pub event_ids: Vec<String>,
     /// How many events the detection covers (1, or a correlation's window).
     pub events: u64,
+    /// The record behind it as it arrived, when the alert was made with its
+    /// detail (see `vigil_model::RawRecord`).
+    pub raw: Option<vigil_model::finding::RawRecord>,
 }
 
 /// Whether a recorded alert opened a finding or updated one.
@@ -227,6 +230,9 @@ fn merge<S: AsRef<str> + Into<String>>(
         if f.resources.len() < MAX_RESOURCES && !f.resources.iter().any(|have| have == r.as_ref()) {
             f.resources.push(r.into());
         }
+    }
+    if let Some(r) = &alert.raw {
+        f.keep_raw(r);
     }
 }
 
@@ -508,6 +514,11 @@ impl Findings {
                 principal: a.principal,
                 event_ids,
             },
+            raw_records: a
+                .raw
+                .filter(|r| r.text.len() <= vigil_model::finding::MAX_RAW_RECORD_BYTES)
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -587,6 +598,10 @@ mod tests {
             evidence: Evidence::default(),
             event_ids: vec![format!("e{ms}")],
             events: 1,
+            raw: Some(vigil_model::finding::RawRecord {
+                event_id: format!("e{ms}"),
+                text: format!(r#"{{"eventID":"e{ms}"}}"#).into(),
+            }),
         }
     }
 
@@ -646,6 +661,28 @@ mod tests {
             kind: RuleKind::Sigma,
         });
         assert!(bad.unwrap_err().contains("PB-099"));
+    }
+
+    #[test]
+    fn a_finding_keeps_its_first_records_as_they_arrived() {
+        let now = Timestamp::from_millis(0);
+        let mut f = Findings::new(3_600_000);
+        for i in 1..=5 {
+            f.record(alert(i * 1_000, "alice"), now);
+        }
+        // A repeat of a kept record is not kept twice.
+        f.record(alert(2_000, "alice"), now);
+        let mut out = Vec::new();
+        f.finish(&mut out);
+        let ids: Vec<&str> = out[0]
+            .raw_records
+            .iter()
+            .map(|r| r.event_id.as_str())
+            .collect();
+        assert_eq!(ids, ["e1000", "e2000", "e3000"]);
+        assert_eq!(&*out[0].raw_records[0].text, r#"{"eventID":"e1000"}"#);
+        // Not part of the schema: the finding serializes without them.
+        assert!(!serde_json::to_string(&out[0]).unwrap().contains("eventID"));
     }
 
     #[test]
@@ -751,7 +788,12 @@ mod tests {
             keys(&v["detail"]["evidence"]),
             ["api_call", "aws_region", "source_ip", "user_agent"]
         );
+        // Everything but the records it arrived with (kept by the store
+        // beside it, never sent) comes back.
         let back: Finding = serde_json::from_value(v).unwrap();
-        assert_eq!(&back, g);
+        assert!(back.raw_records.is_empty());
+        let mut sent = g.clone();
+        sent.raw_records.clear();
+        assert_eq!(back, sent);
     }
 }

@@ -236,6 +236,36 @@ pub struct Finding {
     pub region: Option<String>,
     pub resources: Vec<String>,
     pub detail: FindingDetail,
+    /// The first records behind the finding as they arrived (at most
+    /// [`MAX_RAW_RECORDS`]), which the store keeps beside it. Not part of the
+    /// schema: outputs never send them.
+    #[serde(skip)]
+    pub raw_records: Vec<RawRecord>,
+}
+
+/// How many of a finding's records are kept as they arrived.
+pub const MAX_RAW_RECORDS: usize = 3;
+/// A record longer than this is not kept (CloudTrail's are a few KB).
+pub const MAX_RAW_RECORD_BYTES: usize = 256 * 1024;
+
+/// A record behind a finding, as it arrived: one JSON object, or one
+/// flow-log line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawRecord {
+    pub event_id: String,
+    pub text: Box<str>,
+}
+
+impl Finding {
+    /// Keeps `r` among the finding's records, if there is room and it is new.
+    pub fn keep_raw(&mut self, r: &RawRecord) {
+        if self.raw_records.len() < MAX_RAW_RECORDS
+            && r.text.len() <= MAX_RAW_RECORD_BYTES
+            && !self.raw_records.iter().any(|h| h.event_id == r.event_id)
+        {
+            self.raw_records.push(r.clone());
+        }
+    }
 }
 
 /// The EventBridge `source` findings are published under.

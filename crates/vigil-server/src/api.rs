@@ -27,6 +27,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/accounts", get(accounts))
         .route("/api/v1/findings", get(findings))
         .route("/api/v1/findings/{id}", get(finding))
+        .route("/api/v1/findings/{id}/records", get(finding_records))
         .route("/api/v1/incidents", get(incidents))
         .route("/api/v1/incidents/{id}", get(incident))
         .route("/api/v1/incidents/{id}/{step}", post(lifecycle))
@@ -283,6 +284,48 @@ async fn finding(
             .into_response()),
         None => Err(missing),
     }
+}
+
+/// `GET /api/v1/findings/{id}/records`: the first records behind a finding
+/// as they arrived (a JSON object each, or a flow-log line as a string).
+async fn finding_records(
+    State(app): App,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    can_read(&p)?;
+    let missing = ApiError::not_found(format!("finding {id} not found"));
+    let Some(records) = app.read(move |s| records_of(s, &id)).await? else {
+        return Err(missing);
+    };
+    let items: Vec<Value> = records
+        .into_iter()
+        .map(|r| {
+            let record = serde_json::from_str::<Value>(&r.text)
+                .unwrap_or_else(|_| Value::String(r.text.into()));
+            json!({"event_id": r.event_id, "record": record})
+        })
+        .collect();
+    to_json(json!({ "items": items }))
+}
+
+/// The records of the finding `key` (its id or `sec-…` number); `None` when
+/// there is no such finding.
+pub(crate) fn records_of(
+    s: &vigil_store::Store,
+    key: &str,
+) -> Result<Option<Vec<vigil_model::finding::RawRecord>>, vigil_store::StoreError> {
+    let Some(raw) = s.finding(key)? else {
+        return Ok(None);
+    };
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: String,
+    }
+    let id = serde_json::from_str::<Id>(raw.get())
+        .map(|x| x.id)
+        .unwrap_or_else(|_| key.to_owned());
+    s.finding_records(&id).map(Some)
 }
 
 async fn incidents(

@@ -6,7 +6,7 @@
 //! finding, status change, assignment and note, with who did it.
 
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
-use vigil_model::finding::Category;
+use vigil_model::finding::{Category, RawRecord, MAX_RAW_RECORDS};
 use vigil_model::incident::TimelineKind;
 pub use vigil_model::incident::{Incident, IncidentStatus, IncidentView, TimelineEntry};
 use vigil_model::{Finding, Severity, Timestamp};
@@ -130,6 +130,9 @@ pub(crate) fn record(
             }
         }
     };
+    // The records behind it come with the finding as detected (a stored one,
+    // read back, has none).
+    let raw = &f.raw_records;
     let f = stored.as_ref().unwrap_or(f);
     let body = serde_json::to_string(f).map_err(|e| StoreError::Damaged(e.to_string()))?;
     let d = &f.detail;
@@ -202,6 +205,7 @@ pub(crate) fn record(
             incident_id
         }
     };
+    keep_records(tx, &f.id, raw, now)?;
     let before: Option<i64> = match router {
         Some(_) => Some(tx.query_row(
             "SELECT severity FROM incidents WHERE id = ?1",
@@ -413,6 +417,43 @@ pub(crate) fn get(conn: &Connection, id: &str) -> Result<Option<Incident>> {
         )
         .optional()?;
     row.map(|(_, r)| r.cook()).transpose()
+}
+
+/// Keeps `raw` beside finding `id`, up to [`MAX_RAW_RECORDS`] in all; a record
+/// already kept is not written again.
+fn keep_records(tx: &Transaction<'_>, id: &str, raw: &[RawRecord], now: Timestamp) -> Result<()> {
+    if raw.is_empty() {
+        return Ok(());
+    }
+    let have: i64 = tx
+        .prepare_cached("SELECT count(*) FROM finding_records WHERE finding_id = ?1")?
+        .query_row([id], |r| r.get(0))?;
+    let room = MAX_RAW_RECORDS.saturating_sub(usize::try_from(have).unwrap_or(usize::MAX));
+    let mut st = tx.prepare_cached(
+        "INSERT OR IGNORE INTO finding_records (finding_id, event_id, at, text) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let mut added = 0;
+    for r in raw {
+        if added >= room {
+            break;
+        }
+        added += st.execute(params![id, r.event_id, now.as_millis(), &*r.text])?;
+    }
+    Ok(())
+}
+
+/// The records kept beside finding `id`, in the order they came.
+pub(crate) fn records(conn: &Connection, id: &str) -> Result<Vec<RawRecord>> {
+    let mut st = conn.prepare_cached(
+        "SELECT event_id, text FROM finding_records WHERE finding_id = ?1 ORDER BY at, event_id",
+    )?;
+    let rows = st.query_map([id], |r| {
+        Ok(RawRecord {
+            event_id: r.get(0)?,
+            text: r.get::<_, String>(1)?.into(),
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub(crate) fn list(conn: &Connection, q: &IncidentQuery) -> Result<Page<Incident>> {

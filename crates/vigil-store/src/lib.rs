@@ -447,6 +447,11 @@ impl Store {
         incident::list(&self.conn, q)
     }
 
+    /// The records behind finding `id` as they arrived (the first few).
+    pub fn finding_records(&self, id: &str) -> Result<Vec<vigil_model::finding::RawRecord>> {
+        incident::records(&self.conn, id)
+    }
+
     /// The incidents still open (open, acknowledged or remediating), counted
     /// by severity and account (`None`: no account), and the newest of them.
     pub fn open_incidents(&self) -> Result<OpenIncidents> {

@@ -346,13 +346,21 @@ const MIGRATIONS: &[&str] = &[
     );
     "#,
     // 10: for the dashboard: the playbook runs by their last change, so that
-    // the live view finds the newest change to any run in one index lookup; and
+    // the live view finds the newest change to any run in one index lookup;
     // the open incidents (open, acknowledged, remediating) counted by severity
     // and account ('' for none), kept by triggers in the same transaction as
     // every incident write, so that the overview reads a few rows however many
-    // incidents there are.
+    // incidents there are; and the first records behind each finding as they
+    // arrived.
     r#"
     CREATE INDEX IF NOT EXISTS runs_updated ON runs (updated_at);
+    CREATE TABLE IF NOT EXISTS finding_records (
+        finding_id  TEXT NOT NULL,
+        event_id    TEXT NOT NULL,
+        at          INTEGER NOT NULL,
+        text        TEXT NOT NULL,
+        PRIMARY KEY (finding_id, event_id)
+    ) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS open_incidents (
         severity  INTEGER NOT NULL,
         account   TEXT NOT NULL,

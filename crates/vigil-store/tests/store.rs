@@ -397,6 +397,31 @@ fn open_incidents_are_counted_by_severity_and_account() {
 }
 
 #[test]
+fn the_first_records_behind_a_finding_are_kept_beside_it() {
+    use vigil_model::finding::RawRecord;
+    let mut s = store();
+    let rec = |i: u32| RawRecord {
+        event_id: format!("e{i}"),
+        text: format!(r#"{{"eventID":"e{i}","eventName":"ListUsers"}}"#).into(),
+    };
+    let mut f = finding("a", "UnauthorizedAccess", "u-1", T0, "HIGH");
+    f.raw_records = vec![rec(1), rec(2)];
+    s.record_findings(std::slice::from_ref(&f), ts(T0 + MIN))
+        .unwrap();
+    // The finding as stored and sent carries none of them.
+    let body = s.finding("a").unwrap().unwrap();
+    assert!(!body.get().contains("eventName"), "{}", body.get());
+    assert_eq!(s.finding_records("a").unwrap(), vec![rec(1), rec(2)]);
+    // Recorded again with more: the ones already kept are not written twice,
+    // and no more than three are kept.
+    f.raw_records = vec![rec(2), rec(3), rec(4)];
+    s.record_findings(&[f], ts(T0 + 2 * MIN)).unwrap();
+    let kept = s.finding_records("a").unwrap();
+    assert_eq!(kept, [rec(1), rec(2), rec(3)]);
+    assert!(s.finding_records("no-such-finding").unwrap().is_empty());
+}
+
+#[test]
 fn the_audit_log_is_append_only() {
     let s = store();
     let a = s

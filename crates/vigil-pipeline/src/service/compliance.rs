@@ -367,6 +367,8 @@ fn regressions(
                 evidence,
                 event_ids: Vec::new(),
                 events: 1,
+                // An assessment, not a record: nothing arrived.
+                raw: None,
             };
             let (_, f) = findings.record(alert, now);
             out.push(f.clone());

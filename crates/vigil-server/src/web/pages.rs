@@ -539,6 +539,13 @@ pub(super) async fn incident(
     Html(page(&i.title, Some(&s), body).into_string()).into_response()
 }
 
+/// `text` indented when it is JSON, else as it is (a flow-log line).
+fn pretty_json(text: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_else(|_| text.to_owned())
+}
+
 /// A finding's evidence as pairs, the schema's four first.
 fn evidence_pairs(f: &vigil_model::Finding) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -779,11 +786,15 @@ pub(super) async fn finding(
                 Some(f) => st.incident_of(&f.id)?,
                 None => None,
             };
-            Ok(Some((raw.get().to_owned(), f, incident)))
+            let records = match &f {
+                Some(f) => st.finding_records(&f.id)?,
+                None => Vec::new(),
+            };
+            Ok(Some((raw.get().to_owned(), f, incident, records)))
         })
         .await;
-    let (raw, f, incident) = match read {
-        Ok(Some((raw, Some(f), inc))) => (raw, f, inc),
+    let (raw, f, incident, records) = match read {
+        Ok(Some((raw, Some(f), inc, records))) => (raw, f, inc, records),
         Ok(_) => {
             let body =
                 html! { h1 { "No such finding" } p { "There is no finding " code { (id) } "." } };
@@ -795,9 +806,7 @@ pub(super) async fn finding(
         }
         Err(e) => return e.into_response(),
     };
-    let pretty = serde_json::from_str::<serde_json::Value>(&raw)
-        .and_then(|v| serde_json::to_string_pretty(&v))
-        .unwrap_or(raw);
+    let pretty = pretty_json(&raw);
     let d = &f.detail;
     let body = html! {
         p { a href="/findings" { "← Findings" } }
@@ -818,9 +827,20 @@ pub(super) async fn finding(
             h2 id="evidence-title" { "Evidence" }
             dl class="facts" { @for (k, v) in evidence_pairs(&f) { dt { (k) } dd { code { (v) } } } }
         }
+        section aria-labelledby="records-title" {
+            h2 id="records-title" { "Records as they arrived (" (records.len()) ")" }
+            @if records.is_empty() { p { "None kept: the finding came from an assessment, or from before its records were kept." } }
+            @for r in &records {
+                h3 { "Event " code { (r.event_id) } }
+                pre class="raw record" tabindex="0" aria-label=(format!("record {}", r.event_id)) { code { (pretty_json(&r.text)) } }
+            }
+            @if f.detail.event_ids.len() > records.len() {
+                p { small { "The first " (records.len()) " of its records are kept; its event ids name the rest." } }
+            }
+        }
         section aria-labelledby="raw-title" {
-            h2 id="raw-title" { "As stored" }
-            pre class="raw" tabindex="0" { code { (pretty) } }
+            h2 id="raw-title" { "The finding as stored" }
+            pre class="raw finding-body" tabindex="0" aria-label="the finding as stored" { code { (pretty) } }
         }
     };
     Html(page(&d.title, Some(&s), body).into_string()).into_response()
