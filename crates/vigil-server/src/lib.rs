@@ -126,6 +126,8 @@ pub struct ApiConfig {
     pub body_timeout: Span,
     /// Connections open at once; more wait, unaccepted, until one closes.
     pub max_connections: usize,
+    /// How long a dashboard sign-in lasts (then the person signs in again).
+    pub session_ttl: Span,
 }
 
 impl Default for ApiConfig {
@@ -142,6 +144,7 @@ impl Default for ApiConfig {
             header_timeout: Span::from_secs(10),
             body_timeout: Span::from_secs(60),
             max_connections: 512,
+            session_ttl: Span::from_secs(8 * 3600),
         }
     }
 }
@@ -181,6 +184,11 @@ impl ApiConfig {
         }
         if self.max_skew_seconds <= 0 || self.max_skew_seconds > 3600 {
             return Err("api.max_skew_seconds must be 1–3600".into());
+        }
+        if self.session_ttl.as_millis() < 1000
+            || self.session_ttl.as_millis() > 7 * 24 * 3600 * 1000
+        {
+            return Err("api.session_ttl must be from 1s to 7d".into());
         }
         if self.firehose_access_keys.iter().any(|k| k.len() < 16) {
             return Err("api.firehose_access_keys: each key must be at least 16 characters".into());
@@ -332,7 +340,7 @@ impl AppState {
             engine: None,
             sources: Vec::new(),
             slack: None,
-            sessions: Default::default(),
+            sessions: web::session::Sessions::with_ttl(config.session_ttl.duration()),
             secure_cookies: config.tls.is_some(),
             rules: Arc::default(),
             closing: tokio::sync::watch::channel(false).0,

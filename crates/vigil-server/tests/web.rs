@@ -362,6 +362,11 @@ fn get_as(srv: &Server, cookie: &str, path: &str) -> Answer {
 
 /// A server whose rules page lists `rules`.
 fn start_with_rules(rules: Vec<vigil_server::web::RuleCard>) -> Server {
+    start_with(rules, ApiConfig::default())
+}
+
+/// A server with the responder's key and `config`'s other settings.
+fn start_with(rules: Vec<vigil_server::web::RuleCard>, config: ApiConfig) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let writer = SharedStore::new(Store::open(dir.path(), Grouping::default()).unwrap());
     let config = ApiConfig {
@@ -371,7 +376,7 @@ fn start_with_rules(rules: Vec<vigil_server::web::RuleCard>) -> Server {
             principal: "rob".into(),
             role: Role::Responder,
         }],
-        ..ApiConfig::default()
+        ..config
     };
     let app = Arc::new(
         AppState::new(&config, writer.clone(), None)
@@ -567,4 +572,41 @@ fn the_event_stream_tells_an_open_page_of_changes_and_ends_with_its_session() {
         seen.ends_with("0\r\n\r\n") || rest.ends_with("0\r\n\r\n") || rest.is_empty(),
         "the chunked body ends: {rest:?}"
     );
+}
+
+#[test]
+fn an_expired_session_is_signed_out_of_pages_the_api_and_the_stream() {
+    let srv = start_with(
+        Vec::new(),
+        ApiConfig {
+            session_ttl: vigil_model::Span::from_secs(2),
+            ..ApiConfig::default()
+        },
+    );
+    let a = sign_in(&srv, ROB.0, ROB.1);
+    assert!(
+        a.header("set-cookie").unwrap().contains("Max-Age=2"),
+        "the cookie expires with the session"
+    );
+    let (cookie, _) = session(&srv, ROB);
+    assert_eq!(get_as(&srv, &cookie, "/ui/api/v1/metrics").status, 200);
+    let mut stream = std::net::TcpStream::connect(srv.addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        format!(
+            "GET /ui/events HTTP/1.1\r\nhost: {}\r\ncookie: {cookie}\r\nconnection: close\r\n\r\n",
+            srv.addr
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut seen = String::new();
+    read_until(&mut stream, &mut seen, "event: signed-out");
+    let page = get_as(&srv, &cookie, "/incidents");
+    assert!(page.status == 303 || page.status == 307, "{}", page.status);
+    assert_eq!(page.header("location"), Some("/login"));
+    assert_eq!(get_as(&srv, &cookie, "/ui/api/v1/metrics").status, 401);
 }

@@ -271,7 +271,7 @@ async fn login(State(app): State<Arc<AppState>>, body: axum::body::Bytes) -> Res
     (
         [(
             header::SET_COOKIE,
-            session::cookie(&token, app.secure_cookies),
+            session::cookie(&token, app.sessions.ttl(), app.secure_cookies),
         )],
         Json(json!({"principal": principal.name, "role": principal.role})),
     )

@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 
 use crate::Principal;
 
-/// How long a session lasts from sign-in.
+/// How long a session lasts from sign-in, unless `api.session_ttl` says.
 pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 /// How long a nonce may wait for its sign-in.
 const NONCE_TTL: Duration = Duration::from_secs(120);
@@ -39,10 +39,16 @@ pub struct Session {
 
 /// The sessions and nonces of one server (in memory: a restart signs everyone
 /// out, which for a security console is the safe side).
-#[derive(Default)]
 pub struct Sessions {
     by_token: Mutex<HashMap<[u8; 32], Session>>,
     nonces: Mutex<HashMap<String, Instant>>,
+    ttl: Duration,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions::with_ttl(SESSION_TTL)
+    }
 }
 
 /// 32 random bytes, hex.
@@ -64,6 +70,20 @@ pub fn proof(secret: &str, nonce: &str, access_key_id: &str) -> String {
 }
 
 impl Sessions {
+    /// Sessions that last `ttl` from sign-in.
+    pub fn with_ttl(ttl: Duration) -> Sessions {
+        Sessions {
+            by_token: Mutex::default(),
+            nonces: Mutex::default(),
+            ttl,
+        }
+    }
+
+    /// How long a session lasts from sign-in.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     /// A new nonce for a sign-in.
     pub fn nonce(&self) -> String {
         let n = random_hex();
@@ -106,7 +126,7 @@ impl Sessions {
         let session = Session {
             principal,
             csrf: random_hex(),
-            expires: Instant::now() + SESSION_TTL,
+            expires: Instant::now() + self.ttl,
         };
         let mut all = self.by_token.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
@@ -141,11 +161,11 @@ pub fn token_of(cookie_header: &str) -> Option<&str> {
         .map(|(_, v)| v)
 }
 
-/// The `Set-Cookie` value for a session token (`secure` over TLS).
-pub fn cookie(token: &str, secure: bool) -> String {
+/// The `Set-Cookie` value for a session token lasting `ttl` (`secure` over TLS).
+pub fn cookie(token: &str, ttl: Duration, secure: bool) -> String {
     format!(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
-        SESSION_TTL.as_secs(),
+        ttl.as_secs().max(1),
         if secure { "; Secure" } else { "" }
     )
 }
@@ -190,7 +210,23 @@ mod tests {
         );
         s.close(&token);
         assert!(s.get(&token).is_none());
-        assert!(cookie(&token, true).contains("HttpOnly; SameSite=Strict"));
-        assert!(cookie(&token, true).ends_with("; Secure"));
+        let c = cookie(&token, SESSION_TTL, true);
+        assert!(
+            c.contains("HttpOnly; SameSite=Strict; Max-Age=28800"),
+            "{c}"
+        );
+        assert!(c.ends_with("; Secure"));
+    }
+
+    #[test]
+    fn a_session_ends_when_it_expires() {
+        let s = Sessions::with_ttl(Duration::from_millis(200));
+        let (token, _) = s.open(Principal {
+            name: "rob".into(),
+            role: Role::Responder,
+        });
+        assert!(s.get(&token).is_some());
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(s.get(&token).is_none(), "expired");
     }
 }
