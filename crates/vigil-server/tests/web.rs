@@ -464,6 +464,12 @@ fn the_catalogue_pages_list_rules_with_their_cases_playbooks_and_accounts() {
     // The overview's five tiles each carry a chart named for a screen reader.
     let overview = get("/");
     assert_eq!(overview.body.matches("<svg role=\"img\"").count(), 5);
+    assert!(
+        overview
+            .body
+            .contains("href=\"/incidents?account=123456789012\""),
+        "open incidents by account link to the account's incidents"
+    );
     assert!(!overview.body.contains(" style="), "no inline style");
 }
 

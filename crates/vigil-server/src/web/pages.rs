@@ -185,6 +185,9 @@ fn trend_label(label: &str, unit: &str, series: &[charts::Point]) -> String {
     }
 }
 
+/// Accounts listed by name in the overview's open incidents.
+const TOP_ACCOUNTS: usize = 15;
+
 fn or_dash(v: Option<String>) -> String {
     v.unwrap_or_else(|| "–".into())
 }
@@ -199,6 +202,13 @@ fn overview_body(o: &Overview) -> Markup {
             .entry(account.clone().unwrap_or_else(|| "–".into()))
             .or_default() += n;
     }
+    // The accounts with most open incidents first; an organization's long
+    // tail is on the accounts page.
+    let mut ranked: Vec<(&String, &u64)> = by_account.iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let top = &ranked[..ranked.len().min(TOP_ACCOUNTS)];
+    let rest = ranked.len() - top.len();
+    let rest_n: u64 = ranked[top.len()..].iter().map(|x| *x.1).sum();
     html! {
         h1 { "Overview" }
         p class="status" id="status-line" data-live="" {
@@ -241,9 +251,14 @@ fn overview_body(o: &Overview) -> Markup {
                     tbody { @for (sev, n) in by_severity.iter().rev() { tr { th scope="row" { (sev.as_str()) } td { (n) } } } }
                 }
                 table {
-                    caption { "By account" }
+                    caption { "By account" @if rest > 0 { " (the " (TOP_ACCOUNTS) " with most)" } }
                     thead { tr { th scope="col" { "Account" } th scope="col" { "Incidents" } } }
-                    tbody { @for (acct, n) in &by_account { tr { th scope="row" { (acct) } td { (n) } } } }
+                    tbody {
+                        @for (acct, n) in top {
+                            tr { th scope="row" { a href=(format!("/incidents?account={}", percent(acct))) { (acct) } } td { (n) } }
+                        }
+                        @if rest > 0 { tr { th scope="row" { a href="/accounts" { (rest) " more accounts" } } td { (rest_n) } } }
+                    }
                 }
             }
         }
