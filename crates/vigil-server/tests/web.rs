@@ -561,6 +561,19 @@ fn the_event_stream_tells_an_open_page_of_changes_and_ends_with_its_session() {
     assert_eq!(change["findings"], 1, "{data}");
     assert_eq!(change["incidents"], true, "{data}");
 
+    // A repeat of the finding (no new finding, no timeline entry) is told too.
+    let mut again = finding("live-1", "PolicyViolation");
+    again.detail.count = 2;
+    seen.clear();
+    srv.writer
+        .lock()
+        .record_findings(&[again], vigil_server::now())
+        .unwrap();
+    read_until(&mut stream, &mut seen, "event: change");
+    read_until(&mut stream, &mut seen, "}\n");
+    assert!(seen.contains(r#""findings":0"#), "{seen}");
+    assert!(seen.contains(r#""incidents":true"#), "{seen}");
+
     // Signing out ends the stream, saying so.
     let out = http(
         srv.addr,

@@ -161,6 +161,8 @@ pub struct ChangeMarks {
     pub findings: i64,
     pub timeline: i64,
     pub runs: i64,
+    /// Updates to findings and incidents.
+    pub updates: i64,
 }
 
 pub struct Store {
@@ -1041,19 +1043,22 @@ impl Store {
     }
 
     /// Marks that move whenever something the dashboard shows changes: the
-    /// newest finding, the newest timeline entry (every incident change), the
-    /// newest playbook-run change. Three indexed lookups.
+    /// newest finding, the newest timeline entry (notes, moves), the count of
+    /// updates to findings and incidents (repeats, escalations), the newest
+    /// playbook-run change. Four indexed lookups.
     pub fn change_marks(&self) -> Result<ChangeMarks> {
         let mut st = self.conn.prepare_cached(
             "SELECT (SELECT coalesce(max(seq), 0) FROM findings),
                     (SELECT coalesce(max(seq), 0) FROM timeline),
-                    (SELECT coalesce(max(updated_at), 0) FROM runs)",
+                    (SELECT coalesce(max(updated_at), 0) FROM runs),
+                    (SELECT coalesce(max(n), 0) FROM changes)",
         )?;
         Ok(st.query_row([], |r| {
             Ok(ChangeMarks {
                 findings: r.get(0)?,
                 timeline: r.get(1)?,
                 runs: r.get(2)?,
+                updates: r.get(3)?,
             })
         })?)
     }

@@ -350,10 +350,24 @@ const MIGRATIONS: &[&str] = &[
     // the open incidents (open, acknowledged, remediating) counted by severity
     // and account ('' for none), kept by triggers in the same transaction as
     // every incident write, so that the overview reads a few rows however many
-    // incidents there are; and the first records behind each finding as they
-    // arrived.
+    // incidents there are; a counter that every update of a finding or an
+    // incident moves (a repeat, an escalation), for the live view; and the
+    // first records behind each finding as they arrived.
     r#"
     CREATE INDEX IF NOT EXISTS runs_updated ON runs (updated_at);
+    CREATE TABLE IF NOT EXISTS changes (
+        id  INTEGER PRIMARY KEY CHECK (id = 1),
+        n   INTEGER NOT NULL
+    );
+    INSERT OR IGNORE INTO changes (id, n) VALUES (1, 0);
+    CREATE TRIGGER IF NOT EXISTS findings_changed AFTER UPDATE ON findings
+    BEGIN
+        UPDATE changes SET n = n + 1 WHERE id = 1;
+    END;
+    CREATE TRIGGER IF NOT EXISTS incidents_changed AFTER UPDATE ON incidents
+    BEGIN
+        UPDATE changes SET n = n + 1 WHERE id = 1;
+    END;
     CREATE TABLE IF NOT EXISTS finding_records (
         finding_id  TEXT NOT NULL,
         event_id    TEXT NOT NULL,

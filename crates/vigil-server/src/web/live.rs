@@ -1,8 +1,8 @@
 //! `GET /ui/events`: server-sent events that tell an open page something it
-//! shows has changed — a new finding, any incident change (its timeline), any
-//! playbook-run change — so that the page refreshes those parts in place.
+//! shows has changed — a new finding, a finding repeated, any incident change,
+//! any playbook-run change — so that the page refreshes those parts in place.
 //!
-//! Each stream looks at the store's change marks once a second (three index
+//! Each stream looks at the store's change marks once a second (four index
 //! lookups) and sends `change` with what moved. It ends when its session does
 //! (sign-out or expiry: `signed-out`, after which the page goes to the sign-in)
 //! and after an hour in any case; the browser's EventSource then connects again
@@ -77,7 +77,7 @@ pub(super) async fn events(
             if now != w.last {
                 let data = json!({
                     "findings": (now.findings - w.last.findings).max(0),
-                    "incidents": now.timeline != w.last.timeline,
+                    "incidents": now.timeline != w.last.timeline || now.updates != w.last.updates,
                     "runs": now.runs != w.last.runs,
                 });
                 w.last = now;
