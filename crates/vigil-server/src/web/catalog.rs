@@ -5,14 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Extension;
 use maud::html;
 use serde::{Deserialize, Serialize};
 use vigil_model::Severity;
 
-use super::pages::{page, percent};
+use super::pages::{not_found, page, percent};
 use super::session::Session;
 use crate::{now, AppState};
 
@@ -59,15 +58,6 @@ pub(super) struct RuleFilters {
     tactic: Option<String>,
     #[serde(default)]
     severity: Option<String>,
-}
-
-fn not_found(s: &Session, what: &str, id: &str) -> Response {
-    let body = html! { h1 { "Not found" } p { "There is no " (what) " " code { (id) } "." } };
-    (
-        StatusCode::NOT_FOUND,
-        Html(page("Not found", Some(s), body).into_string()),
-    )
-        .into_response()
 }
 
 /// `GET /rules`: every rule and detector, searchable by words, tactic and severity.

@@ -65,6 +65,16 @@ pub(super) fn page(title: &str, session: Option<&Session>, body: Markup) -> Mark
     }
 }
 
+/// A 404 page: there is no `what` `id`.
+pub(super) fn not_found(s: &Session, what: &str, id: &str) -> Response {
+    let body = html! { h1 { "Not found" } p { "There is no " (what) " " code { (id) } "." } };
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        Html(page("Not found", Some(s), body).into_string()),
+    )
+        .into_response()
+}
+
 /// `GET /login`.
 pub(super) async fn login() -> Response {
     Html(
@@ -413,13 +423,7 @@ pub(super) async fn incident(
     let (view, findings, runs) = match read {
         Ok(Some(x)) => x,
         Ok(None) => {
-            let body =
-                html! { h1 { "No such incident" } p { "There is no incident " code { (id) } "." } };
-            return (
-                axum::http::StatusCode::NOT_FOUND,
-                Html(page("Not found", Some(&s), body).into_string()),
-            )
-                .into_response();
+            return not_found(&s, "incident", &id);
         }
         Err(e) => return e.into_response(),
     };
@@ -656,12 +660,7 @@ pub(super) async fn framework(
     let (latest, history) = match read {
         Ok((Some(a), h)) => (a, h),
         Ok((None, _)) => {
-            let body = html! { h1 { "No assessment" } p { "There is no assessment of " code { (name) } " yet." } };
-            return (
-                axum::http::StatusCode::NOT_FOUND,
-                Html(page("Not found", Some(&s), body).into_string()),
-            )
-                .into_response();
+            return not_found(&s, "assessment of", &name);
         }
         Err(e) => return e.into_response(),
     };
@@ -811,13 +810,7 @@ pub(super) async fn finding(
     let (raw, f, incident, records) = match read {
         Ok(Some((raw, Some(f), inc, records))) => (raw, f, inc, records),
         Ok(_) => {
-            let body =
-                html! { h1 { "No such finding" } p { "There is no finding " code { (id) } "." } };
-            return (
-                axum::http::StatusCode::NOT_FOUND,
-                Html(page("Not found", Some(&s), body).into_string()),
-            )
-                .into_response();
+            return not_found(&s, "finding", &id);
         }
         Err(e) => return e.into_response(),
     };
